@@ -1,0 +1,52 @@
+"""Helpers shared by the benchmark scripts: machine description, shared-data location, fragment writing."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FRAGMENTS = REPO / "docs" / "benchmarks"
+
+
+def machine() -> str:
+    """One line: CPU model, cores, memory, Python, date."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 2**20:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{platform.machine()} {cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}"
+
+
+def today() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def shared_data() -> Path:
+    """../shared/data (or $PERFACE_SHARED_DATA); exits with a message when absent."""
+    env = os.environ.get("PERFACE_SHARED_DATA")
+    d = Path(env) if env else REPO.parent / "shared" / "data"
+    if not d.is_dir():
+        raise SystemExit(f"benchmark needs the shared data folder, not found at {d}")
+    return d
+
+
+def write_fragment(name: str, title: str, body: str) -> Path:
+    """Write docs/benchmarks/<name>.md with a heading, the machine and the date; returns the path."""
+    FRAGMENTS.mkdir(parents=True, exist_ok=True)
+    p = FRAGMENTS / f"{name}.md"
+    p.write_text(f"## {title}\n\nMeasured {today()} on {machine()}.\n\n{body.strip()}\n")
+    print(p.read_text())
+    return p

@@ -1,0 +1,348 @@
+"""Anonymize faces in images by similarity-controlled face swapping, failing closed.
+
+Every detected face is replaced by a donor from the same attribute group that the PerFace metric
+judges perceptually far from the person (:mod:`perface.select`), swapped in offline
+(:mod:`perface.swap`). After swapping, the output face is checked with the identity recognizer; if it
+still matches the original, the next donor is tried. A face that cannot be swapped safely (too
+small, extreme pose, no landmarks, failed check, any error) is blurred, pixelated or masked instead:
+it is never left as it was. Outputs carry no metadata, are written atomically and never replace
+inputs; a JSON privacy report lists every face and what was done to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from perface.align import dlib_chip
+from perface.detect import DetectConfig, Face, detect
+from perface.embed import SAME_PERSON_COSINE, get_embedder
+from perface.io import InputError, PerFaceError, ReadConfig, read_image, write_image
+from perface.select import DonorSelector, SelectConfig
+
+Method = Literal["swap", "blur", "pixelate", "mask"]
+Obscure = Literal["blur", "pixelate", "mask"]
+REPORT_NAME = "perface-report.json"
+
+
+@dataclass(frozen=True)
+class AnonymizeConfig:
+    """How faces are anonymized. ``fallback`` hides any face that cannot be swapped safely."""
+
+    method: Method = "swap"
+    fallback: Obscure = "blur"
+    select: SelectConfig = field(default_factory=SelectConfig)
+    detect: DetectConfig = field(default_factory=lambda: DetectConfig(threshold=0.4))
+    identity_threshold: float = SAME_PERSON_COSINE  # identity cosine at/above which a swap is rejected
+    min_face_px: float = 24.0  # faces smaller than this are obscured, not swapped
+    mask_scale: float = 1.3  # obscured region = box scaled by this
+    draw_scores: bool = False  # debug overlay: boxes, scores and the method used
+    overwrite: bool = False
+    suffix: str = ""  # appended to output file stems
+
+
+@dataclass
+class FaceRecord:
+    """What happened to one face (the per-face part of the privacy report)."""
+
+    box: list[float]
+    score: float
+    method: str
+    reason: str | None = None
+    group: str | None = None
+    donor_id: str | None = None
+    tries: int = 0
+    perceptual_similarity_donor: float | None = None  # original face vs chosen donor (before)
+    perceptual_similarity_after: float | None = None  # original face vs output face
+    identity_similarity_donor: float | None = None
+    identity_similarity_after: float | None = None
+
+
+@dataclass
+class ImageRecord:
+    """The report entry for one input file."""
+
+    input: str
+    output: str | None
+    faces: list[FaceRecord]
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def _round(v):
+    return None if v is None else round(float(v), 4)
+
+
+def default_gallery_path() -> Path:
+    """The bundled donor gallery (synthetic faces; see NOTICE.md for licences)."""
+    return Path(str(resources.files("perface").joinpath("data", "default_gallery.sqlite")))
+
+
+def obscure(image: np.ndarray, box: Sequence[float], method: Obscure, scale: float = 1.3) -> np.ndarray:
+    """Hide a face region (an ellipse around the scaled box) by heavy blur, pixelation or a flat mask."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = box
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    rx, ry = max(2.0, (x2 - x1) * scale / 2), max(2.0, (y2 - y1) * scale / 2)
+    bx1, by1 = max(0, int(cx - rx)), max(0, int(cy - ry))
+    bx2, by2 = min(w, int(np.ceil(cx + rx))), min(h, int(np.ceil(cy + ry)))
+    if bx2 <= bx1 or by2 <= by1:
+        return image
+    out = image.copy()
+    roi = out[by1:by2, bx1:bx2]
+    if method == "blur":
+        k = max(3, int(max(roi.shape[:2]) // 3) | 1)
+        hidden = cv2.GaussianBlur(cv2.GaussianBlur(roi, (k, k), 0), (k, k), 0)
+        hidden = cv2.blur(hidden, (max(1, k // 2), max(1, k // 2)))
+    elif method == "pixelate":
+        cells = 6
+        small = cv2.resize(roi, (cells, max(1, int(cells * roi.shape[0] / max(1, roi.shape[1])))),
+                           interpolation=cv2.INTER_AREA)
+        hidden = cv2.resize(small, (roi.shape[1], roi.shape[0]), interpolation=cv2.INTER_NEAREST)
+    elif method == "mask":
+        hidden = np.zeros_like(roi)
+    else:
+        raise ValueError(f"unknown obscuring method {method!r}")
+    mask = np.zeros(roi.shape[:2], np.uint8)
+    cv2.ellipse(mask, (int(cx - bx1), int(cy - by1)), (int(rx), int(ry)), 0, 0, 360, 255, -1)
+    roi[mask > 0] = hidden[mask > 0]
+    return out
+
+
+def draw_overlay(image: np.ndarray, faces: Sequence[FaceRecord]) -> np.ndarray:
+    """Boxes, detector scores and the method used, drawn on the (already anonymized) output."""
+    out = image.copy()
+    colours = {"swap": (40, 200, 40), "blur": (230, 160, 0), "pixelate": (230, 160, 0), "mask": (230, 160, 0)}
+    for f in faces:
+        x1, y1, x2, y2 = (int(round(v)) for v in f.box)
+        c = colours.get(f.method, (255, 0, 0))
+        cv2.rectangle(out, (x1, y1), (x2, y2), c, 2)
+        cv2.putText(out, f"{f.score:.2f} {f.method}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, c, 1,
+                    cv2.LINE_AA)
+    return out
+
+
+class Anonymizer:
+    """Holds the models, the gallery and the swapper; anonymizes images one by one."""
+
+    def __init__(self, config: AnonymizeConfig | None = None, gallery: str | os.PathLike[str] | None = None,
+                 model: str | os.PathLike[str] = "default") -> None:
+        self.config = config or AnonymizeConfig()
+        self.identity = get_embedder()
+        self.model = None
+        self.gallery = None
+        self.selector = None
+        if self.config.method == "swap":
+            from perface.gallery import Gallery
+            from perface.metric import load
+            from perface.swap import get_swapper
+
+            self.model = load(model)
+            gpath = Path(gallery) if gallery else default_gallery_path()
+            if not gpath.is_file():
+                raise InputError(gpath, "donor gallery not found (build one with `perface gallery build`)")
+            self.gallery = Gallery.open(gpath, expected_model_id=self.model.model_id)
+            self.selector = DonorSelector(self.gallery, self.config.select)
+            self.swapper = get_swapper("classic")
+        self._donor_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _donor(self, donor_id: str) -> tuple[np.ndarray, np.ndarray]:
+        if donor_id not in self._donor_cache:
+            d = self.gallery.get(donor_id)
+            self._donor_cache[donor_id] = (d.crop_rgb(), d.landmarks)
+        return self._donor_cache[donor_id]
+
+    def _identity_at(self, image: np.ndarray, face: Face) -> np.ndarray:
+        return self.identity.embed_chips([dlib_chip(image, face).crop])[0]
+
+    def anonymize_array(self, image: np.ndarray, seed: int | None = None) -> tuple[np.ndarray, list[FaceRecord]]:
+        """Anonymize every face of an RGB image; returns the new image and one record per face."""
+        cfg = self.config
+        faces = detect(image, cfg.detect)
+        out = image.copy()
+        records: list[FaceRecord] = []
+        used: set[str] = set()
+        rng = np.random.default_rng(cfg.select.seed if seed is None else seed)
+        for face in faces:
+            rec = FaceRecord(box=[round(float(v), 1) for v in face.box], score=round(float(face.score), 4),
+                             method=cfg.fallback)
+            try:
+                if cfg.method != "swap":
+                    rec.method, rec.reason = cfg.method, "requested"
+                    out = obscure(out, face.box, cfg.method, cfg.mask_scale)
+                else:
+                    out = self._swap_face(out, image, face, rec, used, rng)
+            except Exception as exc:  # noqa: BLE001 - fail closed: any error hides the face
+                rec.method, rec.reason = cfg.fallback, f"error: {type(exc).__name__}: {exc}"
+                out = obscure(out, face.box, cfg.fallback, cfg.mask_scale)
+            records.append(rec)
+        if cfg.draw_scores:
+            out = draw_overlay(out, records)
+        return out, records
+
+    def _swap_face(self, out: np.ndarray, original: np.ndarray, face: Face, rec: FaceRecord, used: set[str],
+                   rng: np.random.Generator) -> np.ndarray:
+        from perface.landmarks import predict_landmarks68
+
+        cfg = self.config
+
+        def fall_back(reason: str) -> np.ndarray:
+            rec.method, rec.reason = cfg.fallback, reason
+            return obscure(out, face.box, cfg.fallback, cfg.mask_scale)
+
+        if face.size < cfg.min_face_px:
+            return fall_back(f"face too small ({face.size:.0f} px < {cfg.min_face_px:.0f})")
+        lm68 = predict_landmarks68(original, face.box)
+        query = self.model.embed([(original, face)])[0]
+        ident0 = self._identity_at(original, face)
+        sel = self.selector.select(query, exclude_ids=used, rng=rng)
+        rec.group = sel.group
+        if not sel.candidates:
+            return fall_back("no donor available in the chosen group")
+        last_reason = "no donor passed the identity check"
+        for tries, (donor_id, psim) in enumerate(zip(sel.candidates, sel.similarities, strict=True), start=1):
+            if tries > cfg.select.max_tries:
+                break
+            rec.tries = tries
+            donor_img, donor_lm = self._donor(donor_id)
+            res = self.swapper.swap(out, lm68, donor_img, donor_lm)
+            if not res.ok:
+                last_reason = f"swap refused: {res.reason}"
+                if res.reason and "donor" not in res.reason:
+                    break  # the target itself cannot be swapped (size, pose, outside): no donor will do
+                continue
+            ident_after = self._identity_at(res.image, face)
+            id_sim = float(ident0 @ ident_after)
+            if id_sim >= cfg.identity_threshold:
+                last_reason = f"identity still matched after swap (cosine {id_sim:.3f})"
+                continue
+            donor_ident = self.gallery.get(donor_id).identity
+            rec.method, rec.reason, rec.donor_id = "swap", None, donor_id
+            rec.perceptual_similarity_donor = _round(psim)
+            rec.identity_similarity_donor = _round(float(ident0 @ (donor_ident / np.linalg.norm(donor_ident))))
+            rec.identity_similarity_after = _round(id_sim)
+            after = self.model.embed([(res.image, face)])[0]
+            rec.perceptual_similarity_after = _round(float(query @ after))
+            used.add(donor_id)
+            return res.image
+        return fall_back(last_reason)
+
+
+@dataclass
+class RunReport:
+    """The privacy report of one ``perface anonymize`` run."""
+
+    images: list[ImageRecord]
+    config: dict
+    gallery: str | None
+    model: str | None
+    started: str
+    seconds: float = 0.0
+
+    def totals(self) -> dict[str, int]:
+        faces = [f for im in self.images for f in im.faces]
+        return {
+            "images": len(self.images),
+            "images_failed": sum(im.error is not None for im in self.images),
+            "faces_found": len(faces),
+            "faces_swapped": sum(f.method == "swap" for f in faces),
+            "faces_fallen_back": sum(f.method != "swap" and f.reason != "requested" for f in faces),
+            "faces_obscured_on_request": sum(f.reason == "requested" for f in faces),
+            "faces_left_unanonymized": 0,
+        }
+
+    def to_dict(self) -> dict:
+        return {"perface_report": 1, "started": self.started, "seconds": round(self.seconds, 2),
+                "model": self.model, "gallery": self.gallery, "config": self.config, "totals": self.totals(),
+                "images": [asdict(im) for im in self.images]}
+
+    def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+        p = Path(path)
+        if p.exists() and not overwrite:
+            raise InputError(p, "report already exists (pass --overwrite to replace it)")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(self.to_dict(), fh, indent=2)
+        os.replace(tmp, p)
+        return p
+
+
+def output_paths(inputs: Sequence[Path], outdir: Path, suffix: str = "") -> list[Path]:
+    """One output path per input in ``outdir``, unique names, never equal to an input."""
+    taken: set[str] = set()
+    out = []
+    resolved_inputs = {p.resolve() for p in inputs}
+    for p in inputs:
+        stem, ext = p.stem + suffix, p.suffix.lower() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp",
+                                                                                ".bmp") else ".png"
+        name, k = f"{stem}{ext}", 1
+        while name in taken or (outdir / name).resolve() in resolved_inputs:
+            k += 1
+            name = f"{stem}-{k}{ext}"
+        taken.add(name)
+        out.append(outdir / name)
+    return out
+
+
+def anonymize_files(
+    inputs: Sequence[Path],
+    outdir: str | os.PathLike[str],
+    anonymizer: Anonymizer,
+    dry_run: bool = False,
+    on_progress: Callable[[ImageRecord], None] | None = None,
+    read_config: ReadConfig | None = None,
+) -> RunReport:
+    """Anonymize files into ``outdir`` (report included); unreadable files are listed, not fatal."""
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    t0 = time.perf_counter()
+    out_dir = Path(outdir)
+    targets = output_paths(list(inputs), out_dir, anonymizer.config.suffix)
+    report_path = out_dir / REPORT_NAME
+    if not dry_run:
+        clashes = [t for t in targets if t.exists()]
+        if report_path.exists():
+            clashes.append(report_path)
+        if clashes and not anonymizer.config.overwrite:
+            raise InputError(clashes[0], f"output already exists ({len(clashes)} file(s) in {out_dir}); "
+                                         "pass --overwrite or choose another -o folder")
+    records = []
+    for src, dst in zip(inputs, targets, strict=True):
+        t = time.perf_counter()
+        try:
+            image = read_image(src, read_config)
+            result, faces = anonymizer.anonymize_array(image)
+            if not dry_run:
+                write_image(dst, result, overwrite=anonymizer.config.overwrite)
+            rec = ImageRecord(str(src), None if dry_run else str(dst), faces)
+        except InputError as exc:
+            rec = ImageRecord(str(src), None, [], error=exc.reason)
+        rec.seconds = round(time.perf_counter() - t, 3)
+        records.append(rec)
+        if on_progress:
+            on_progress(rec)
+    cfg = asdict(replace(anonymizer.config))
+    gal = str(anonymizer.gallery.path) if anonymizer.gallery is not None else None
+    model = anonymizer.model.model_id if anonymizer.model is not None else None
+    report = RunReport(records, cfg, gal, model, started, time.perf_counter() - t0)
+    if not dry_run:
+        report.save(report_path, overwrite=anonymizer.config.overwrite)
+    return report
+
+
+def check_outdir(inputs: Sequence[Path], outdir: Path) -> None:
+    """Refuse an output folder that is an input file."""
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(outdir, "output path exists and is not a folder")
+    if any(p.resolve() == outdir.resolve() for p in inputs):
+        raise PerFaceError(f"{outdir}: output folder is one of the inputs")

@@ -1,0 +1,411 @@
+"""The ``perface`` command. It only parses arguments and calls the library.
+
+Exit codes: 0 ok, 2 bad input (one-line error, no traceback), 1 internal error.
+Set ``PERFACE_DEBUG=1`` to see tracebacks of internal errors.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from perface.io import PerFaceError
+
+app = typer.Typer(
+    name="perface",
+    help="Perceptual face similarity and similarity-controlled face anonymization, offline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"perface: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def guarded(fn):
+    """Turn library errors into one-line messages and the documented exit codes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except PerFaceError as exc:
+            _fail(str(exc), EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:  # noqa: BLE001 - last line of defence for the CLI
+            if os.environ.get("PERFACE_DEBUG"):
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (set PERFACE_DEBUG=1 for a traceback)",
+                  EXIT_INTERNAL)
+
+    return wrapper
+
+
+def _print_table(rows: list[dict], columns: list[str], title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*[str(r.get(c, "")) for c in columns])
+    Console().print(table)
+
+
+Backend = Annotated[str, typer.Option("--detector", help="Face detector: centerface (default) or hog.")]
+
+
+def _detect_config(detector: str, threshold: float | None = None):
+    from perface.detect import DetectConfig
+
+    if detector not in ("centerface", "hog"):
+        raise PerFaceError(f"unknown detector {detector!r}; choose centerface or hog")
+    cfg = DetectConfig(backend=detector)  # type: ignore[arg-type]
+    if threshold is not None:
+        from dataclasses import replace
+
+        cfg = replace(cfg, threshold=threshold)
+    return cfg
+
+
+@app.command("detect")
+@guarded
+def detect_cmd(
+    image: Annotated[Path, typer.Argument(help="Image file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    detector: Backend = "centerface",
+    threshold: Annotated[float | None, typer.Option(help="Detection score threshold.")] = None,
+) -> None:
+    """Find faces: box, score and five landmarks."""
+    from perface.detect import detect
+    from perface.io import read_image
+
+    img = read_image(image)
+    faces = detect(img, _detect_config(detector, threshold))
+    if as_json:
+        typer.echo(json.dumps({"image": str(image), "width": img.shape[1], "height": img.shape[0],
+                               "faces": [f.to_dict() for f in faces]}, indent=2))
+        return
+    rows = [{"#": i, "box (x1,y1,x2,y2)": ", ".join(f"{v:.0f}" for v in f.box), "score": f"{f.score:.3f}",
+             "size px": f"{f.size:.0f}"} for i, f in enumerate(faces)]
+    _print_table(rows, ["#", "box (x1,y1,x2,y2)", "score", "size px"], title=f"{image}: {len(faces)} face(s)")
+
+
+@app.command("embed")
+@guarded
+def embed_cmd(
+    inputs: Annotated[list[str], typer.Argument(help="Files, folders or glob patterns.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz file.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+    detector: Backend = "centerface",
+) -> None:
+    """Identity embeddings (128-d) of every face in many images, saved as .npz."""
+    from tqdm import tqdm
+
+    from perface.io import InputError, iter_image_paths
+    from perface.pipeline import embed_paths
+
+    if out.exists() and not overwrite:
+        raise InputError(out, "output file already exists (pass --overwrite to replace it)")
+    paths = iter_image_paths(inputs)
+    if not paths:
+        raise InputError(None, f"no image files found in {' '.join(inputs)}")
+    bar = tqdm(total=len(paths), unit="img", desc="embed", file=sys.stderr)
+
+    def progress(path: str, error: str | None) -> None:
+        if error:
+            tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
+        bar.update(1)
+
+    res = embed_paths(paths, _detect_config(detector), on_progress=progress)
+    bar.close()
+    res.save(out, overwrite=overwrite)
+    ok = len(paths) - len(res.failed)
+    typer.echo(f"{ok} image(s) read, {len(res.failed)} skipped, {len(res.embeddings)} face(s) embedded -> {out}")
+
+
+@app.command("similarity")
+@guarded
+def similarity_cmd(
+    image_a: Annotated[Path, typer.Argument(help="First image (its largest face is used).")],
+    image_b: Annotated[Path, typer.Argument(help="Second image.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    model: Annotated[str | None, typer.Option(help="Perceptual model: 'default', a path, or 'none'.")] = "default",
+    detector: Backend = "centerface",
+) -> None:
+    """Identity and perceptual similarity of the main faces of two images (cosine, higher = more alike)."""
+    from perface.pipeline import compare_files
+
+    perceptual = None
+    if model and model != "none":
+        from perface.metric import load
+
+        perceptual = load(model)
+    res = compare_files(image_a, image_b, _detect_config(detector), perceptual=perceptual)
+    if as_json:
+        typer.echo(json.dumps(res.to_dict(), indent=2))
+        return
+    rows = [{"measure": "identity (dlib cosine)", "value": f"{res.identity_similarity:.4f}"},
+            {"measure": "same person (identity >= threshold)", "value": str(res.same_person)}]
+    if res.perceptual_similarity is not None:
+        rows.append({"measure": "perceptual (PerFace cosine)", "value": f"{res.perceptual_similarity:.4f}"})
+    _print_table(rows, ["measure", "value"], title=f"{image_a} vs {image_b}")
+
+
+@app.command("train")
+@guarded
+def train_cmd(
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML training config (see configs/default.yaml).")],
+    out: Annotated[Path | None, typer.Option(help="Run folder (overrides the config's `out`).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override optim.epochs.")] = None,
+    no_resume: Annotated[bool, typer.Option("--no-resume", help="Ignore an existing checkpoint.")] = False,
+) -> None:
+    """Train a PerFace model; the best checkpoint lands in OUT/model (safetensors + config.json)."""
+    from dataclasses import replace
+
+    from perface.train import load_config, train
+
+    cfg = load_config(config)
+    if out is not None:
+        cfg = replace(cfg, out=str(out))
+    if epochs is not None:
+        cfg = replace(cfg, optim=replace(cfg.optim, epochs=epochs))
+    res = train(cfg, resume=not no_resume, log=lambda m: typer.echo(m, err=True))
+    typer.echo(f"model: {res.model_dir}  best val acc {res.best_val_accuracy:.4f} (epoch {res.best_epoch}), "
+               f"{res.seconds / 60:.1f} min")
+
+
+@app.command("evaluate")
+@guarded
+def evaluate_cmd(
+    model: Annotated[str, typer.Option(help="'default' or a model folder.")] = "default",
+    triplets: Annotated[bool, typer.Option(help="Triplet accuracy on the model's held-out split.")] = True,
+    data_root: Annotated[Path | None, typer.Option(help="Override the training data root (e.g. ../shared/data/omi).")]
+    = None,
+    utkface: Annotated[Path | None, typer.Option(help="UTKFace folder for the Sec. 4.5 attribute groups.")] = None,
+    celeba: Annotated[Path | None, typer.Option(help="CelebA root (labels.csv + images/) for Sec. 4.5.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the JSON results here.")] = None,
+    cache_dir: Annotated[Path, typer.Option(help="Feature cache folder.")] = Path(".cache/perface"),
+    seed: Annotated[int, typer.Option(help="Seed for the attribute groups.")] = 0,
+) -> None:
+    """Triplet accuracy (with baselines and 95% CIs) and the paper's attribute-group classification."""
+    from perface.protocols import run_evaluation
+
+    result = run_evaluation(model, triplets=triplets, data_root=data_root, utkface=utkface, celeba=celeba,
+                            cache_dir=cache_dir, seed=seed, log=lambda m: typer.echo(m, err=True))
+    typer.echo(result.to_markdown())
+    if out is not None:
+        from perface.protocols import write_json
+
+        write_json(out, result.to_dict())
+        typer.echo(f"results written to {out}", err=True)
+
+
+gallery_app = typer.Typer(help="Donor galleries.", no_args_is_help=True)
+app.add_typer(gallery_app, name="gallery")
+
+
+@gallery_app.command("build")
+@guarded
+def gallery_build_cmd(
+    inputs: Annotated[list[str], typer.Argument(help="Donor image files, folders or globs.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Gallery file to write (.sqlite).")],
+    model: Annotated[str, typer.Option(help="Perceptual model: 'default' or a folder.")] = "default",
+    labels: Annotated[Path | None, typer.Option(help="CSV image,gender,age (else predicted offline).")] = None,
+    per_group: Annotated[int | None, typer.Option(help="Keep at most N donors per gender x age group.")] = None,
+    licence: Annotated[str | None, typer.Option(help="Licence/attribution stored with every donor.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+) -> None:
+    """Build a donor gallery: embeddings, attributes, aligned crops and landmarks per donor."""
+    from tqdm import tqdm
+
+    from perface.donors import DonorBuildConfig, build_gallery, read_labels
+    from perface.io import InputError, iter_image_paths
+    from perface.metric import load
+
+    paths = iter_image_paths(inputs)
+    if not paths:
+        raise InputError(None, f"no image files found in {' '.join(inputs)}")
+    if out.exists() and not overwrite:
+        raise InputError(out, "gallery already exists (pass --overwrite to replace it)")
+    m = load(model)
+    bar = tqdm(total=len(paths), unit="img", desc="donors", file=sys.stderr)
+
+    def progress(path: str, error: str | None) -> None:
+        bar.update(1)
+
+    rep = build_gallery(paths, out, m, DonorBuildConfig(per_group=per_group, licence=licence),
+                        labels=read_labels(labels) if labels else None, overwrite=overwrite, on_progress=progress)
+    bar.close()
+    typer.echo(f"{rep.added} donors -> {rep.path} ({', '.join(f'{k} {v}' for k, v in sorted(rep.per_group.items()))});"
+               f" {len(rep.skipped)} image(s) skipped")
+
+
+def _parse_band(band: str | None) -> tuple[float, float] | None:
+    if band is None:
+        return None
+    try:
+        lo, hi = (float(x) for x in band.split(":"))
+    except ValueError:
+        raise PerFaceError(f"--band must look like 0.1:0.3, got {band!r}") from None
+    return lo, hi
+
+
+@app.command("anonymize")
+@guarded
+def anonymize_cmd(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    outdir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (inputs are never overwritten).")],
+    method: Annotated[str, typer.Option(help="swap (default), blur, pixelate or mask.")] = "swap",
+    fallback: Annotated[str, typer.Option(help="How faces that cannot be swapped are hidden: blur, pixelate, mask.")]
+    = "blur",
+    strategy: Annotated[str, typer.Option(help="Donor choice: paper, band or farthest.")] = "paper",
+    band: Annotated[str | None, typer.Option(help="Similarity band LOW:HIGH, e.g. 0.1:0.3 (implies --strategy band).")]
+    = None,
+    seed: Annotated[int, typer.Option(help="Random seed for donor choice.")] = 0,
+    gallery: Annotated[Path | None, typer.Option(help="Donor gallery (default: the bundled one).")] = None,
+    model: Annotated[str, typer.Option(help="Perceptual model: 'default' or a folder.")] = "default",
+    threshold: Annotated[float, typer.Option(help="Face detection threshold (lower finds more faces).")] = 0.4,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the choices, write nothing.")] = False,
+    draw_scores: Annotated[bool, typer.Option("--draw-scores", help="Draw boxes, scores and methods.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs in the output folder.")] = False,
+) -> None:
+    """Replace every face with a perceptually distant donor of the same gender and age group."""
+
+    from tqdm import tqdm
+
+    from perface.anonymize import AnonymizeConfig, Anonymizer, anonymize_files, check_outdir
+    from perface.detect import DetectConfig
+    from perface.io import InputError, iter_image_paths
+    from perface.select import SelectConfig
+
+    if method not in ("swap", "blur", "pixelate", "mask"):
+        raise PerFaceError(f"--method must be swap, blur, pixelate or mask, got {method!r}")
+    if fallback not in ("blur", "pixelate", "mask"):
+        raise PerFaceError(f"--fallback must be blur, pixelate or mask, got {fallback!r}")
+    bnd = _parse_band(band)
+    if bnd is not None:
+        strategy = "band"
+    try:
+        sel = SelectConfig(strategy=strategy, band=bnd, seed=seed)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise PerFaceError(str(exc)) from None
+    paths = iter_image_paths(inputs)
+    if not paths:
+        raise InputError(None, f"no image files found in {' '.join(inputs)}")
+    check_outdir(paths, outdir)
+    cfg = AnonymizeConfig(method=method, fallback=fallback, select=sel,  # type: ignore[arg-type]
+                          detect=DetectConfig(threshold=threshold), draw_scores=draw_scores, overwrite=overwrite)
+    anonymizer = Anonymizer(cfg, gallery=gallery, model=model)
+    bar = tqdm(total=len(paths), unit="img", desc="anonymize", file=sys.stderr)
+
+    def progress(rec) -> None:
+        if rec.error:
+            tqdm.write(f"skipped {rec.input}: {rec.error}", file=sys.stderr)
+        elif dry_run:
+            for f in rec.faces:
+                tqdm.write(f"{rec.input}: face at {[round(v) for v in f.box]} -> {f.method}"
+                           f"{' donor ' + f.donor_id if f.donor_id else ''}{' (' + f.reason + ')' if f.reason else ''}",
+                           file=sys.stderr)
+        bar.update(1)
+
+    report = anonymize_files(paths, outdir, anonymizer, dry_run=dry_run, on_progress=progress)
+    bar.close()
+    t = report.totals()
+    rows = [{"file": Path(im.input).name, "faces": len(im.faces),
+             "swapped": sum(f.method == "swap" for f in im.faces),
+             "hidden otherwise": sum(f.method != "swap" for f in im.faces),
+             "donors": ", ".join(f.donor_id for f in im.faces if f.donor_id) or "-",
+             "note": im.error or "; ".join(sorted({f.reason for f in im.faces if f.reason})) or ""}
+            for im in report.images]
+    _print_table(rows, ["file", "faces", "swapped", "hidden otherwise", "donors", "note"],
+                 title="dry run (nothing written)" if dry_run else f"anonymized -> {outdir}")
+    typer.echo(f"{t['images']} image(s), {t['faces_found']} face(s): {t['faces_swapped']} swapped, "
+               f"{t['faces_fallen_back']} hidden by {fallback} (fail-closed), "
+               f"{t['faces_obscured_on_request']} {method if method != 'swap' else ''} on request, "
+               f"{t['images_failed']} unreadable; "
+               + ("nothing written (dry run)" if dry_run else f"report: {outdir / 'perface-report.json'}"))
+    if t["images_failed"]:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@app.command("evaluate-anonymization")
+@guarded
+def evaluate_anonymization_cmd(
+    celeba: Annotated[Path, typer.Argument(help="Identity folder: labels.csv (image,identity) + images/.")],
+    probes: Annotated[int, typer.Option(help="Identities to anonymize (one probe photo each).")] = 150,
+    out: Annotated[Path | None, typer.Option(help="Write JSON results here.")] = None,
+    gallery: Annotated[Path | None, typer.Option(help="Donor gallery (default: bundled).")] = None,
+    model: Annotated[str, typer.Option(help="Perceptual model.")] = "default",
+    method: Annotated[str, typer.Option(help="swap, blur, pixelate or mask.")] = "swap",
+    seed: Annotated[int, typer.Option(help="Seed for probe choice and donors.")] = 0,
+) -> None:
+    """Re-identification, detection and attribute agreement after anonymizing probe photos."""
+    from perface.anonymity import evaluate_anonymization
+
+    res = evaluate_anonymization(celeba, n_probes=probes, gallery=gallery, model=model, method=method, seed=seed,
+                                 log=lambda m: typer.echo(m, err=True))
+    typer.echo(res.to_markdown())
+    if out is not None:
+        from perface.protocols import write_json
+
+        write_json(out, res.to_dict())
+
+
+@app.command("export-onnx")
+@guarded
+def export_onnx_cmd(
+    backbone: Annotated[str, typer.Argument(help="dlib-resnet or iresnet50 (iresnet needs --weights).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .onnx file.")],
+    weights: Annotated[Path | None, typer.Option(help="Weights file (required for iresnet*).")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+) -> None:
+    """Export a backbone to ONNX and verify it against torch with onnxruntime."""
+    from perface.backbones.export import export_onnx
+
+    try:
+        rep = export_onnx(backbone, out, weights=weights, opset=opset)
+    except (ValueError, ImportError) as exc:
+        raise PerFaceError(str(exc)) from None
+    typer.echo(f"{rep['path']}: max |onnx - torch| = {rep['max_abs_diff']:.2e} (limit {rep['atol']:.0e}), "
+               f"{'verified' if rep['ok'] else 'NOT verified'}")
+
+
+@app.command("demo")
+@guarded
+def demo_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the anonymized example.")] = Path(
+        "perface-demo"),
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier demo output.")] = True,
+) -> None:
+    """Anonymize the bundled example photo (three faces) and print what was done."""
+    from importlib import resources
+
+    example = str(resources.files("perface").joinpath("examples", "group.jpg"))
+    typer.echo(f"example photo: {example}", err=True)
+    anonymize_cmd([example], out, overwrite=overwrite, method="swap", fallback="blur", strategy="paper", band=None,
+                  seed=0, gallery=None, model="default", threshold=0.4, dry_run=False, draw_scores=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

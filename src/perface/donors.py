@@ -1,0 +1,168 @@
+"""Turning folders of donor face images into gallery records (what ``perface gallery build`` does).
+
+Per donor: the largest face is detected, checked (frontal enough, large enough), cropped with a
+margin, and described by its PerFace embedding, dlib identity embedding, 68 landmarks (in crop
+coordinates, for the swapper) and gender/age (from a labels CSV when given, else predicted offline).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from perface.align import dlib_chip
+from perface.detect import DetectConfig, detect
+from perface.embed import get_embedder
+from perface.gallery import Donor, Gallery
+from perface.io import InputError, read_image
+
+
+@dataclass(frozen=True)
+class DonorBuildConfig:
+    """Which donor faces are accepted and how they are stored."""
+
+    max_yaw: float = 12.0  # on swap.estimate_yaw's scale; donors should be near-frontal
+    min_face_px: float = 64.0
+    per_group: int | None = None  # keep at most this many donors per gender x age group (seeded sample)
+    crop_margin: float = 0.9  # stored crop = face box grown by this share on every side
+    max_crop_side: int = 256
+    licence: str | None = None
+    seed: int = 0
+
+
+@dataclass
+class BuildReport:
+    """Counts of a gallery build."""
+
+    path: Path
+    added: int
+    per_group: dict[str, int]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def read_labels(path: str | os.PathLike[str]) -> dict[str, tuple[str | None, float | None]]:
+    """``image,gender,age`` CSV (gender male/female, age in years; either may be empty) keyed by file name."""
+    p = Path(path)
+    out: dict[str, tuple[str | None, float | None]] = {}
+    try:
+        with open(p, newline="") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or "image" not in reader.fieldnames:
+                raise InputError(p, "labels CSV needs an 'image' column (and 'gender' and/or 'age')")
+            for i, row in enumerate(reader, start=2):
+                g = (row.get("gender") or "").strip().lower() or None
+                if g not in (None, "male", "female"):
+                    raise InputError(p, f"line {i}: gender must be male or female, got {g!r}")
+                a = (row.get("age") or "").strip()
+                try:
+                    age = float(a) if a else None
+                except ValueError:
+                    raise InputError(p, f"line {i}: age must be a number, got {a!r}") from None
+                out[Path(row["image"]).name] = (g, age)
+    except OSError as exc:
+        raise InputError(p, f"cannot read labels ({exc.strerror})") from None
+    return out
+
+
+def _crop(image: np.ndarray, box, lm68: np.ndarray, margin: float, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = box
+    bw, bh = x2 - x1, y2 - y1
+    cx1, cy1 = int(max(0, x1 - margin * bw)), int(max(0, y1 - margin * bh))
+    cx2, cy2 = int(min(w, x2 + margin * bw)), int(min(h, y2 + margin * bh))
+    crop = image[cy1:cy2, cx1:cx2]
+    lm = lm68 - np.array([cx1, cy1], np.float32)
+    s = min(1.0, max_side / max(crop.shape[:2]))
+    if s < 1.0:
+        crop = cv2.resize(crop, (round(crop.shape[1] * s), round(crop.shape[0] * s)), interpolation=cv2.INTER_AREA)
+        lm = lm * s
+    return np.ascontiguousarray(crop), lm.astype(np.float32)
+
+
+def prepare_donor(path: Path, model, config: DonorBuildConfig,
+                  label: tuple[str | None, float | None] | None = None) -> Donor:
+    """One gallery record from an image file; raises :class:`InputError` when the face is unsuitable."""
+    from perface.attributes import age_group_of, predict_attributes
+    from perface.landmarks import predict_landmarks68
+    from perface.swap import estimate_yaw
+
+    image = read_image(path)
+    faces = detect(image, DetectConfig())
+    if not faces:
+        raise InputError(path, "no face found")
+    face = max(faces, key=lambda f: f.width * f.height)
+    if face.size < config.min_face_px:
+        raise InputError(path, f"face too small ({face.size:.0f} px)")
+    lm68 = predict_landmarks68(image, face.box)
+    yaw = float(estimate_yaw(lm68))
+    if abs(yaw) > config.max_yaw:
+        raise InputError(path, f"face not frontal enough (yaw {yaw:.0f})")
+    crop, lm_crop = _crop(image, face.box, lm68, config.crop_margin, config.max_crop_side)
+    perceptual = model.embed([(image, face)])[0]
+    identity = get_embedder().embed_chips([dlib_chip(image, face).crop])[0]
+    gender, age = label or (None, None)
+    source = "label"
+    if gender is None or age is None:
+        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+        pred = predict_attributes([image], [(x1, y1, x2, y2)])[0]
+        gender = gender or pred.gender
+        age = pred.age if age is None else age
+        source = "predicted" if label is None or label == (None, None) else "label"
+    return Donor(id=path.stem, source=str(path.name), gender=gender, age=float(age), age_group=age_group_of(age),
+                 attribute_source=source, perceptual=perceptual, identity=identity,
+                 crop=Donor.encode_crop(crop, "jpeg", quality=92), landmarks=lm_crop, licence=config.licence)
+
+
+def build_gallery(
+    paths: Sequence[Path],
+    out: str | os.PathLike[str],
+    model,
+    config: DonorBuildConfig | None = None,
+    labels: dict[str, tuple[str | None, float | None]] | None = None,
+    overwrite: bool = False,
+    on_progress: Callable[[str, str | None], None] | None = None,
+) -> BuildReport:
+    """Build a gallery file from donor images (atomic: nothing is left behind on failure)."""
+    cfg = config or DonorBuildConfig()
+    donors: list[Donor] = []
+    skipped: list[tuple[str, str]] = []
+    prefix_count: dict[str, int] = {}
+    for p in paths:
+        try:
+            d = prepare_donor(Path(p), model, cfg, (labels or {}).get(Path(p).name))
+            # Unique ids across folders with the same file names.
+            k = prefix_count.get(d.id, 0)
+            prefix_count[d.id] = k + 1
+            if k:
+                d.id = f"{d.id}~{k}"
+            donors.append(d)
+            if on_progress:
+                on_progress(str(p), None)
+        except InputError as exc:
+            skipped.append((str(p), exc.reason))
+            if on_progress:
+                on_progress(str(p), exc.reason)
+    if cfg.per_group:
+        rng = np.random.default_rng(cfg.seed)
+        kept: list[Donor] = []
+        for g in ("male", "female"):
+            for a in ("young", "older"):
+                members = [d for d in donors if d.gender == g and d.age_group == a]
+                idx = sorted(rng.permutation(len(members))[: cfg.per_group].tolist())
+                kept.extend(members[i] for i in idx)
+        donors = kept
+    if not donors:
+        raise InputError(None, "no usable donor face in the inputs")
+    with Gallery.building(out, model.model_id, int(donors[0].perceptual.size), overwrite=overwrite) as gallery:
+        gallery.add(donors)
+    counts: dict[str, int] = {}
+    for d in donors:
+        key = f"{d.age_group}_{d.gender}"
+        counts[key] = counts.get(key, 0) + 1
+    return BuildReport(Path(out), len(donors), counts, skipped)
