@@ -71,9 +71,7 @@ def unit_vectors(
 def make_basis(args: argparse.Namespace, rng: np.random.Generator) -> np.ndarray | None:
     if args.data == "uniform":
         return None
-    return (rng.standard_normal((args.intrinsic_dim, args.dim)) / np.sqrt(args.intrinsic_dim)).astype(
-        np.float32
-    )
+    return (rng.standard_normal((args.intrinsic_dim, args.dim)) / np.sqrt(args.intrinsic_dim)).astype(np.float32)
 
 
 def data_label(args: argparse.Namespace) -> str:
@@ -180,23 +178,15 @@ def bench_index(args: argparse.Namespace, rng: np.random.Generator, workdir: Pat
             label = "least similar (-q)" if ascending else "most similar"
             gap = float(np.mean(gaps))
             lines.append(f"| {expansion} | {label} | {p50:.2f} | {p99:.2f} | {recall:.3f} | {gap:.4f} |")
-            log(
-                f"ef={expansion} {label}: p50 {p50:.2f} ms p99 {p99:.2f} ms recall {recall:.3f} gap {gap:.4f}"
-            )
+            log(f"ef={expansion} {label}: p50 {p50:.2f} ms p99 {p99:.2f} ms recall {recall:.3f} gap {gap:.4f}")
     # exact numpy baseline for the same vectors, single query
-    exact_p50, exact_p99 = time_queries(
-        lambda q: np.argpartition(-(vectors @ q), args.k)[: args.k], queries[:50]
-    )
-    lines.append(
-        f"| exact numpy (50 queries) | most similar | {exact_p50:.2f} | {exact_p99:.2f} | 1.000 | 0 |"
-    )
+    exact_p50, exact_p99 = time_queries(lambda q: np.argpartition(-(vectors @ q), args.k)[: args.k], queries[:50])
+    lines.append(f"| exact numpy (50 queries) | most similar | {exact_p50:.2f} | {exact_p99:.2f} | 1.000 | 0 |")
     return lines
 
 
 def bench_sqlite(args: argparse.Namespace, rng: np.random.Generator, workdir: Path) -> list[str]:
-    crop = Donor.encode_crop(
-        (np.indices((112, 112, 3)).sum(axis=0) * 3 % 256).astype(np.uint8), "jpeg", quality=90
-    )
+    crop = Donor.encode_crop((np.indices((112, 112, 3)).sum(axis=0) * 3 % 256).astype(np.uint8), "jpeg", quality=90)
     landmarks = rng.uniform(0, 112, (68, 2)).astype(np.float32)
     rows = args.sqlite_rows
     basis = make_basis(args, rng)
@@ -236,8 +226,7 @@ def bench_sqlite(args: argparse.Namespace, rng: np.random.Generator, workdir: Pa
     lines = [
         f"| rows | {rows:,} donors ({data_label(args)}): perceptual {args.dim}-d, identity 128-d, "
         f"68 landmarks, {len(crop):,} B JPEG crop |",
-        f"| insert (Gallery.building + add, one transaction) | {insert_s:.1f} s "
-        f"({rows / insert_s:,.0f} rows/s) |",
+        f"| insert (Gallery.building + add, one transaction) | {insert_s:.1f} s ({rows / insert_s:,.0f} rows/s) |",
         f"| file size | {size / 2**20:,.0f} MiB ({size / rows:,.0f} B/donor) |",
     ]
     with Gallery.open(path, "bench-model:0", index_config=config) as gallery:
@@ -247,9 +236,7 @@ def bench_sqlite(args: argparse.Namespace, rng: np.random.Generator, workdir: Pa
         start = time.perf_counter()
         gallery.build_index()
         index_s = time.perf_counter() - start
-        lines.append(
-            f"| first search setup | load vectors {cache_s:.1f} s + build/save ANN index {index_s:.1f} s |"
-        )
+        lines.append(f"| first search setup | load vectors {cache_s:.1f} s + build/save ANN index {index_s:.1f} s |")
     with Gallery.open(path, "bench-model:0", index_config=config) as gallery:
         start = time.perf_counter()
         gallery._search_cache()
@@ -264,12 +251,8 @@ def bench_sqlite(args: argparse.Namespace, rng: np.random.Generator, workdir: Pa
             ("ANN, one group (1/4)", {"exact": False, "group": ("female", "young")}),
         ):
             for order in ("descending", "ascending"):
-                p50, p99 = time_queries(
-                    lambda q, kw=kwargs, o=order: gallery.search(q, args.k, order=o, **kw), queries
-                )
-                lines.append(
-                    f"| Gallery.search k={args.k}, {label}, {order} | p50 {p50:.2f} ms, p99 {p99:.2f} ms |"
-                )
+                p50, p99 = time_queries(lambda q, kw=kwargs, o=order: gallery.search(q, args.k, order=o, **kw), queries)
+                lines.append(f"| Gallery.search k={args.k}, {label}, {order} | p50 {p50:.2f} ms, p99 {p99:.2f} ms |")
         agree = np.mean(
             [
                 len(
@@ -295,9 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--recall-queries", type=int, default=200)
     parser.add_argument("--connectivity", type=int, default=16)
     parser.add_argument("--expansion-add", type=int, default=128)
-    parser.add_argument(
-        "--expansion-search", type=lambda s: [int(v) for v in s.split(",")], default=[64, 128, 256]
-    )
+    parser.add_argument("--expansion-search", type=lambda s: [int(v) for v in s.split(",")], default=[64, 128, 256])
     parser.add_argument("--dtype", choices=("f32", "f16", "i8"), default="f32")
     parser.add_argument("--threads", type=int, default=0, help="build threads (0 = all cores)")
     parser.add_argument("--sqlite-rows", type=int, default=100_000, help="0 skips the SQLite benchmark")
@@ -323,8 +304,7 @@ def main(argv: list[str] | None = None) -> None:
         sqlite_lines = bench_sqlite(args, rng, workdir) if args.sqlite_rows else []
     footer = [
         "",
-        f"Total wall time {time.perf_counter() - started:.0f} s; "
-        f"load average at end {os.getloadavg()[0]:.1f}.",
+        f"Total wall time {time.perf_counter() - started:.0f} s; load average at end {os.getloadavg()[0]:.1f}.",
     ]
     out = list(header)
     if index_lines:

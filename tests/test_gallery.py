@@ -91,9 +91,7 @@ def test_create_open_round_trip(gallery_path: Path) -> None:
 
 def test_open_errors(gallery_path: Path, tmp_path: Path) -> None:
     Gallery.create(gallery_path, MODEL, DIM).close()
-    with pytest.raises(
-        GalleryError, match=r"gallery built with model perface-test:0123abcd, current model is other:1"
-    ):
+    with pytest.raises(GalleryError, match=r"gallery built with model perface-test:0123abcd, current model is other:1"):
         Gallery.open(gallery_path, expected_model_id="other:1")
     with pytest.raises(GalleryError, match="perface gallery build"):
         Gallery.open(gallery_path, expected_model_id="other:1")
@@ -257,10 +255,7 @@ def test_approximate_matches_exact_and_index_persists(gallery_path: Path) -> Non
             excluded = gallery.search(query, k=5, order="ascending", exact=True).ids
             approx = gallery.search(query, k=5, order="ascending", exclude_ids=excluded)
             assert not set(approx.ids) & set(excluded)
-            assert (
-                approx.ids
-                == gallery.search(query, k=5, order="ascending", exclude_ids=excluded, exact=True).ids
-            )
+            assert approx.ids == gallery.search(query, k=5, order="ascending", exclude_ids=excluded, exact=True).ids
         assert index_file.exists()
         header = AnnIndex.read_header(index_file)
         assert header is not None and header["count"] == 400 and len(header["partitions"]) == 4

@@ -27,7 +27,7 @@ import numpy as np
 from perface.align import dlib_chip
 from perface.detect import DetectConfig, Face, detect
 from perface.embed import SAME_PERSON_COSINE, get_embedder
-from perface.io import InputError, PerFaceError, ReadConfig, read_image, write_image
+from perface.io import InputError, PerFaceError, ReadConfig, default_file_mode, read_image, write_image
 from perface.select import DonorSelector, SelectConfig
 
 Method = Literal["swap", "blur", "pixelate", "mask"]
@@ -151,7 +151,7 @@ class Anonymizer:
             gpath = Path(gallery) if gallery else default_gallery_path()
             if not gpath.is_file():
                 raise InputError(gpath, "donor gallery not found (build one with `perface gallery build`)")
-            self.gallery = Gallery.open(gpath, expected_model_id=self.model.model_id)
+            self.gallery = Gallery.open(gpath, expected_model_id=self.model.model_id, readonly=True)
             self.selector = DonorSelector(self.gallery, self.config.select)
             self.swapper = get_swapper("classic")
         self._donor_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -274,6 +274,7 @@ class RunReport:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
         with os.fdopen(fd, "w") as fh:
             json.dump(self.to_dict(), fh, indent=2)
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, p)
         return p
 

@@ -209,9 +209,7 @@ class AttributePredictor:
                 scale=np.float32(model["input"]["normalization"].get("scale", 1.0 / 256.0)),
             )
             payload = self._root.joinpath(spec.filename).read_bytes()
-            sessions[task] = ort.InferenceSession(
-                payload, sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            sessions[task] = ort.InferenceSession(payload, sess_options=options, providers=["CPUExecutionProvider"])
             specs[task] = spec
         labels = tuple(models["gender"]["labels"])
         if sorted(labels) != ["female", "male"]:
@@ -225,9 +223,7 @@ class AttributePredictor:
         self._specs = specs
         self._sessions = sessions  # set last: it is the "loaded" flag
 
-    def _chips(
-        self, image: NDArray[np.uint8], box: Box | None, sizes: tuple[int, ...]
-    ) -> list[NDArray[np.uint8]]:
+    def _chips(self, image: NDArray[np.uint8], box: Box | None, sizes: tuple[int, ...]) -> list[NDArray[np.uint8]]:
         import dlib
 
         height, width = image.shape[:2]
@@ -236,9 +232,7 @@ class AttributePredictor:
         # Each chip is extracted on its own from the original crop, as the package does (dlib's batched
         # get_face_chips is not pixel-identical).
         return [
-            np.ascontiguousarray(
-                dlib.extract_image_chip(image, dlib.get_face_chip_details(shape, size, _CHIP_PADDING))
-            )
+            np.ascontiguousarray(dlib.extract_image_chip(image, dlib.get_face_chip_details(shape, size, _CHIP_PADDING)))
             for size in sizes
         ]
 

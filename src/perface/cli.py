@@ -335,11 +335,14 @@ def anonymize_cmd(
             for im in report.images]
     _print_table(rows, ["file", "faces", "swapped", "hidden otherwise", "donors", "note"],
                  title="dry run (nothing written)" if dry_run else f"anonymized -> {outdir}")
-    typer.echo(f"{t['images']} image(s), {t['faces_found']} face(s): {t['faces_swapped']} swapped, "
-               f"{t['faces_fallen_back']} hidden by {fallback} (fail-closed), "
-               f"{t['faces_obscured_on_request']} {method if method != 'swap' else ''} on request, "
-               f"{t['images_failed']} unreadable; "
-               + ("nothing written (dry run)" if dry_run else f"report: {outdir / 'perface-report.json'}"))
+    parts = [f"{t['faces_swapped']} swapped"]
+    if t["faces_fallen_back"]:
+        parts.append(f"{t['faces_fallen_back']} hidden by {fallback} instead (fail-closed, see the note)")
+    if t["faces_obscured_on_request"]:
+        parts.append(f"{t['faces_obscured_on_request']} hidden by {method} as requested")
+    where = "nothing written (dry run)" if dry_run else f"report: {outdir / 'perface-report.json'}"
+    typer.echo(f"{t['images']} image(s), {t['faces_found']} face(s): {', '.join(parts)}; "
+               f"{t['images_failed']} unreadable; {where}")
     if t["images_failed"]:
         raise typer.Exit(EXIT_BAD_INPUT)
 

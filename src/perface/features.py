@@ -150,7 +150,7 @@ def _run_until(model, x: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.
     """Pooled features of the chosen levels among stages < start, and the activation entering ``start``."""
     from perface.metric import _pool
 
-    pooled = []
+    pooled = [model.features.color(x)] if model.features.color_grid else []
     for i, (name, mod) in enumerate(model.features.backbone.stages()):
         if i >= start:
             break

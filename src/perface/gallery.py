@@ -53,6 +53,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from perface.io import PerFaceError
+
 if TYPE_CHECKING:
     from usearch.index import Index as UsearchIndex
 
@@ -115,7 +117,7 @@ _DONOR_COLUMNS: Final = (
 )
 
 
-class GalleryError(Exception):
+class GalleryError(PerFaceError):
     """A gallery file is missing, malformed, incompatible, or an operation on it was refused."""
 
 
@@ -212,9 +214,7 @@ class Donor:
             if vector.size == 0 or not np.isfinite(vector).all():
                 raise ValueError(f"{where}: {name} embedding must be non-empty and finite")
             if dim is not None and vector.size != dim:
-                raise ValueError(
-                    f"{where}: {name} embedding has {vector.size} dims, the gallery stores {dim}"
-                )
+                raise ValueError(f"{where}: {name} embedding has {vector.size} dims, the gallery stores {dim}")
         if not np.any(self.perceptual):
             raise ValueError(f"{where}: perceptual embedding is all zeros (no direction for cosine)")
         if self.landmarks.shape != (LANDMARK_POINTS, 2) or not np.isfinite(self.landmarks).all():
@@ -235,9 +235,7 @@ class Donor:
             return np.asarray(image.convert("RGB"))
 
     @staticmethod
-    def encode_crop(
-        image_rgb: NDArray[np.uint8], fmt: Literal["png", "jpeg"] = "png", quality: int = 95
-    ) -> bytes:
+    def encode_crop(image_rgb: NDArray[np.uint8], fmt: Literal["png", "jpeg"] = "png", quality: int = 95) -> bytes:
         """Encode an RGB uint8 array as PNG (lossless, default) or JPEG bytes for ``crop``."""
         from PIL import Image
 
@@ -350,9 +348,7 @@ class AnnIndex:
     Least-similar search runs as nearest-neighbour search of the negated query (see module doc).
     """
 
-    def __init__(
-        self, dim: int, config: IndexConfig, partitions: dict[int, UsearchIndex], fingerprint: str = ""
-    ):
+    def __init__(self, dim: int, config: IndexConfig, partitions: dict[int, UsearchIndex], fingerprint: str = ""):
         self.dim = dim
         self.config = config
         self.partitions = partitions
@@ -436,6 +432,7 @@ class AnnIndex:
             index = self.partitions[code]
             size = len(index)
             count = min(k + len(excluded), size)
+            found_keys, distances = np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.float32)
             while count > 0:
                 matches = index.search(vector, count, threads=1)
                 found_keys = np.asarray(matches.keys, dtype=np.uint64)
@@ -467,9 +464,7 @@ class AnnIndex:
         offset = 0
         for code, blob in blobs.items():
             assert blob is not None
-            entries.append(
-                {"code": code, "offset": offset, "length": len(blob), "count": len(self.partitions[code])}
-            )
+            entries.append({"code": code, "offset": offset, "length": len(blob), "count": len(self.partitions[code])})
             offset += len(blob)
         header = json.dumps(
             {
@@ -760,9 +755,7 @@ class Gallery:
             raise GalleryError(f"no gallery at {target}")
         try:
             connection = cls._connect(target, "ro" if readonly else "rw")
-            tables = {
-                row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            }
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as error:
             raise GalleryError(f"{target} is not a PerFace gallery ({error})") from error
         try:
@@ -910,9 +903,7 @@ class Gallery:
             )
         ids = [row[0] for row in rows]
         placeholders = ",".join("?" * len(ids))
-        existing = self._conn.execute(
-            f"SELECT id FROM donors WHERE id IN ({placeholders}) LIMIT 1", ids
-        ).fetchone()
+        existing = self._conn.execute(f"SELECT id FROM donors WHERE id IN ({placeholders}) LIMIT 1", ids).fetchone()
         if existing is not None:
             raise GalleryError(f"donor id {existing[0]!r} is already in {self._path}")
         placeholders = ",".join("?" * 11)
@@ -945,9 +936,7 @@ class Gallery:
         """Donor ids in insertion order, optionally filtered by group."""
         where, params = self._where(group)
         with self._lock:
-            return [
-                row[0] for row in self._conn.execute(f"SELECT id FROM donors{where} ORDER BY key", params)
-            ]
+            return [row[0] for row in self._conn.execute(f"SELECT id FROM donors{where} ORDER BY key", params)]
 
     @staticmethod
     def _donor(row: Sequence[Any]) -> Donor:
@@ -968,9 +957,7 @@ class Gallery:
     def get(self, donor_id: str) -> Donor:
         """The donor with this id; ``KeyError`` if absent."""
         with self._lock:
-            row = self._conn.execute(
-                f"SELECT {_DONOR_COLUMNS} FROM donors WHERE id = ?", (donor_id,)
-            ).fetchone()
+            row = self._conn.execute(f"SELECT {_DONOR_COLUMNS} FROM donors WHERE id = ?", (donor_id,)).fetchone()
         if row is None:
             raise KeyError(donor_id)
         return self._donor(row)
@@ -997,10 +984,7 @@ class Gallery:
     def _matrix(self, column: str, dim: int, group: GroupLike) -> NDArray[np.float32]:
         where, params = self._where(group)
         with self._lock:
-            blobs = [
-                row[0]
-                for row in self._conn.execute(f"SELECT {column} FROM donors{where} ORDER BY key", params)
-            ]
+            blobs = [row[0] for row in self._conn.execute(f"SELECT {column} FROM donors{where} ORDER BY key", params)]
         if not blobs:
             return np.empty((0, dim), dtype=np.float32)
         return np.frombuffer(b"".join(blobs), dtype="<f4").astype(np.float32).reshape(len(blobs), dim)
@@ -1059,16 +1043,12 @@ class Gallery:
             if not force and self._index_path is not None and self._index_path.exists():
                 ann = AnnIndex.load(self._index_path, self.index_config, cache.fingerprint)
             if ann is None:
-                ann = AnnIndex.build(
-                    cache.matrix, cache.keys, cache.codes, self.index_config, cache.fingerprint
-                )
+                ann = AnnIndex.build(cache.matrix, cache.keys, cache.codes, self.index_config, cache.fingerprint)
                 if self._index_path is not None and not self._readonly:
                     try:
                         ann.save(self._index_path)
                     except OSError as error:
-                        warnings.warn(
-                            f"could not save the ANN index to {self._index_path}: {error}", stacklevel=2
-                        )
+                        warnings.warn(f"could not save the ANN index to {self._index_path}: {error}", stacklevel=2)
             self._ann = ann
             return ann
 
@@ -1080,10 +1060,7 @@ class Gallery:
                 chunk = wanted[start : start + 900]
                 placeholders = ",".join("?" * len(chunk))
                 keys.extend(
-                    row[0]
-                    for row in self._conn.execute(
-                        f"SELECT key FROM donors WHERE id IN ({placeholders})", chunk
-                    )
+                    row[0] for row in self._conn.execute(f"SELECT key FROM donors WHERE id IN ({placeholders})", chunk)
                 )
         return np.asarray(keys, dtype=np.int64)
 
@@ -1105,7 +1082,8 @@ class Gallery:
             group: Restrict to a ``Group`` / ``(gender, age_group)``; ``None`` fields match all.
             exclude_ids: Donor ids never to return (e.g. the person being anonymized).
             order: ``"descending"`` (most similar first) or ``"ascending"`` (least similar first).
-            exact: Force exact (True) or approximate (False) search; default by gallery size.
+            exact: Force exact (True) or approximate (False) search; default: approximate when the
+                gallery has ``index_config.threshold`` donors or more, unless ``k`` covers most of the group.
 
         Returns:
             ``SearchResult(ids, similarities)``, similarities exact cosines sorted per ``order``.
@@ -1118,6 +1096,9 @@ class Gallery:
         cache = self._search_cache()
         excluded = self._exclude_keys(exclude_ids)
         use_ann = (len(cache.keys) >= self.index_config.threshold) if exact is None else not exact
+        candidates_total = sum(stop - start for code, (start, stop) in cache.slices.items() if code in codes)
+        if exact is None and k * self.index_config.oversample >= candidates_total:
+            use_ann = False  # asking for (nearly) the whole group: a full exact ranking is cheaper and exact
         if use_ann and len(cache.keys):
             ann = self.build_index()
             keys, _ = ann.search(query, k * self.index_config.oversample, codes, order, excluded.tolist())
@@ -1125,9 +1106,7 @@ class Gallery:
             similarities = cache.matrix[rows] @ query  # exact re-ranking of the ANN candidates
         else:
             spans = [cache.slices[code] for code in codes if code in cache.slices]
-            rows = np.concatenate(
-                [np.arange(start, stop) for start, stop in spans] or [np.empty(0, np.int64)]
-            )
+            rows = np.concatenate([np.arange(start, stop) for start, stop in spans] or [np.empty(0, np.int64)])
             similarities = np.concatenate(
                 [cache.matrix[start:stop] @ query for start, stop in spans] or [np.empty(0, np.float32)]
             )
@@ -1139,6 +1118,4 @@ class Gallery:
         score = similarities if ascending else -similarities
         candidates = np.argpartition(score, k - 1)[:k] if len(rows) > k else np.arange(len(rows))
         best = candidates[np.lexsort((cache.keys[rows[candidates]], score[candidates]))]
-        return SearchResult(
-            [cache.ids[i] for i in rows[best].tolist()], similarities[best].astype(np.float32)
-        )
+        return SearchResult([cache.ids[i] for i in rows[best].tolist()], similarities[best].astype(np.float32))

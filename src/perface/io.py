@@ -139,6 +139,7 @@ def write_image(
             clean.save(fh, format=fmt, **kwargs)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, default_file_mode())
         if overwrite:
             os.replace(tmp, p)
         else:
@@ -155,6 +156,13 @@ def write_image(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     return p
+
+
+def default_file_mode() -> int:
+    """0o666 minus the process umask: what ``open()`` would give, unlike ``mkstemp``'s 0o600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def iter_image_paths(inputs: list[str] | tuple[str, ...], recursive: bool = True) -> list[Path]:

@@ -44,6 +44,8 @@ class ModelConfig:
     embed_dim: int = 64
     dropout: float = 0.2
     aux_outputs: int = 0  # size of the optional auxiliary attribute-regression head (0 = none)
+    flip_average: bool = True  # embed a face and its mirror image and average (test-time augmentation)
+    color_grid: int = 6  # colour layout of each view (grid x grid mean RGB), 0 = off: hair and skin colour
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
@@ -65,10 +67,11 @@ def _pool(x: torch.Tensor) -> torch.Tensor:
 class BackboneFeatures(nn.Module):
     """Pooled activations of the chosen backbone levels, for one view batch, concatenated."""
 
-    def __init__(self, backbone: nn.Module, levels: Sequence[str]) -> None:
+    def __init__(self, backbone: nn.Module, levels: Sequence[str], color_grid: int = 0) -> None:
         super().__init__()
         self.backbone = backbone
         self.levels = tuple(levels)
+        self.color_grid = color_grid
         names = [n for n, _ in backbone.stages()]
         for lv in self.levels:
             if lv not in names:
@@ -81,8 +84,10 @@ class BackboneFeatures(nn.Module):
             return int(self.forward(x).shape[1])
 
     def forward(self, x: torch.Tensor, start: int = 0, cached: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Run stages ``start..last``; ``cached`` holds pooled outputs of levels before ``start``."""
+        """Run stages ``start..last``; ``cached`` holds the colour layout and pooled outputs before ``start``."""
         pooled = list(cached or [])
+        if start == 0 and self.color_grid:
+            pooled.append(self.color(x))
         for i, (name, mod) in enumerate(self.backbone.stages()):
             if i < start:
                 continue
@@ -95,6 +100,10 @@ class BackboneFeatures(nn.Module):
                     y = y / y.norm(dim=1, keepdim=True).clamp_min(1e-12)
                 pooled.append(y)
         return torch.cat(pooled, dim=1)
+
+    def color(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean (normalised) RGB over a grid x grid layout of the input: where hair, skin and background are."""
+        return nn.functional.adaptive_avg_pool2d(x, self.color_grid).flatten(1)
 
 
 class ProjectionHead(nn.Module):
@@ -136,7 +145,7 @@ class PerFaceModel(nn.Module):
             from perface.backbones import load_backbone
 
             backbone = load_backbone(self.config.backbone, pretrained=pretrained_backbone)
-        self.features = BackboneFeatures(backbone, self.config.feature_levels)
+        self.features = BackboneFeatures(backbone, self.config.feature_levels, self.config.color_grid)
         per_view = self.features.dims()
         self.feature_dim = per_view * len(self.config.views)
         self.head = ProjectionHead(self.feature_dim, self.config.hidden, self.config.embed_dim,
@@ -209,7 +218,11 @@ class PerFaceModel(nn.Module):
         out = []
         for s in range(0, n, batch_size):
             batch = [bb.preprocess(v[s : s + batch_size]) for v in views]
-            out.append(self(batch).float().numpy())
+            emb = self(batch)
+            if self.config.flip_average:
+                emb = emb + self([b.flip(3) for b in batch])
+                emb = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            out.append(emb.float().numpy())
         return np.concatenate(out).astype(np.float32)
 
     def embed(self, faces: Sequence[FaceLike], batch_size: int = 64) -> np.ndarray:
@@ -249,6 +262,9 @@ class PerFaceModel(nn.Module):
         state = self.trainable_state()
         tmp = d / f".{WEIGHTS_NAME}.tmp"
         save_file(state, str(tmp))
+        from perface.io import default_file_mode
+
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, d / WEIGHTS_NAME)
         cfg = {"format": "perface-model/1", "model": dataclasses.asdict(self.config), "metadata": metadata or {}}
         (d / CONFIG_NAME).write_text(json.dumps(cfg, indent=2, default=str))

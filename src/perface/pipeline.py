@@ -130,6 +130,9 @@ class EmbedResult:
         try:
             np.savez(tmp, paths=np.array(self.paths), face_index=np.array(self.face_index, dtype=np.int32),
                      boxes=self.boxes.astype(np.float32), embeddings=self.embeddings.astype(np.float32))
+            from perface.io import default_file_mode
+
+            os.chmod(tmp, default_file_mode())
             os.replace(tmp, p)
         finally:
             if os.path.exists(tmp):

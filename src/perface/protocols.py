@@ -36,9 +36,10 @@ def baseline_embeddings(model: PerFaceModel, bank: FeatureBank) -> dict[str, np.
     """Baselines on the same faces: dlib identity descriptor, and the untrained backbone's pooled
     features (all levels, first view, standardised with the model's training statistics)."""
     per_view = bank.pooled.shape[2] // len(model.config.views)
-    raw = bank.pooled[:, 0, :per_view]
-    mean = model.head.feat_mean.numpy()[:per_view]
-    std = model.head.feat_std.numpy()[:per_view]
+    skip = 3 * model.config.color_grid**2  # the colour layout is not the backbone's
+    raw = bank.pooled[:, 0, skip:per_view]
+    mean = model.head.feat_mean.numpy()[skip:per_view]
+    std = model.head.feat_std.numpy()[skip:per_view]
     return {"dlib identity (cosine)": bank.identity, "untrained backbone (cosine)": _norm((raw - mean) / std)}
 
 

@@ -193,12 +193,16 @@ def triplet_rows(triplets: TripletSet, bank: FeatureBank) -> tuple[np.ndarray, n
 
 @torch.no_grad()
 def bank_embeddings(model: PerFaceModel, bank: FeatureBank, batch: int = 256) -> np.ndarray:
-    """Embeddings of every bank image (no flip)."""
+    """Embeddings of every bank image (averaged with the mirror image when the model does that)."""
     model.eval()
     out = []
     for s in range(0, len(bank), batch):
         rows = np.arange(s, min(len(bank), s + batch))
-        out.append(model.head(bank_features(model, bank, rows, np.zeros_like(rows))).numpy())
+        emb = model.head(bank_features(model, bank, rows, np.zeros_like(rows)))
+        if model.config.flip_average:
+            emb = emb + model.head(bank_features(model, bank, rows, np.ones_like(rows)))
+            emb = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        out.append(emb.numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.embed_dim), np.float32)
 
 
@@ -294,7 +298,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
     best_state = None
     if resume and ckpt.is_file():
         state = torch.load(ckpt, weights_only=False)
-        if state.get("config") == dataclasses.asdict(cfg):
+        if _resumable(state.get("config"), cfg):
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optim"])
             if sched is not None and state.get("sched"):
@@ -330,7 +334,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
             opt.step()
             if sched is not None:
                 sched.step()
-            total += float(loss)
+            total += float(loss.detach())
             bar.set_postfix(loss=f"{total / (s + 1):.4f}")
         emb_all = bank_embeddings(model, bank)
         tr_acc = accuracy_from_embeddings(emb_all, tr_rows)
@@ -360,6 +364,18 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
     secs = time.perf_counter() - t0
     log(f"done in {secs / 60:.1f} min: best val acc {best:.4f} (epoch {best_epoch}) -> {model_dir}")
     return TrainResult(model_dir, best, best_epoch, history, secs, splits)
+
+
+def _resumable(saved: dict | None, cfg: TrainConfig) -> bool:
+    """A checkpoint resumes a run when everything but the epoch budget and patience is the same."""
+    if not saved:
+        return False
+    now = dataclasses.asdict(cfg)
+    for d in (saved, now):
+        d = d.get("optim", {})
+        d.pop("epochs", None)
+        d.pop("patience", None)
+    return saved == now
 
 
 def describe_data(cfg: DataConfig) -> str:

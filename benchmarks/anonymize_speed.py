@@ -1,0 +1,71 @@
+"""End-to-end anonymization speed at 640 px with one face, side by side with deface blurring the same images.
+
+Images: CelebA photos (one labelled face each) upscaled to 640 px on the longer side. PerFace runs
+`perface anonymize` end to end in-process (decode, detect, select, swap, identity check, write, report);
+deface runs its own detector and blur via benchmarks/deface_runner.py in a separate venv
+($DEFACE_PYTHON, default /tmp/defacevenv/bin/python). Target: >= 2 images/s for PerFace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+from _common import REPO, shared_data, write_fragment
+from PIL import Image
+
+from perface.anonymize import AnonymizeConfig, Anonymizer, anonymize_files
+from perface.io import read_image
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=40)
+    args = ap.parse_args()
+    root = shared_data() / "celeba"
+    rows = list(csv.DictReader((root / "labels.csv").read_text().splitlines()))[100 : 100 + args.n]
+    tmp = Path(tempfile.mkdtemp())
+    paths = []
+    for r in rows:
+        im = read_image(root / "images" / r["image"])
+        s = 640 / max(im.shape[:2])
+        im = cv2.resize(im, (round(im.shape[1] * s), round(im.shape[0] * s)), interpolation=cv2.INTER_CUBIC)
+        p = tmp / (Path(r["image"]).stem + ".jpg")
+        Image.fromarray(im).save(p, quality=90)
+        paths.append(p)
+    an = Anonymizer(AnonymizeConfig())
+    anonymize_files(paths[:2], tmp / "warm", an)
+    t = time.perf_counter()
+    rep = anonymize_files(paths, tmp / "perface", an)
+    secs = time.perf_counter() - t
+    ours = len(paths) / secs
+    tot = rep.totals()
+    py = os.environ.get("DEFACE_PYTHON", "/tmp/defacevenv/bin/python")
+    deface = None
+    if Path(py).exists():
+        out = subprocess.run([py, str(REPO / "benchmarks" / "deface_runner.py"), *map(str, paths), "--out",
+                              str(tmp / "deface")], capture_output=True, text=True, check=True)
+        deface = json.loads(out.stdout.strip().splitlines()[-1])["images_per_s"]
+    dtxt = f"{deface:.2f}" if deface else "not installed"
+    body = f"""{len(paths)} CelebA photos upscaled to 640 px, one labelled face each (CenterFace found
+{tot['faces_found']} faces: {tot['faces_swapped']} swapped, {tot['faces_fallen_back']} hidden by the fail-closed blur).
+
+| tool | what it does per image | images / s |
+|---|---|---|
+| `perface anonymize` (swap) | decode, detect, embed, select, swap, identity check, write, report | **{ours:.2f}** |
+| deface 1.5.0 (blur) | decode, CenterFace detection, elliptical blur, write | {dtxt} |
+
+Ratio deface / PerFace: {f'{deface / ours:.1f}x' if deface else 'n/a'}. Target for PerFace: >= 2 images/s.
+{'Met.' if ours >= 2 else 'Not met.'}"""
+    write_fragment("anonymize_speed", "Anonymization speed vs deface (issue 5)", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Assemble docs/benchmarks.md from the fragments the benchmark scripts write to docs/benchmarks/."""
+
+from __future__ import annotations
+
+from _common import FRAGMENTS, REPO
+
+ORDER = ["summary", "detection", "celeba_pairs", "pipeline", "backbones", "model", "groups", "attributes", "gallery",
+         "swap", "anonymity", "anonymize_speed"]
+
+
+def main() -> None:
+    parts = ["# Benchmarks\n",
+             "Every figure below was measured by the script named in its section, on the machine and date it gives.\n"
+             "Regenerate a section by running its script (`python benchmarks/<name>.py`), then "
+             "`python benchmarks/collect.py`.\n"]
+    names = [n for n in ORDER if (FRAGMENTS / f"{n}.md").exists()]
+    names += sorted(p.stem for p in FRAGMENTS.glob("*.md") if p.stem not in ORDER)
+    for n in names:
+        parts.append((FRAGMENTS / f"{n}.md").read_text().strip() + "\n")
+    (REPO / "docs" / "benchmarks.md").write_text("\n".join(parts))
+    print(f"docs/benchmarks.md: {len(names)} sections")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""perface.anonymize: every face is swapped or hidden (fail closed), reports are complete, metadata is gone."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from perface.anonymize import AnonymizeConfig, Anonymizer, anonymize_files, obscure, output_paths
+from perface.detect import detect
+from perface.embed import SAME_PERSON_COSINE
+from perface.io import InputError, read_image
+
+ASTRO_BOX = (177, 76, 270, 170)
+
+
+@pytest.mark.parametrize("method", ["blur", "pixelate", "mask"])
+def test_obscure_changes_only_the_face_region(astronaut, method):
+    out = obscure(astronaut, ASTRO_BOX, method)
+    x1, y1, x2, y2 = ASTRO_BOX
+    inside = np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean()
+    assert inside > 10
+    assert np.array_equal(out[:40], astronaut[:40]) and np.array_equal(out[:, 400:], astronaut[:, 400:])
+
+
+@pytest.fixture(scope="module")
+def swapper_anonymizer():
+    return Anonymizer(AnonymizeConfig())
+
+
+@pytest.fixture
+def gps_photo(tmp_path, astronaut):
+    p = tmp_path / "in" / "astro.jpg"
+    p.parent.mkdir()
+    exif = Image.Exif()
+    exif[0x010F] = "CameraMaker"
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 0.0)}
+    Image.fromarray(astronaut).save(p, exif=exif.tobytes(), quality=95)
+    assert Image.open(p).getexif().get_ifd(0x8825)  # the input really has GPS
+    return p
+
+
+def _identity(image, face):
+    from perface.align import dlib_chip
+    from perface.embed import get_embedder
+
+    return get_embedder().embed_chips([dlib_chip(image, face).crop])[0]
+
+
+def test_blur_method_strips_metadata_and_reports(tmp_path, gps_photo, astronaut):
+    an = Anonymizer(AnonymizeConfig(method="blur"))
+    rep = anonymize_files([gps_photo], tmp_path / "out", an)
+    out = tmp_path / "out" / "astro.jpg"
+    with Image.open(out) as im:
+        assert not im.getexif() and "exif" not in im.info
+    data = json.loads((tmp_path / "out" / "perface-report.json").read_text())
+    assert data["totals"]["faces_found"] == 1 and data["totals"]["faces_left_unanonymized"] == 0
+    face = data["images"][0]["faces"][0]
+    assert face["method"] == "blur" and face["reason"] == "requested"
+    assert rep.totals()["faces_obscured_on_request"] == 1
+    assert gps_photo.read_bytes()  # input untouched
+    f = detect(astronaut)[0]
+    assert float(_identity(astronaut, f) @ _identity(read_image(out), f)) < SAME_PERSON_COSINE
+
+
+def test_swap_every_face_is_replaced_or_hidden(swapper_anonymizer, group_image_path):
+    image = read_image(group_image_path)
+    out, records = swapper_anonymizer.anonymize_array(image)
+    assert len(records) == 3
+    assert {r.method for r in records} <= {"swap", "blur"}
+    donors = [r.donor_id for r in records if r.method == "swap"]
+    assert len(donors) == len(set(donors))  # no donor twice in one image
+    assert sum(r.method == "swap" for r in records) >= 2
+    for r in records:
+        f = min(detect(image), key=lambda d: np.abs(np.array(d.box) - r.box).sum())
+        sim = float(_identity(image, f) @ _identity(out, f))
+        assert sim < SAME_PERSON_COSINE, (r, sim)
+        if r.method == "swap":
+            assert r.group in ("young_male", "older_male", "young_female", "older_female")
+            assert r.identity_similarity_after is not None and r.identity_similarity_after < SAME_PERSON_COSINE
+            assert r.perceptual_similarity_donor is not None and r.perceptual_similarity_after is not None
+
+
+def test_failed_identity_check_falls_back_to_blur(swapper_anonymizer, astronaut):
+    strict = Anonymizer.__new__(Anonymizer)
+    strict.__dict__.update(swapper_anonymizer.__dict__)
+    strict.config = replace(swapper_anonymizer.config, identity_threshold=-1.0)  # every swap "still matches"
+    out, (rec,) = strict.anonymize_array(astronaut)
+    assert rec.method == "blur" and "identity" in rec.reason and rec.tries == strict.config.select.max_tries
+    x1, y1, x2, y2 = ASTRO_BOX
+    assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
+
+
+def test_swapper_error_falls_back(swapper_anonymizer, astronaut, monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("swapper exploded")
+
+    monkeypatch.setattr(swapper_anonymizer.swapper, "swap", broken)
+    out, (rec,) = swapper_anonymizer.anonymize_array(astronaut)
+    assert rec.method == "blur" and "swapper exploded" in rec.reason
+    assert not np.array_equal(out, astronaut)
+
+
+def test_tiny_face_is_hidden_not_swapped(swapper_anonymizer, astronaut):
+    small = cv2.resize(astronaut, (128, 128), interpolation=cv2.INTER_AREA)
+    out, recs = swapper_anonymizer.anonymize_array(small)
+    assert len(recs) == 1 and recs[0].method == "blur" and "too small" in recs[0].reason
+    assert not np.array_equal(out, small)
+
+
+def test_outputs_never_replace_inputs(tmp_path, gps_photo):
+    # Output folder = the input folder: the output gets another name.
+    paths = output_paths([gps_photo], gps_photo.parent)
+    assert paths[0] != gps_photo
+    an = Anonymizer(AnonymizeConfig(method="pixelate"))
+    anonymize_files([gps_photo], tmp_path / "o", an)
+    with pytest.raises(InputError, match="already exists"):
+        anonymize_files([gps_photo], tmp_path / "o", an)
+
+
+def test_dry_run_writes_nothing(tmp_path, gps_photo):
+    an = Anonymizer(AnonymizeConfig(method="mask"))
+    rep = anonymize_files([gps_photo], tmp_path / "dry", an, dry_run=True)
+    assert not (tmp_path / "dry").exists()
+    assert rep.images[0].output is None and rep.totals()["faces_found"] == 1
+
+
+def test_unreadable_file_is_reported_not_fatal(tmp_path, gps_photo):
+    bad = tmp_path / "in" / "bad.jpg"
+    bad.write_bytes(b"")
+    rep = anonymize_files([bad, gps_photo], tmp_path / "o2", Anonymizer(AnonymizeConfig(method="blur")))
+    assert rep.images[0].error and "empty" in rep.images[0].error
+    assert rep.images[1].output and rep.totals()["images_failed"] == 1

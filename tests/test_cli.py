@@ -1,0 +1,93 @@
+"""The perface command: exit codes (0 ok, 2 bad input, 1 internal), one-line errors, outputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from perface.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def astro_file(tmp_path, astronaut):
+    p = tmp_path / "astronaut.jpg"
+    Image.fromarray(astronaut).save(p, quality=95)
+    return p
+
+
+def _one_line_error(result) -> str:
+    err = result.stderr.strip()
+    assert "Traceback" not in result.output and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and err.startswith("perface: error:")
+    return err
+
+
+def test_detect_json(astro_file):
+    res = runner.invoke(app, ["detect", str(astro_file), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert len(data["faces"]) == 1 and data["width"] == 512
+
+
+@pytest.mark.parametrize("content,reason", [(b"", "empty"), (b"not an image", "not an image")])
+def test_detect_bad_input_exit_2(tmp_path, content, reason):
+    p = tmp_path / "bad.jpg"
+    p.write_bytes(content)
+    res = runner.invoke(app, ["detect", str(p)])
+    assert res.exit_code == 2
+    err = _one_line_error(res)
+    assert str(p) in err and reason in err
+
+
+def test_missing_file_exit_2(tmp_path):
+    res = runner.invoke(app, ["similarity", str(tmp_path / "nope.jpg"), str(tmp_path / "nope2.jpg"), "--model", "none"])
+    assert res.exit_code == 2
+    assert "not found" in _one_line_error(res)
+
+
+def test_internal_error_exit_1(astro_file, monkeypatch):
+    import perface.detect
+
+    def boom(*a, **k):
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(perface.detect, "detect", boom)
+    res = runner.invoke(app, ["detect", str(astro_file)])
+    assert res.exit_code == 1
+    assert "internal error" in _one_line_error(res)
+
+
+def test_similarity_same_vs_flipped(tmp_path, astro_file, astronaut):
+    flipped = tmp_path / "flipped.png"
+    Image.fromarray(np.ascontiguousarray(astronaut[:, ::-1])).save(flipped)
+    res = runner.invoke(app, ["similarity", str(astro_file), str(flipped), "--json", "--model", "none"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["identity_similarity"] > 0.95 and data["same_person"] is True
+
+
+def test_embed_skips_unreadable_and_refuses_overwrite(tmp_path, astro_file):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    astro_file.rename(folder / "a.jpg")
+    (folder / "broken.jpg").write_bytes(b"")
+    out = tmp_path / "emb.npz"
+    res = runner.invoke(app, ["embed", str(folder), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "skipped" in res.stderr and "broken.jpg" in res.stderr
+    assert "1 image(s) read, 1 skipped, 1 face(s) embedded" in res.stdout
+    z = np.load(out)
+    assert z["embeddings"].shape == (1, 128)
+    again = runner.invoke(app, ["embed", str(folder), "--out", str(out)])
+    assert again.exit_code == 2 and "already exists" in _one_line_error(again)
+
+
+def test_usage_error_is_exit_2():
+    res = runner.invoke(app, ["detect"])
+    assert res.exit_code == 2

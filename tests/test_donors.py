@@ -1,0 +1,64 @@
+"""perface.donors: a gallery built from donor images keeps what the swapper and the selector need."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from perface.donors import DonorBuildConfig, build_gallery, read_labels
+from perface.gallery import Gallery
+from perface.io import InputError
+from perface.metric import ModelConfig, PerFaceModel
+
+CHIPS = Path(__file__).parent / "data" / "chips"
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    torch.manual_seed(0)
+    m = PerFaceModel(ModelConfig(embed_dim=8, hidden=16))
+    m.model_id = "perface:test"
+    return m
+
+
+def test_build_gallery_with_labels(tmp_path, small_model):
+    paths = sorted(CHIPS.glob("omi_*.jpg"))[:4] + [tmp_path / "empty.jpg"]
+    paths[-1].write_bytes(b"")
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"image,gender,age\n{paths[0].name},female,33\n")
+    rep = build_gallery(paths, tmp_path / "g.sqlite", small_model, DonorBuildConfig(min_face_px=40, max_yaw=40),
+                        labels=read_labels(labels))
+    assert rep.added + len(rep.skipped) == 5
+    assert any("empty" in why for _, why in rep.skipped)
+    with Gallery.open(tmp_path / "g.sqlite", "perface:test") as g:
+        assert len(g) == rep.added >= 3
+        d = g.get(paths[0].stem)
+        assert (d.gender, d.age, d.age_group, d.attribute_source) == ("female", 33.0, "young", "label")
+        crop = d.crop_rgb()
+        assert d.landmarks.shape == (68, 2)
+        assert (d.landmarks >= -1).all() and (d.landmarks[:, 0] <= crop.shape[1]).all()
+        assert np.isclose(np.linalg.norm(d.identity), 1, atol=1e-4)
+        other = g.get(paths[1].stem)
+        assert other.attribute_source == "predicted" and other.gender in ("male", "female")
+
+
+def test_gallery_of_another_model_is_refused(tmp_path, small_model):
+    build_gallery(sorted(CHIPS.glob("omi_*.jpg"))[:2], tmp_path / "g.sqlite", small_model,
+                  DonorBuildConfig(min_face_px=40, max_yaw=40))
+    from perface.gallery import GalleryError
+
+    with pytest.raises(GalleryError, match="rebuild"):
+        Gallery.open(tmp_path / "g.sqlite", "perface:another")
+
+
+def test_bad_labels(tmp_path):
+    p = tmp_path / "l.csv"
+    p.write_text("image,gender\nx.jpg,robot\n")
+    with pytest.raises(InputError, match="male or female"):
+        read_labels(p)
+    p.write_text("file,gender\n")
+    with pytest.raises(InputError, match="'image' column"):
+        read_labels(p)
