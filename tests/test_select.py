@@ -89,3 +89,14 @@ def test_config_validation():
         SelectConfig(strategy="band", band=(0.5, 0.2))
     with pytest.raises(ValueError):
         SelectConfig(strategy="nearest")  # type: ignore[arg-type]
+
+
+def test_hybrid_group_uses_a_confident_predicted_gender(gallery):
+    q = np.array(CENTRES[("female", "young")], np.float32)  # looks like a young woman to the metric
+    metric = DonorSelector(gallery, SelectConfig(group_by="metric"))
+    hybrid = DonorSelector(gallery, SelectConfig(group_by="hybrid", gender_confidence=0.9))
+    assert metric.choose_group(q, ("male", 0.99, "young"))[0] == "young_female"
+    assert hybrid.choose_group(q, ("male", 0.99, "young"))[0] == "young_male"
+    assert hybrid.choose_group(q, ("male", 0.6, "young"))[0] == "young_female"  # not confident: metric decides
+    pred = DonorSelector(gallery, SelectConfig(group_by="predicted"))
+    assert pred.choose_group(q, ("male", 0.6, "older"))[0] == "older_male"

@@ -172,6 +172,7 @@ def evaluate_anonymization(
     seed: int = 0,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    group_by: str = "metric",
 ) -> AnonymityResult:
     """Run the protocol in the module docstring on a CelebA-layout folder."""
     from perface.anonymize import AnonymizeConfig, Anonymizer
@@ -218,7 +219,7 @@ def evaluate_anonymization(
         g_lbph.append(f.lbph)
     g_dlib_m, g_lbph_m, g_ids_a = np.stack(g_dlib), np.stack(g_lbph), np.array(g_ids)
 
-    cfg = AnonymizeConfig(method=method, select=SelectConfig(seed=seed))  # type: ignore[arg-type]
+    cfg = AnonymizeConfig(method=method, select=SelectConfig(seed=seed, group_by=group_by))  # type: ignore[arg-type]
     anonymizer = Anonymizer(cfg, gallery=gallery, model=model)
     orig_f, anon_f, detected, g_keep, a_keep = [], [], [], [], []
     totals = {"found": 0, "swapped": 0, "hidden_by_fallback": 0, "left_unanonymized": 0}
@@ -264,4 +265,5 @@ def evaluate_anonymization(
                        "gender_kept": float(np.mean(g_keep)), "age_group_kept": float(np.mean(a_keep))},
     }
     return AnonymityResult(root.name, method, len(truth), len(g_ids), rates, totals, time.perf_counter() - t0,
-                           {"seed": seed, "recognizers": ["dlib ResNet (cosine)", "LBPH (chi-square)"]})
+                           {"seed": seed, "group_by": group_by,
+                            "recognizers": ["dlib ResNet (cosine)", "LBPH (chi-square)"]})

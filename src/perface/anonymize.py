@@ -205,7 +205,13 @@ class Anonymizer:
         lm68 = predict_landmarks68(original, face.box)
         query = self.model.embed([(original, face)])[0]
         ident0 = self._identity_at(original, face)
-        sel = self.selector.select(query, exclude_ids=used, rng=rng)
+        predicted = None
+        if cfg.select.group_by != "metric":
+            from perface.attributes import predict_attributes
+
+            a = predict_attributes([original], [tuple(int(round(v)) for v in face.box)])[0]
+            predicted = (a.gender, a.gender_confidence, a.age_group)
+        sel = self.selector.select(query, exclude_ids=used, rng=rng, predicted=predicted)
         rec.group = sel.group
         if not sel.candidates:
             return fall_back("no donor available in the chosen group")

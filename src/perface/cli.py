@@ -202,12 +202,14 @@ def evaluate_cmd(
     out: Annotated[Path | None, typer.Option(help="Write the JSON results here.")] = None,
     cache_dir: Annotated[Path, typer.Option(help="Feature cache folder.")] = Path(".cache/perface"),
     seed: Annotated[int, typer.Option(help="Seed for the attribute groups.")] = 0,
+    min_age: Annotated[int | None, typer.Option(help="Only faces at least this old (where ages are known).")]
+    = None,
 ) -> None:
     """Triplet accuracy (with baselines and 95% CIs) and the paper's attribute-group classification."""
     from perface.protocols import run_evaluation
 
     result = run_evaluation(model, triplets=triplets, data_root=data_root, utkface=utkface, celeba=celeba,
-                            cache_dir=cache_dir, seed=seed, log=lambda m: typer.echo(m, err=True))
+                            cache_dir=cache_dir, seed=seed, log=lambda m: typer.echo(m, err=True), min_age=min_age)
     typer.echo(result.to_markdown())
     if out is not None:
         from perface.protocols import write_json
@@ -278,6 +280,8 @@ def anonymize_cmd(
     band: Annotated[str | None, typer.Option(help="Similarity band LOW:HIGH, e.g. 0.1:0.3 (implies --strategy band).")]
     = None,
     seed: Annotated[int, typer.Option(help="Random seed for donor choice.")] = 0,
+    group_by: Annotated[str, typer.Option(help="Step 1: metric (the paper), hybrid (confident predicted gender "
+                                          "first) or predicted (offline age/gender predictor).")] = "metric",
     gallery: Annotated[Path | None, typer.Option(help="Donor gallery (default: the bundled one).")] = None,
     model: Annotated[str, typer.Option(help="Perceptual model: 'default' or a folder.")] = "default",
     threshold: Annotated[float, typer.Option(help="Face detection threshold (lower finds more faces).")] = 0.4,
@@ -302,7 +306,7 @@ def anonymize_cmd(
     if bnd is not None:
         strategy = "band"
     try:
-        sel = SelectConfig(strategy=strategy, band=bnd, seed=seed)  # type: ignore[arg-type]
+        sel = SelectConfig(strategy=strategy, band=bnd, seed=seed, group_by=group_by)  # type: ignore[arg-type]
     except ValueError as exc:
         raise PerFaceError(str(exc)) from None
     paths = iter_image_paths(inputs)
@@ -356,13 +360,14 @@ def evaluate_anonymization_cmd(
     gallery: Annotated[Path | None, typer.Option(help="Donor gallery (default: bundled).")] = None,
     model: Annotated[str, typer.Option(help="Perceptual model.")] = "default",
     method: Annotated[str, typer.Option(help="swap, blur, pixelate or mask.")] = "swap",
+    group_by: Annotated[str, typer.Option(help="Step 1 rule: metric, hybrid or predicted.")] = "metric",
     seed: Annotated[int, typer.Option(help="Seed for probe choice and donors.")] = 0,
 ) -> None:
     """Re-identification, detection and attribute agreement after anonymizing probe photos."""
     from perface.anonymity import evaluate_anonymization
 
     res = evaluate_anonymization(celeba, n_probes=probes, gallery=gallery, model=model, method=method, seed=seed,
-                                 log=lambda m: typer.echo(m, err=True))
+                                 log=lambda m: typer.echo(m, err=True), group_by=group_by)
     typer.echo(res.to_markdown())
     if out is not None:
         from perface.protocols import write_json
@@ -402,7 +407,8 @@ def demo_cmd(
     example = str(resources.files("perface").joinpath("examples", "group.jpg"))
     typer.echo(f"example photo: {example}", err=True)
     anonymize_cmd([example], out, overwrite=overwrite, method="swap", fallback="blur", strategy="paper", band=None,
-                  seed=0, gallery=None, model="default", threshold=0.4, dry_run=False, draw_scores=False)
+                  seed=0, group_by="metric", gallery=None, model="default", threshold=0.4, dry_run=False,
+                  draw_scores=False)
 
 
 def main() -> None:

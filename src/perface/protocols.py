@@ -205,6 +205,7 @@ def run_evaluation(
     cache_dir: str | Path | None = ".cache/perface",
     seed: int = 0,
     log=print,
+    min_age: int | None = None,
 ) -> EvaluationResult:
     """Evaluate a saved model: triplets on its own held-out split, Sec. 4.5 on labelled folders."""
     from perface.datasets import load_celeba, load_utkface
@@ -237,6 +238,11 @@ def run_evaluation(
             continue
         if not Path(root).exists():
             raise InputError(root, "folder not found")
-        log(f"attribute groups on {name} ({root})")
-        result.groups.append(attribute_group_protocol(model, loader(root), name, cache_dir=cache, seed=seed))
+        faces = loader(root)
+        label = name
+        if min_age is not None:
+            faces = [f for f in faces if f.age is None or f.age >= min_age]
+            label = f"{name} (age >= {min_age} where known)"
+        log(f"attribute groups on {label} ({root})")
+        result.groups.append(attribute_group_protocol(model, faces, label, cache_dir=cache, seed=seed))
     return result

@@ -38,6 +38,8 @@ class SelectConfig:
     max_tries: int = 5  # donors tried before falling back to blurring
     statistic: Literal["ci_upper", "mean", "quantile95"] = "ci_upper"
     group_sample: int = 2000  # donors per group used for the step-1 statistic (all when fewer)
+    group_by: Literal["metric", "hybrid", "predicted"] = "metric"  # step 1: the paper's rule, or with help
+    gender_confidence: float = 0.9  # 'hybrid': trust the predicted gender above this probability
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -49,6 +51,8 @@ class SelectConfig:
             lo, hi = self.band
             if not -1.0 <= lo < hi <= 1.0:
                 raise ValueError(f"band must satisfy -1 <= low < high <= 1, got {self.band}")
+        if self.group_by not in ("metric", "hybrid", "predicted"):
+            raise ValueError(f"group_by must be metric, hybrid or predicted, got {self.group_by!r}")
         if not 0 < self.low_fraction <= 1:
             raise ValueError("low_fraction must be in (0, 1]")
         if self.max_tries < 1:
@@ -83,19 +87,33 @@ class DonorSelector:
         if not self._samples:
             raise ValueError(f"gallery {gallery.path} has no attribute group with >= 2 donors")
 
-    def choose_group(self, query: np.ndarray) -> tuple[str, dict[str, float]]:
-        """Step 1: the group with the lowest distance statistic (most similar)."""
+    def choose_group(self, query: np.ndarray, predicted: tuple[str, float, str] | None = None
+                     ) -> tuple[str, dict[str, float]]:
+        """Step 1: the group with the lowest distance statistic (most similar).
+
+        ``predicted`` = (gender, gender probability, age group) from an attribute predictor: with
+        ``group_by='hybrid'`` a confident gender restricts the candidates to that gender's groups; with
+        ``'predicted'`` the predicted group is taken as is.
+        """
         names, stats = group_statistics(query[None].astype(np.float32), self._samples, self.config.statistic,
                                         groups=[k for k in INTERSECTION_GROUPS if k in self._samples])
         values = {n: float(s) for n, s in zip(names, stats[0], strict=True)}
-        return min(values, key=values.get), values
+        allowed = list(values)
+        if predicted is not None and self.config.group_by != "metric":
+            gender, prob, age_group = predicted
+            if self.config.group_by == "predicted":
+                allowed = [k for k in allowed if GROUP_KEYS[k] == (gender, age_group)] or allowed
+            elif prob >= self.config.gender_confidence:
+                allowed = [k for k in allowed if GROUP_KEYS[k][0] == gender] or allowed
+        return min(allowed, key=values.get), values
 
     def select(self, query: np.ndarray, exclude_ids: set[str] | frozenset[str] = frozenset(),
-               rng: np.random.Generator | None = None) -> Selection:
+               rng: np.random.Generator | None = None, predicted: tuple[str, float, str] | None = None
+               ) -> Selection:
         """Both steps for one face embedding; ``exclude_ids`` keeps donors unique within an image."""
         cfg = self.config
         rng = rng or np.random.default_rng(cfg.seed)
-        group, stats = self.choose_group(query)
+        group, stats = self.choose_group(query, predicted)
         grp = GROUP_KEYS[group]
         size = len(self.gallery.ids(grp)) if hasattr(self.gallery, "ids") else len(self._samples[group])
         notes: list[str] = []
