@@ -50,3 +50,27 @@ def write_fragment(name: str, title: str, body: str) -> Path:
     p.write_text(f"## {title}\n\nMeasured {today()} on {machine()}.\n\n{body.strip()}\n")
     print(p.read_text())
     return p
+
+
+def celeba_at_640(n: int, start: int = 0) -> tuple[list[Path], Path]:
+    """CelebA photos ``start..start+n`` upscaled to 640 px (longer side), saved as JPEG in a temp folder."""
+    import csv
+    import tempfile
+
+    import cv2
+    from PIL import Image
+
+    from perface.io import read_image
+
+    root = shared_data() / "celeba"
+    rows = list(csv.DictReader((root / "labels.csv").read_text().splitlines()))[start : start + n]
+    tmp = Path(tempfile.mkdtemp())
+    paths = []
+    for r in rows:
+        im = read_image(root / "images" / r["image"])
+        s = 640 / max(im.shape[:2])
+        im = cv2.resize(im, (round(im.shape[1] * s), round(im.shape[0] * s)), interpolation=cv2.INTER_CUBIC)
+        p = tmp / (Path(r["image"]).stem + ".jpg")
+        Image.fromarray(im).save(p, quality=90)
+        paths.append(p)
+    return paths, tmp

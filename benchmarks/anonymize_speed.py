@@ -9,37 +9,22 @@ deface runs its own detector and blur via benchmarks/deface_runner.py in a separ
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
-import cv2
-from _common import REPO, shared_data, write_fragment
-from PIL import Image
+from _common import REPO, celeba_at_640, write_fragment
 
 from perface.anonymize import AnonymizeConfig, Anonymizer, anonymize_files
-from perface.io import read_image
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=40)
     args = ap.parse_args()
-    root = shared_data() / "celeba"
-    rows = list(csv.DictReader((root / "labels.csv").read_text().splitlines()))[100 : 100 + args.n]
-    tmp = Path(tempfile.mkdtemp())
-    paths = []
-    for r in rows:
-        im = read_image(root / "images" / r["image"])
-        s = 640 / max(im.shape[:2])
-        im = cv2.resize(im, (round(im.shape[1] * s), round(im.shape[0] * s)), interpolation=cv2.INTER_CUBIC)
-        p = tmp / (Path(r["image"]).stem + ".jpg")
-        Image.fromarray(im).save(p, quality=90)
-        paths.append(p)
+    paths, tmp = celeba_at_640(args.n, start=100)
     an = Anonymizer(AnonymizeConfig())
     anonymize_files(paths[:2], tmp / "warm", an)
     t = time.perf_counter()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from _common import FRAGMENTS, REPO
 
-ORDER = ["summary", "detection", "celeba_pairs", "pipeline", "backbones", "model", "groups", "attributes", "gallery",
-         "swap", "anonymity", "anonymize_speed"]
+ORDER = ["summary", "detection", "celeba_pairs", "pipeline", "backbones", "model", "model_speed", "groups",
+         "attributes", "gallery", "swap", "anonymity", "anonymize_speed"]
 
 
 def main() -> None:

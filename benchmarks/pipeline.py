@@ -9,15 +9,10 @@ parallel threads, which uses both cores).
 from __future__ import annotations
 
 import argparse
-import csv
-import tempfile
 import time
-from pathlib import Path
 
-import cv2
 import numpy as np
-from _common import shared_data, write_fragment
-from PIL import Image
+from _common import celeba_at_640, write_fragment
 
 from perface.align import dlib_chip
 from perface.detect import detect
@@ -30,17 +25,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=60)
     args = ap.parse_args()
-    root = shared_data() / "celeba"
-    rows = list(csv.DictReader((root / "labels.csv").read_text().splitlines()))[: args.n]
-    tmp = Path(tempfile.mkdtemp())
-    paths = []
-    for r in rows:
-        im = read_image(root / "images" / r["image"])
-        s = 640 / max(im.shape[:2])
-        im = cv2.resize(im, (round(im.shape[1] * s), round(im.shape[0] * s)), interpolation=cv2.INTER_CUBIC)
-        p = tmp / r["image"].replace(".png", ".jpg")
-        Image.fromarray(im).save(p, quality=90)
-        paths.append(p)
+    paths, _ = celeba_at_640(args.n, start=0)
     imgs = [read_image(p) for p in paths[:20]]
     detect(imgs[0])
     t = time.perf_counter()

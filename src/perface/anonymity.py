@@ -80,8 +80,8 @@ def lbph_descriptor(crop_rgb: np.ndarray, grid: int = 8) -> np.ndarray:
     return np.concatenate(hists)
 
 
-def chi_square_nearest(probes: np.ndarray, gallery: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """Index of the chi-square-nearest gallery row for every probe row."""
+def chi_square_nearest(probes: np.ndarray, gallery: np.ndarray, chunk: int = 4) -> np.ndarray:
+    """Index of the chi-square-nearest gallery row for every probe row (chunked: memory ~ chunk x gallery x d)."""
     out = np.empty(len(probes), dtype=np.int64)
     for s in range(0, len(probes), chunk):
         p = probes[s : s + chunk, None, :]
@@ -163,6 +163,34 @@ class AnonymityResult:
                 "seconds": round(self.seconds, 1), "notes": self.notes}
 
 
+_GALLERY_CACHE: dict = {}
+
+
+def _read_with_face(path: Path, det: DetectConfig) -> tuple[np.ndarray, Face] | None:
+    """The image and its largest face, or None when unreadable or faceless (skipped by the protocol)."""
+    try:
+        image = read_image(path)
+    except InputError:
+        return None
+    face = _best_face(image, None, det)
+    return None if face is None else (image, face)
+
+
+def _gallery_features(root: Path, rows: list[tuple[str, str]], det: DetectConfig, progress: bool):
+    """Identities, dlib embeddings and LBPH descriptors of the re-ID gallery (cached per process)."""
+    g_ids, g_dlib, g_lbph = [], [], []
+    for ident, im in tqdm(rows, desc="gallery", disable=not progress):
+        found = _read_with_face(root / "images" / im, det)
+        if found is None:
+            continue
+        f = face_features(*found)
+        g_ids.append(ident)
+        g_dlib.append(f.dlib)
+        g_lbph.append(f.lbph)
+    return np.array(g_ids), np.stack(g_dlib), np.stack(g_lbph)
+
+
+
 def evaluate_anonymization(
     root: str | Path,
     n_probes: int = 150,
@@ -204,38 +232,27 @@ def evaluate_anonymization(
         gallery_rows.extend((ident, im) for im in imgs)
 
     log(f"re-ID gallery: {len(gallery_rows)} photos")
-    g_ids, g_dlib, g_lbph = [], [], []
-    for ident, im in tqdm(gallery_rows, desc="gallery", disable=not progress):
-        try:
-            image = read_image(root / "images" / im)
-        except InputError:
-            continue
-        face = _best_face(image, None, det)
-        if face is None:
-            continue
-        f = face_features(image, face)
-        g_ids.append(ident)
-        g_dlib.append(f.dlib)
-        g_lbph.append(f.lbph)
-    g_dlib_m, g_lbph_m, g_ids_a = np.stack(g_dlib), np.stack(g_lbph), np.array(g_ids)
+    key = (str(root.resolve()), tuple(gallery_rows))
+    if key not in _GALLERY_CACHE:
+        _GALLERY_CACHE.clear()
+        _GALLERY_CACHE[key] = _gallery_features(root, gallery_rows, det, progress)
+    g_ids_a, g_dlib_m, g_lbph_m = _GALLERY_CACHE[key]
 
     cfg = AnonymizeConfig(method=method, select=SelectConfig(seed=seed, group_by=group_by))  # type: ignore[arg-type]
     anonymizer = Anonymizer(cfg, gallery=gallery, model=model)
     orig_f, anon_f, detected, g_keep, a_keep = [], [], [], [], []
-    totals = {"found": 0, "swapped": 0, "hidden_by_fallback": 0, "left_unanonymized": 0}
+    totals = {"found": 0, "swapped": 0, "hidden_by_fallback": 0, "hidden_as_requested": 0, "left_unanonymized": 0}
     truth = []
     for ident, im in tqdm(probe_rows, desc="anonymize probes", disable=not progress):
-        try:
-            image = read_image(root / "images" / im)
-        except InputError:
+        found = _read_with_face(root / "images" / im, det)
+        if found is None:
             continue
-        face = _best_face(image, None, det)
-        if face is None:
-            continue
+        image, face = found
         out, records = anonymizer.anonymize_array(image)
         totals["found"] += len(records)
         totals["swapped"] += sum(r.method == "swap" for r in records)
-        totals["hidden_by_fallback"] += sum(r.method != "swap" for r in records)
+        totals["hidden_by_fallback"] += sum(r.method != "swap" and r.reason != "requested" for r in records)
+        totals["hidden_as_requested"] += sum(r.reason == "requested" for r in records)
         totals["left_unanonymized"] += sum(r.method not in ("swap", "blur", "pixelate", "mask") for r in records)
         truth.append(ident)
         orig_f.append(face_features(image, face))
@@ -264,6 +281,6 @@ def evaluate_anonymization(
         "anonymized": {"reid_dlib": a_dlib, "reid_lbph": a_lbph, "detected": float(np.mean(detected)),
                        "gender_kept": float(np.mean(g_keep)), "age_group_kept": float(np.mean(a_keep))},
     }
-    return AnonymityResult(root.name, method, len(truth), len(g_ids), rates, totals, time.perf_counter() - t0,
+    return AnonymityResult(root.name, method, len(truth), len(g_ids_a), rates, totals, time.perf_counter() - t0,
                            {"seed": seed, "group_by": group_by,
                             "recognizers": ["dlib ResNet (cosine)", "LBPH (chi-square)"]})

@@ -44,7 +44,7 @@ class AnonymizeConfig:
     select: SelectConfig = field(default_factory=SelectConfig)
     detect: DetectConfig = field(default_factory=lambda: DetectConfig(threshold=0.4))
     identity_threshold: float = SAME_PERSON_COSINE  # identity cosine at/above which a swap is rejected
-    min_face_px: float = 24.0  # faces smaller than this are obscured, not swapped
+    min_face_px: float = 16.0  # faces whose box is smaller than this are obscured, not swapped
     mask_scale: float = 1.3  # obscured region = box scaled by this
     draw_scores: bool = False  # debug overlay: boxes, scores and the method used
     overwrite: bool = False
@@ -153,7 +153,9 @@ class Anonymizer:
                 raise InputError(gpath, "donor gallery not found (build one with `perface gallery build`)")
             self.gallery = Gallery.open(gpath, expected_model_id=self.model.model_id, readonly=True)
             self.selector = DonorSelector(self.gallery, self.config.select)
-            self.swapper = get_swapper("classic")
+            # The swapper's own floor (inter-ocular / eye-to-mouth px) sits just below ours, so a face we
+            # pass on is swapped rather than refused; anything smaller is blurred (fail closed).
+            self.swapper = get_swapper("classic", min_face_px=0.5 * self.config.min_face_px)
         self._donor_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def _donor(self, donor_id: str) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field, replace
-from functools import cache
 from importlib import resources
 from typing import Literal
 
@@ -145,20 +144,14 @@ class CenterFaceDetector:
         return faces
 
 
-@cache
-def _shape_predictor(name: str):
-    import dlib
-
-    return dlib.shape_predictor(dlib_model_path(name))
-
-
 def dlib_shape(image: np.ndarray, box: tuple[float, float, float, float], points: int = 5):
     """dlib's 5- or 68-point ``full_object_detection`` for a box (what dlib's chips are cut from)."""
     import dlib
 
-    name = "shape_predictor_5_face_landmarks.dat" if points == 5 else "shape_predictor_68_face_landmarks.dat"
+    from perface.landmarks import get_shape_predictor  # one cached predictor per process, shared with the swapper
+
     rect = dlib.rectangle(int(round(box[0])), int(round(box[1])), int(round(box[2])), int(round(box[3])))
-    return _shape_predictor(name)(image, rect)
+    return get_shape_predictor(5 if points == 5 else 68)(image, rect)
 
 
 def shape_to_array(shape) -> np.ndarray:
