@@ -25,7 +25,7 @@ from perface.evaluate import (
 )
 from perface.features import FeatureBank, build_feature_bank
 from perface.metric import PerFaceModel
-from perface.train import DataConfig, bank_embeddings, triplet_rows
+from perface.train import bank_embeddings, triplet_rows
 
 
 def _norm(x: np.ndarray) -> np.ndarray:
@@ -164,12 +164,6 @@ def write_json(path: str | Path, obj: Any) -> Path:
     p.write_text(json.dumps(obj, indent=2, default=lambda o: dataclasses.asdict(o)
                             if dataclasses.is_dataclass(o) else str(o)))
     return p
-
-
-def _describe(data: DataConfig) -> str:
-    from perface.train import describe_data
-
-    return describe_data(data)
 
 
 @dataclass
