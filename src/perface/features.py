@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from perface.detect import DetectConfig, detect
+from perface.embed import get_embedder
 from perface.io import InputError, read_image
 
 
@@ -78,7 +79,7 @@ def build_feature_bank(
     names = [n for n, _ in model.features.backbone.stages()]
     start = model.features.last + 1 if cfg.train_from is None else names.index(cfg.train_from)
     det = detect_config or DetectConfig()
-    key = _fingerprint(paths, {"model": asdict(cfg), "start": start, "detect": asdict(det), "v": 3})
+    key = _fingerprint(paths, {"model": asdict(cfg), "start": start, "detect": asdict(det), "v": 4})
     cache_file = Path(cache_dir) / f"features-{key}.npz" if cache_dir else None
     if cache_file is not None and cache_file.is_file():
         z = np.load(cache_file, allow_pickle=False)
@@ -114,8 +115,9 @@ def build_feature_bank(
                     arr = np.ascontiguousarray(arr[:, :, ::-1])
                 x = bb.preprocess(arr)
                 if v == 0 and not flip:
-                    ident = bb(x)
-                    identity.append((ident / ident.norm(dim=1, keepdim=True).clamp_min(1e-12)).numpy())
+                    # dlib's own (pretrained) descriptor, even when the model fine-tunes its backbone copy:
+                    # this is the identity baseline.
+                    identity.append(get_embedder("torch").embed_chips(list(arr)))
                 pooled_v, act = _run_until(model, x, start)
                 feats.append(pooled_v)
                 if cfg.train_from is not None:
