@@ -150,19 +150,8 @@ def build_feature_bank(
 
 def _run_until(model, x: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled features of the chosen levels among stages < start, and the activation entering ``start``."""
-    from perface.metric import _pool
-
-    pooled = [model.features.color(x)] if model.features.color_grid else []
-    for i, (name, mod) in enumerate(model.features.backbone.stages()):
-        if i >= start:
-            break
-        x = mod(x)
-        if name in model.features.levels:
-            y = _pool(x)
-            if name == "head":
-                y = y / y.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            pooled.append(y)
-    return (torch.cat(pooled, dim=1) if pooled else torch.zeros(x.shape[0], 0)), x
+    pooled, act = model.features.run(x, 0, start)
+    return (torch.cat(pooled, dim=1) if pooled else torch.zeros(x.shape[0], 0)), act
 
 
 def bank_features(model, bank: FeatureBank, rows: np.ndarray, flips: np.ndarray) -> torch.Tensor:

@@ -85,13 +85,23 @@ class BackboneFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor, start: int = 0, cached: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Run stages ``start..last``; ``cached`` holds the colour layout and pooled outputs before ``start``."""
+        pooled, _ = self.run(x, start, self.last + 1, cached)
+        return torch.cat(pooled, dim=1)
+
+    def run(self, x: torch.Tensor, start: int, stop: int, cached: list[torch.Tensor] | None = None
+            ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Stages ``start..stop-1``: the pooled features collected so far and the activation entering ``stop``.
+
+        Training caches ``run(x, 0, k)`` for the frozen stages below ``k`` and later continues with
+        ``forward(activation, start=k, cached=pooled)``; both paths share this one loop.
+        """
         pooled = list(cached or [])
         if start == 0 and self.color_grid:
             pooled.append(self.color(x))
         for i, (name, mod) in enumerate(self.backbone.stages()):
             if i < start:
                 continue
-            if i > self.last:
+            if i >= stop:
                 break
             x = mod(x)
             if name in self.levels:
@@ -99,7 +109,7 @@ class BackboneFeatures(nn.Module):
                 if name == "head":
                     y = y / y.norm(dim=1, keepdim=True).clamp_min(1e-12)
                 pooled.append(y)
-        return torch.cat(pooled, dim=1)
+        return pooled, x
 
     def color(self, x: torch.Tensor) -> torch.Tensor:
         """Mean (normalised) RGB over a grid x grid layout of the input: where hair, skin and background are."""
