@@ -135,3 +135,56 @@ def test_unreadable_file_is_reported_not_fatal(tmp_path, gps_photo):
     rep = anonymize_files([bad, gps_photo], tmp_path / "o2", Anonymizer(AnonymizeConfig(method="blur")))
     assert rep.images[0].error and "empty" in rep.images[0].error
     assert rep.images[1].output and rep.totals()["images_failed"] == 1
+
+
+def _fake_predictor(monkeypatch, output_genders, output_ages=("young",)):
+    """Original reads as a confident young female; successive swap outputs read as ``output_genders`` and
+    ``output_ages`` (the last entry repeats)."""
+    import perface.attributes as attributes
+
+    calls = {"n": 0}
+
+    def fake(crops, boxes=None):
+        calls["n"] += 1
+        k = calls["n"] - 2
+        g = "female" if k < 0 else output_genders[min(k, len(output_genders) - 1)]
+        age = "young" if k < 0 else output_ages[min(k, len(output_ages) - 1)]
+        return [attributes.Attributes(g, 0.99, 30.0 if age == "young" else 50.0, age) for _ in crops]
+
+    monkeypatch.setattr(attributes, "predict_attributes", fake)
+    return calls
+
+
+def test_gender_check_tries_next_donor(swapper_anonymizer, astronaut, monkeypatch):
+    calls = _fake_predictor(monkeypatch, ["male", "male", "female"])
+    out, (rec,) = swapper_anonymizer.anonymize_array(astronaut)
+    assert rec.method == "swap" and rec.tries >= 3 and rec.gender_kept is True
+    assert calls["n"] == 4  # the original, then one check per identity-safe swap until one keeps the gender
+
+
+def test_gender_check_keeps_first_safe_swap_when_none_keeps_gender(swapper_anonymizer, astronaut, monkeypatch):
+    _fake_predictor(monkeypatch, ["male"])
+    out, (rec,) = swapper_anonymizer.anonymize_array(astronaut)
+    # a gender flip is a naturalness problem, not a privacy one: the face is still swapped, never left as is
+    assert rec.method == "swap" and rec.gender_kept is False
+    assert rec.tries == swapper_anonymizer.config.select.max_tries  # every donor was tried for a better one
+    assert not np.array_equal(out, astronaut)
+    off = Anonymizer.__new__(Anonymizer)
+    off.__dict__.update(swapper_anonymizer.__dict__)
+    off.config = replace(swapper_anonymizer.config, keep_gender=False)
+    _, (rec2,) = off.anonymize_array(astronaut)
+    assert rec2.method == "swap" and rec2.gender_kept is None and rec2.tries <= rec.tries
+
+
+def test_attribute_check_prefers_gender_over_age(swapper_anonymizer, astronaut, monkeypatch):
+    """First output keeps the age group only, second the gender only, third neither: the second wins."""
+    calls = _fake_predictor(monkeypatch, ["male", "female", "male"], ["young", "older", "older"])
+    _, (rec,) = swapper_anonymizer.anonymize_array(astronaut)
+    assert rec.method == "swap" and rec.gender_kept is True and rec.age_group_kept is False
+    assert calls["n"] >= 4  # kept searching for a donor that keeps both
+
+
+def test_attribute_check_stops_when_both_kept(swapper_anonymizer, astronaut, monkeypatch):
+    calls = _fake_predictor(monkeypatch, ["female"], ["older", "young"])
+    _, (rec,) = swapper_anonymizer.anonymize_array(astronaut)
+    assert rec.gender_kept is True and rec.age_group_kept is True and calls["n"] == 3

@@ -288,3 +288,49 @@ def test_template_triangulation_is_valid() -> None:
     tri = template_triangles()
     assert tri.ndim == 2 and tri.shape[1] == 3 and len(tri) > 100
     assert set(np.unique(tri).tolist()) == set(range(74))  # every point used, incl. 6 forehead points
+
+
+def _wide_eyed(lm: np.ndarray, factor: float = 1.25) -> np.ndarray:
+    """Landmarks with the eyes and brows spread apart horizontally about the nose bridge."""
+    out = lm.astype(np.float64).copy()
+    cx = out[27, 0]
+    for idx in (slice(17, 27), slice(36, 48)):
+        out[idx, 0] = cx + factor * (out[idx, 0] - cx)
+    return out
+
+
+def test_shape_transfer_moves_inner_features_only(target_lm: np.ndarray) -> None:
+    """The donor's proportions (here: wider-set eyes) move into the target's frame; jaw and forehead stay."""
+    from perface.swap import _extended, _transfer_shape
+
+    t_pts = _extended(target_lm, 0.4)
+    m = cv2.getRotationMatrix2D((200.0, 120.0), 12.0, 0.7)  # the donor sits elsewhere, rotated and smaller
+    d_lm = _wide_eyed(target_lm) @ m[:, :2].T + m[:, 2]
+    d_pts = _extended(d_lm, 0.4)
+    assert np.array_equal(_transfer_shape(t_pts, d_pts, 0.0, False), t_pts)
+    full = _transfer_shape(t_pts, d_pts, 1.0, False)
+    half = _transfer_shape(t_pts, d_pts, 0.5, False)
+
+    def eye_gap(p: np.ndarray) -> float:
+        return float(np.linalg.norm(p[42:48].mean(0) - p[36:42].mean(0)))
+
+    assert np.allclose(full[:17], t_pts[:17]) and np.allclose(full[68:], t_pts[68:])
+    assert eye_gap(full) > 1.12 * eye_gap(t_pts)  # most of the 25% wider gap arrives (the fit spreads the rest)
+    assert eye_gap(t_pts) < eye_gap(half) < eye_gap(full)
+    assert np.allclose(half[17:68], (t_pts[17:68] + full[17:68]) / 2)
+    kept = _transfer_shape(t_pts, d_pts, 1.0, True)
+    assert np.allclose(kept[48:68], t_pts[48:68]) and not np.allclose(kept[36:48], t_pts[36:48])
+
+
+def test_shape_transfer_swap_is_natural(astronaut: np.ndarray, target_lm: np.ndarray) -> None:
+    """With shape transfer the output's eyes sit wider apart, and the face is still found where it was."""
+    donor, donor_lm = make_donor(astronaut, target_lm, angle=5, scale=1.2, shift=(-40, -20))
+    donor_lm = _wide_eyed(donor_lm.astype(np.float64), 1.2).astype(np.float32)
+    plain = ClassicSwapper(shape_transfer=0.0).swap(astronaut, target_lm, donor, donor_lm)
+    moved = ClassicSwapper(shape_transfer=1.0).swap(astronaut, target_lm, donor, donor_lm)
+    assert plain.ok and moved.ok
+    gap = [np.linalg.norm(lm[42:48].mean(0) - lm[36:42].mean(0))
+           for lm in (predict_landmarks68(r.image, ASTRO_BOX) for r in (plain, moved))]
+    assert gap[1] > gap[0] + 1.0
+    with pytest.raises(ValueError, match="shape_transfer"):
+        ClassicSwapper(shape_transfer=1.5)

@@ -243,6 +243,7 @@ def evaluate_anonymization(
     orig_f, anon_f, detected, g_keep, a_keep = [], [], [], [], []
     totals = {"found": 0, "swapped": 0, "hidden_by_fallback": 0, "hidden_as_requested": 0, "left_unanonymized": 0}
     truth = []
+    reasons: dict[str, int] = {}
     for ident, im in tqdm(probe_rows, desc="anonymize probes", disable=not progress):
         found = _read_with_face(root / "images" / im, det)
         if found is None:
@@ -254,6 +255,10 @@ def evaluate_anonymization(
         totals["hidden_by_fallback"] += sum(r.method != "swap" and r.reason != "requested" for r in records)
         totals["hidden_as_requested"] += sum(r.reason == "requested" for r in records)
         totals["left_unanonymized"] += sum(r.method not in ("swap", "blur", "pixelate", "mask") for r in records)
+        for r in records:
+            if r.method != "swap" and r.reason != "requested":
+                kind = str(r.reason).split(" (")[0]  # drop per-face numbers such as the cosine
+                reasons[kind] = reasons.get(kind, 0) + 1
         truth.append(ident)
         orig_f.append(face_features(image, face))
         after = _best_face(out, face, det)
@@ -282,5 +287,5 @@ def evaluate_anonymization(
                        "gender_kept": float(np.mean(g_keep)), "age_group_kept": float(np.mean(a_keep))},
     }
     return AnonymityResult(root.name, method, len(truth), len(g_ids_a), rates, totals, time.perf_counter() - t0,
-                           {"seed": seed, "group_by": group_by,
+                           {"seed": seed, "group_by": group_by, "fallback_reasons": reasons,
                             "recognizers": ["dlib ResNet (cosine)", "LBPH (chi-square)"]})

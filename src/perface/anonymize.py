@@ -44,6 +44,9 @@ class AnonymizeConfig:
     select: SelectConfig = field(default_factory=SelectConfig)
     detect: DetectConfig = field(default_factory=lambda: DetectConfig(threshold=0.4))
     identity_threshold: float = SAME_PERSON_COSINE  # identity cosine at/above which a swap is rejected
+    keep_gender: bool = True  # prefer a donor whose swap keeps the face's predicted gender (naturalness)
+    gender_confidence: float = 0.8  # ...when the original's predicted gender is at least this confident
+    keep_age_group: bool = True  # also prefer one that keeps the predicted age group (young < 40 / older)
     min_face_px: float = 16.0  # faces whose box is smaller than this are obscured, not swapped
     mask_scale: float = 1.3  # obscured region = box scaled by this
     draw_scores: bool = False  # debug overlay: boxes, scores and the method used
@@ -66,6 +69,8 @@ class FaceRecord:
     perceptual_similarity_after: float | None = None  # original face vs output face
     identity_similarity_donor: float | None = None
     identity_similarity_after: float | None = None
+    gender_kept: bool | None = None  # predicted gender of the output equals the original's (None: not checked)
+    age_group_kept: bool | None = None  # likewise for the predicted age group
 
 
 @dataclass
@@ -207,17 +212,26 @@ class Anonymizer:
         lm68 = predict_landmarks68(original, face.box)
         query = self.model.embed([(original, face)])[0]
         ident0 = self._identity_at(original, face)
+        box = tuple(int(round(v)) for v in face.box)
         predicted = None
-        if cfg.select.group_by != "metric":
+        if cfg.select.group_by != "metric" or cfg.keep_gender or cfg.keep_age_group:
             from perface.attributes import predict_attributes
 
-            a = predict_attributes([original], [tuple(int(round(v)) for v in face.box)])[0]
+            a = predict_attributes([original], [box])[0]
             predicted = (a.gender, a.gender_confidence, a.age_group)
-        sel = self.selector.select(query, exclude_ids=used, rng=rng, predicted=predicted)
+        check_gender = cfg.keep_gender and predicted is not None and predicted[1] >= cfg.gender_confidence
+        check_age = cfg.keep_age_group and predicted is not None
+        sel = self.selector.select(query, exclude_ids=used, rng=rng,
+                                   predicted=predicted if cfg.select.group_by != "metric" else None)
         rec.group = sel.group
         if not sel.candidates:
             return fall_back("no donor available in the chosen group")
         last_reason = "no donor passed the identity check"
+        # Among identity-safe swaps, the first that keeps the checked attributes wins; otherwise the one that
+        # keeps the most (gender counts double), the earliest on ties. Attributes are about naturalness: a
+        # swap that changes them is still anonymous, so it is used rather than blurring the face.
+        best: tuple[int, np.ndarray, str, float, float, bool | None, bool | None] | None = None
+        full = 2 * check_gender + check_age
         for tries, (donor_id, psim) in enumerate(zip(sel.candidates, sel.similarities, strict=True), start=1):
             if tries > cfg.select.max_tries:
                 break
@@ -234,15 +248,30 @@ class Anonymizer:
             if id_sim >= cfg.identity_threshold:
                 last_reason = f"identity still matched after swap (cosine {id_sim:.3f})"
                 continue
+            g_kept = a_kept = None
+            if check_gender or check_age:
+                from perface.attributes import predict_attributes
+
+                after_attr = predict_attributes([res.image], [box])[0]
+                g_kept = after_attr.gender == predicted[0] if check_gender else None
+                a_kept = after_attr.age_group == predicted[2] if check_age else None
+            score = 2 * bool(g_kept) + bool(a_kept)
+            if best is None or score > best[0]:
+                best = (score, res.image, donor_id, psim, id_sim, g_kept, a_kept)
+            if score == full:
+                break
+        if best is not None:
+            _, image, donor_id, psim, id_sim, g_kept, a_kept = best
             donor_ident = self.gallery.get(donor_id).identity
             rec.method, rec.reason, rec.donor_id = "swap", None, donor_id
+            rec.gender_kept, rec.age_group_kept = g_kept, a_kept
             rec.perceptual_similarity_donor = _round(psim)
             rec.identity_similarity_donor = _round(float(ident0 @ (donor_ident / np.linalg.norm(donor_ident))))
             rec.identity_similarity_after = _round(id_sim)
-            after = self.model.embed([(res.image, face)])[0]
+            after = self.model.embed([(image, face)])[0]
             rec.perceptual_similarity_after = _round(float(query @ after))
             used.add(donor_id)
-            return res.image
+            return image
         return fall_back(last_reason)
 
 

@@ -282,6 +282,8 @@ def anonymize_cmd(
     seed: Annotated[int, typer.Option(help="Random seed for donor choice.")] = 0,
     group_by: Annotated[str, typer.Option(help="Step 1: metric (the paper), hybrid (confident predicted gender "
                                           "first) or predicted (offline age/gender predictor).")] = "metric",
+    keep_gender: Annotated[bool, typer.Option(help="Try further donors when a swap makes the face read as the "
+                                              "other gender to the offline predictor.")] = True,
     gallery: Annotated[Path | None, typer.Option(help="Donor gallery (default: the bundled one).")] = None,
     model: Annotated[str, typer.Option(help="Perceptual model: 'default' or a folder.")] = "default",
     threshold: Annotated[float, typer.Option(help="Face detection threshold (lower finds more faces).")] = 0.4,
@@ -314,7 +316,8 @@ def anonymize_cmd(
         raise InputError(None, f"no image files found in {' '.join(inputs)}")
     check_outdir(paths, outdir)
     cfg = AnonymizeConfig(method=method, fallback=fallback, select=sel,  # type: ignore[arg-type]
-                          detect=DetectConfig(threshold=threshold), draw_scores=draw_scores, overwrite=overwrite)
+                          detect=DetectConfig(threshold=threshold), draw_scores=draw_scores, overwrite=overwrite,
+                          keep_gender=keep_gender)
     anonymizer = Anonymizer(cfg, gallery=gallery, model=model)
     bar = tqdm(total=len(paths), unit="img", desc="anonymize", file=sys.stderr)
 

@@ -9,9 +9,10 @@ Pipeline of :class:`ClassicSwapper` (all work is done in a region of interest ar
 1. sanity checks: face size (inter-ocular / eye-to-mouth distance), yaw estimated from landmark asymmetry;
 2. optional mirroring of the donor when that brings its yaw closer to the target's;
 3. extra forehead points extrapolated above the brows, so the forehead is covered too;
-4. piecewise-affine warp of the donor onto the target geometry: one fixed triangulation (Delaunay
-   of a symmetric template face, so topology never depends on noisy or coincident landmarks),
-   rasterized to a triangle-index map and turned into a single ``cv2.remap``;
+4. piecewise-affine warp of the donor onto the target geometry, with the inner features moved most of
+   the way to the donor's proportions (``shape_transfer``; jaw line and forehead stay): one fixed
+   triangulation (Delaunay of a symmetric template face, so topology never depends on noisy or
+   coincident landmarks), rasterized to a triangle-index map and turned into a single ``cv2.remap``;
 5. colour transfer (mean/std in LAB over the target's skin) so the donor takes the target's tone;
 6. Poisson blending (``cv2.seamlessClone`` NORMAL_CLONE, on a reflect-padded crop so faces touching
    the border work, solved at reduced resolution for large faces) with a feathered alpha on top;
@@ -319,7 +320,11 @@ class ClassicSwapper:
 
     ``blend``: "seamless" (Poisson, falls back to "feather" on failure) or "feather" (alpha only).
     ``feather_px`` / ``erode_px``: soft-edge width and mask shrink in pixels; None = scale with the
-    face (0.10 / 0.06 x face size). ``forehead``: how far above the brows the swapped region
+    face (``feather_scale`` / ``erode_scale`` x face size; the Poisson blend already matches the target
+    at the mask edge, so a thin edge suffices and leaves less of the target face behind).
+    ``shape_transfer``: how far (0..1) the brows, eyes, nose and mouth move from the target's positions
+    to the donor's proportions (jaw line and forehead stay); a texture-only swap (0) keeps the target's
+    facial geometry, which recognizers use. ``forehead``: how far above the brows the swapped region
     reaches (fraction of the brow-to-nose-base height). ``min_face_px``: minimum face size
     (larger of inter-ocular and eye-to-mouth distance, in px).
     ``max_yaw_deg``: limit for :func:`estimate_yaw` of target and donor. ``mirror_donor``: "auto"
@@ -340,6 +345,9 @@ class ClassicSwapper:
     keep_target_mouth: bool = True
     max_color_gain: float = 1.3
     poisson_max_px: int = 96
+    shape_transfer: float = 0.8
+    feather_scale: float = 0.05
+    erode_scale: float = 0.02
     name: str = field(default="classic", init=False)
 
     def __post_init__(self) -> None:
@@ -349,6 +357,8 @@ class ClassicSwapper:
             raise ValueError(f"mirror_donor must be 'auto', 'never' or 'always', got {self.mirror_donor!r}")
         if not 0.0 <= self.forehead <= 1.5:
             raise ValueError("forehead must be within 0..1.5")
+        if not 0.0 <= self.shape_transfer <= 1.0:
+            raise ValueError("shape_transfer must be within 0..1")
 
     # -- helpers
     @staticmethod
@@ -423,8 +433,8 @@ class ClassicSwapper:
         info["donor_mirrored"] = bool(mirror)
 
         h, w = target.shape[:2]
-        feather = self.feather_px if self.feather_px is not None else max(2.0, 0.10 * size)
-        erode = self.erode_px if self.erode_px is not None else max(1.0, 0.06 * size)
+        feather = self.feather_px if self.feather_px is not None else max(2.0, self.feather_scale * size)
+        erode = self.erode_px if self.erode_px is not None else max(1.0, self.erode_scale * size)
         margin = int(math.ceil(feather * 2 + 4))
         lo = np.floor(t_pts.min(axis=0)).astype(int) - margin
         hi = np.ceil(t_pts.max(axis=0)).astype(int) + margin + 1
@@ -433,8 +443,10 @@ class ClassicSwapper:
         if x1 - x0 < 4 or y1 - y0 < 4:
             return self._fail(target, "face outside image", t_lm, info)
 
+        keep_mouth = self.keep_target_mouth and _mouth_open(t_lm) > _mouth_open(d_lm) + 0.03
+        dest = _transfer_shape(t_pts, d_pts, self.shape_transfer, keep_mouth)
         tri = template_triangles(self.forehead)
-        warped, covered = piecewise_affine_warp(donor, d_pts, t_pts, tri, (x0, y0, x1, y1))
+        warped, covered = piecewise_affine_warp(donor, d_pts, dest, tri, (x0, y0, x1, y1))
         off = np.array([x0, y0], dtype=np.float64)
         local = t_pts - off
 
@@ -442,7 +454,7 @@ class ClassicSwapper:
         region = np.zeros(covered.shape, dtype=np.uint8)
         cv2.fillConvexPoly(region, _hull(local), 1)
         region &= covered.astype(np.uint8)
-        if self.keep_target_mouth and _mouth_open(t_lm) > _mouth_open(d_lm) + 0.03:
+        if keep_mouth:
             inner = np.round(local[60:68]).astype(np.int32)
             cv2.fillPoly(region, [inner], 0)
             info["kept_target_mouth"] = True
@@ -484,6 +496,25 @@ class ClassicSwapper:
         mask = np.zeros((h, w), dtype=np.float32)
         mask[y0:y1, x0:x1] = alpha
         return SwapResult(image=out, mask=mask, ok=True, reason=None, info=info)
+
+
+def _transfer_shape(t_pts: np.ndarray, d_pts: np.ndarray, amount: float, keep_mouth: bool) -> np.ndarray:
+    """Target points with the inner features (brows, eyes, nose, and the mouth unless the target's open
+    mouth is kept) moved ``amount`` of the way to the donor's, after a similarity fit of the donor's
+    landmarks onto the target's. The jaw line and forehead stay put, so the face still fits the head;
+    moving the features carries the donor's proportions (eye spacing, nose length, mouth width) into
+    the output, identity cues that a texture-only swap would keep from the target."""
+    if amount <= 0.0:
+        return t_pts
+    m, _ = cv2.estimateAffinePartial2D(d_pts[:68].astype(np.float32), t_pts[:68].astype(np.float32),
+                                       method=cv2.LMEDS)
+    if m is None:
+        return t_pts
+    aligned = d_pts @ m[:, :2].T + m[:, 2]
+    stop = 48 if keep_mouth else 68
+    dest = t_pts.copy()
+    dest[17:stop] += amount * (aligned[17:stop] - t_pts[17:stop])
+    return dest
 
 
 def _face_size(lm: np.ndarray) -> float:
