@@ -1,0 +1,94 @@
+"""Where does the LBPH recognizer still find the identity after a swap? Rank-1 re-ID by grid region.
+
+Same probes, gallery and anonymizer defaults as `perface evaluate-anonymization` (CelebA, 150 probes, seed 0),
+but the chi-square nearest neighbour is computed on a subset of LBPH's 8 x 8 grid cells of the ArcFace
+112 px crop: the centre 4 x 4 (eyes, nose, mouth), the inner 6 x 6, and the outer ring of 28 cells
+(jaw outline, ears, hairline, background). Writes the `lbph_regions` section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from collections import defaultdict
+
+import numpy as np
+from _common import shared_data, write_fragment
+
+from perface.anonymity import _best_face, _read_with_face, chi_square_nearest, face_features
+from perface.anonymize import AnonymizeConfig, Anonymizer
+from perface.detect import DetectConfig
+from perface.select import SelectConfig
+
+
+def split_probes(root, n_probes: int = 150, seed: int = 0):
+    """The protocol's probe/gallery split (one probe photo per chosen identity)."""
+    by_id: dict[str, list[str]] = defaultdict(list)
+    with open(root / "labels.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            by_id[row["identity"]].append(row["image"])
+    rng = np.random.default_rng(seed)
+    ids = sorted(i for i, imgs in by_id.items() if len(imgs) >= 2)
+    chosen = [ids[i] for i in sorted(rng.choice(len(ids), min(n_probes, len(ids)), replace=False))]
+    probes, gallery = [], []
+    for ident in ids:
+        imgs = list(by_id[ident])
+        if ident in chosen:
+            probes.append((ident, imgs.pop(int(rng.integers(len(imgs))))))
+        gallery.extend((ident, im) for im in imgs)
+    return probes, gallery
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore")
+    root = shared_data() / "celeba"
+    probes, gallery = split_probes(root)
+    det = DetectConfig()
+    g_ids, g_lbph = [], []
+    for ident, im in gallery:
+        found = _read_with_face(root / "images" / im, det)
+        if found is not None:
+            g_ids.append(ident)
+            g_lbph.append(face_features(*found).lbph)
+    gid, gl = np.array(g_ids), np.stack(g_lbph)
+    anonymizer = Anonymizer(AnonymizeConfig(method="swap", select=SelectConfig(seed=0)))
+    truth, before, after, swapped = [], [], [], []
+    for ident, im in probes:
+        found = _read_with_face(root / "images" / im, det)
+        if found is None:
+            continue
+        image, face = found
+        out, records = anonymizer.anonymize_array(image)
+        rec = min(records, key=lambda r: np.abs(np.array(r.box) - np.array(face.box)).sum())
+        truth.append(ident)
+        before.append(face_features(image, face).lbph)
+        after.append(face_features(out, _best_face(out, face, det) or face).lbph)
+        swapped.append(rec.method == "swap")
+    t, b, a, s = np.array(truth), np.stack(before), np.stack(after), np.array(swapped)
+    cells = np.arange(64).reshape(8, 8)
+    regions = {"all 64 cells": cells.ravel(), "inner 6 x 6": cells[1:7, 1:7].ravel(),
+               "centre 4 x 4": cells[2:6, 2:6].ravel(),
+               "outer ring (28 cells)": np.setdiff1d(cells.ravel(), cells[1:7, 1:7].ravel())}
+
+    def pick(x: np.ndarray, cs: np.ndarray) -> np.ndarray:
+        return x.reshape(len(x), 64, -1)[:, cs].reshape(len(x), -1)
+
+    rows, centre = [], 0.0
+    for name, cs in regions.items():
+        r_b = np.mean(gid[chi_square_nearest(pick(b, cs), pick(gl, cs))] == t)
+        hit = gid[chi_square_nearest(pick(a, cs), pick(gl, cs))] == t
+        rows.append(f"| {name} | {r_b:.3f} | {hit.mean():.3f} | {hit[s].mean():.3f} |")
+        centre = float(hit.mean()) if name.startswith("centre") else centre
+    body = (f"{len(t)} CelebA probes anonymized with the defaults (`--group-by metric`); {int(s.sum())} of them "
+            f"swapped, the rest blurred (fail closed). Re-ID gallery: {len(gid)} other photos. "
+            "Rank-1 LBPH re-identification using only some of the 8 x 8 grid cells of the aligned 112 px crop:\n\n"
+            "| LBPH cells used | originals | anonymized | anonymized, swapped faces only |\n|---|---|---|---|\n"
+            + "\n".join(rows)
+            + f"\n\nThe swapped face itself (centre cells) re-identifies only {centre:.1%} (chance: 1 in {len(t)}); "
+            "what LBPH still matches lies in the outer ring (jaw outline, ears, hairline, background), "
+            "which a face swap leaves in place.")
+    write_fragment("lbph_regions", "Anonymization: where LBPH still re-identifies (issue 5)", body)
+
+
+if __name__ == "__main__":
+    main()
