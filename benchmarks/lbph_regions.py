@@ -8,35 +8,22 @@ but the chi-square nearest neighbour is computed on a subset of LBPH's 8 x 8 gri
 
 from __future__ import annotations
 
-import csv
 import warnings
-from collections import defaultdict
 
 import numpy as np
 from _common import shared_data, write_fragment
 
-from perface.anonymity import _best_face, _read_with_face, chi_square_nearest, face_features
+from perface.anonymity import (
+    _best_face,
+    _gallery_features,
+    _read_with_face,
+    chi_square_nearest,
+    face_features,
+    split_probes,
+)
 from perface.anonymize import AnonymizeConfig, Anonymizer
 from perface.detect import DetectConfig
 from perface.select import SelectConfig
-
-
-def split_probes(root, n_probes: int = 150, seed: int = 0):
-    """The protocol's probe/gallery split (one probe photo per chosen identity)."""
-    by_id: dict[str, list[str]] = defaultdict(list)
-    with open(root / "labels.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            by_id[row["identity"]].append(row["image"])
-    rng = np.random.default_rng(seed)
-    ids = sorted(i for i, imgs in by_id.items() if len(imgs) >= 2)
-    chosen = [ids[i] for i in sorted(rng.choice(len(ids), min(n_probes, len(ids)), replace=False))]
-    probes, gallery = [], []
-    for ident in ids:
-        imgs = list(by_id[ident])
-        if ident in chosen:
-            probes.append((ident, imgs.pop(int(rng.integers(len(imgs))))))
-        gallery.extend((ident, im) for im in imgs)
-    return probes, gallery
 
 
 def main() -> None:
@@ -44,13 +31,7 @@ def main() -> None:
     root = shared_data() / "celeba"
     probes, gallery = split_probes(root)
     det = DetectConfig()
-    g_ids, g_lbph = [], []
-    for ident, im in gallery:
-        found = _read_with_face(root / "images" / im, det)
-        if found is not None:
-            g_ids.append(ident)
-            g_lbph.append(face_features(*found).lbph)
-    gid, gl = np.array(g_ids), np.stack(g_lbph)
+    gid, _, gl = _gallery_features(root, gallery, det, progress=False)
     anonymizer = Anonymizer(AnonymizeConfig(method="swap", select=SelectConfig(seed=0)))
     truth, before, after, swapped = [], [], [], []
     for ident, im in probes:

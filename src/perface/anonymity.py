@@ -190,6 +190,31 @@ def _gallery_features(root: Path, rows: list[tuple[str, str]], det: DetectConfig
     return np.array(g_ids), np.stack(g_dlib), np.stack(g_lbph)
 
 
+def split_probes(root: Path, n_probes: int = 150, seed: int = 0) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The protocol's ``(identity, image)`` rows: one probe photo for each of ``n_probes`` identities drawn
+    among those with two or more photos, and every other photo of those identities as the re-ID gallery."""
+    labels = root / "labels.csv"
+    if not labels.is_file():
+        raise InputError(labels, "labels file not found (expects labels.csv with image,identity columns)")
+    by_id: dict[str, list[str]] = defaultdict(list)
+    with open(labels, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"image", "identity"} <= set(reader.fieldnames):
+            raise InputError(labels, "needs 'image' and 'identity' columns")
+        for row in reader:
+            by_id[row["identity"]].append(row["image"])
+    rng = np.random.default_rng(seed)
+    ids = sorted(i for i, imgs in by_id.items() if len(imgs) >= 2)
+    chosen = [ids[i] for i in sorted(rng.choice(len(ids), min(n_probes, len(ids)), replace=False))]
+    probe_rows, gallery_rows = [], []
+    for ident in ids:
+        imgs = list(by_id[ident])
+        if ident in chosen:
+            k = int(rng.integers(len(imgs)))
+            probe_rows.append((ident, imgs.pop(k)))
+        gallery_rows.extend((ident, im) for im in imgs)
+    return probe_rows, gallery_rows
+
 
 def evaluate_anonymization(
     root: str | Path,
@@ -209,27 +234,8 @@ def evaluate_anonymization(
 
     t0 = time.perf_counter()
     root = Path(root)
-    labels = root / "labels.csv"
-    if not labels.is_file():
-        raise InputError(labels, "labels file not found (expects labels.csv with image,identity columns)")
-    by_id: dict[str, list[str]] = defaultdict(list)
-    with open(labels, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"image", "identity"} <= set(reader.fieldnames):
-            raise InputError(labels, "needs 'image' and 'identity' columns")
-        for row in reader:
-            by_id[row["identity"]].append(row["image"])
-    rng = np.random.default_rng(seed)
-    ids = sorted(i for i, imgs in by_id.items() if len(imgs) >= 2)
-    chosen = [ids[i] for i in sorted(rng.choice(len(ids), min(n_probes, len(ids)), replace=False))]
+    probe_rows, gallery_rows = split_probes(root, n_probes, seed)
     det = DetectConfig()
-    probe_rows, gallery_rows = [], []
-    for ident in ids:
-        imgs = list(by_id[ident])
-        if ident in chosen:
-            k = int(rng.integers(len(imgs)))
-            probe_rows.append((ident, imgs.pop(k)))
-        gallery_rows.extend((ident, im) for im in imgs)
 
     log(f"re-ID gallery: {len(gallery_rows)} photos")
     key = (str(root.resolve()), tuple(gallery_rows))

@@ -199,6 +199,7 @@ class Anonymizer:
 
     def _swap_face(self, out: np.ndarray, original: np.ndarray, face: Face, rec: FaceRecord, used: set[str],
                    rng: np.random.Generator) -> np.ndarray:
+        from perface.attributes import predict_attributes
         from perface.landmarks import predict_landmarks68
 
         cfg = self.config
@@ -215,8 +216,6 @@ class Anonymizer:
         box = tuple(int(round(v)) for v in face.box)
         predicted = None
         if cfg.select.group_by != "metric" or cfg.keep_gender or cfg.keep_age_group:
-            from perface.attributes import predict_attributes
-
             a = predict_attributes([original], [box])[0]
             predicted = (a.gender, a.gender_confidence, a.age_group)
         check_gender = cfg.keep_gender and predicted is not None and predicted[1] >= cfg.gender_confidence
@@ -250,8 +249,6 @@ class Anonymizer:
                 continue
             g_kept = a_kept = None
             if check_gender or check_age:
-                from perface.attributes import predict_attributes
-
                 after_attr = predict_attributes([res.image], [box])[0]
                 g_kept = after_attr.gender == predicted[0] if check_gender else None
                 a_kept = after_attr.age_group == predicted[2] if check_age else None
