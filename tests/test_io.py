@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from perface.io import InputError, ReadConfig, iter_image_paths, read_image, write_image
+from perface.io import (
+    InputError,
+    ReadConfig,
+    atomic_write,
+    default_file_mode,
+    iter_image_paths,
+    read_image,
+    write_image,
+)
 
 
 def _save(path, img: Image.Image, **kw) -> None:
@@ -117,3 +125,19 @@ def test_iter_image_paths(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     found = iter_image_paths([str(tmp_path / "a"), str(tmp_path / "*.jpg"), str(tmp_path / "3.jpg")])
     assert [p.name for p in found] == ["1.jpg", "2.PNG", "3.jpg"]
+
+
+def test_atomic_write_publishes_only_on_success(tmp_path):
+    target = tmp_path / "sub" / "data.bin"
+    with atomic_write(target) as tmp:
+        assert tmp.parent == target.parent and tmp != target
+        tmp.write_bytes(b"first")
+    assert target.read_bytes() == b"first"
+    assert target.stat().st_mode & 0o777 == default_file_mode()
+    with pytest.raises(RuntimeError), atomic_write(target, overwrite=True) as tmp:
+        tmp.write_bytes(b"half-written")
+        raise RuntimeError("writer failed")
+    assert target.read_bytes() == b"first"  # a failed write leaves the old file as it was
+    with pytest.raises(InputError, match="report already exists"), atomic_write(target, what="report"):
+        pass
+    assert sorted(p.name for p in target.parent.iterdir()) == ["data.bin"]  # no temp files left

@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,14 +114,16 @@ def _best_face(image: np.ndarray, near: Face | None, config: DetectConfig) -> Fa
     if near is None:
         return max(faces, key=lambda f: f.width * f.height)
 
-    def iou(a, b) -> float:
-        ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-        iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-        inter = ix * iy
-        return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter + 1e-9)
+    best = max(faces, key=lambda f: _iou(f.box, near.box))
+    return best if _iou(best.box, near.box) > 0.3 else None
 
-    best = max(faces, key=lambda f: iou(f.box, near.box))
-    return best if iou(best.box, near.box) > 0.3 else None
+
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter + 1e-9)
 
 
 @dataclass
@@ -136,6 +138,7 @@ class AnonymityResult:
     totals: dict[str, int]
     seconds: float
     notes: dict[str, Any] = field(default_factory=dict)
+    probes: list[dict[str, Any]] = field(default_factory=list)  # one row per probe: what happened to it
 
     def to_markdown(self) -> str:
         r = self.rates
@@ -160,7 +163,7 @@ class AnonymityResult:
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "method": self.method, "n_probes": self.n_probes,
                 "n_gallery": self.n_gallery, "rates": self.rates, "totals": self.totals,
-                "seconds": round(self.seconds, 1), "notes": self.notes}
+                "seconds": round(self.seconds, 1), "notes": self.notes, "probes": self.probes}
 
 
 _GALLERY_CACHE: dict = {}
@@ -248,7 +251,7 @@ def evaluate_anonymization(
     anonymizer = Anonymizer(cfg, gallery=gallery, model=model)
     orig_f, anon_f, detected, g_keep, a_keep = [], [], [], [], []
     totals = {"found": 0, "swapped": 0, "hidden_by_fallback": 0, "hidden_as_requested": 0, "left_unanonymized": 0}
-    truth = []
+    truth, probes = [], []
     reasons: dict[str, int] = {}
     for ident, im in tqdm(probe_rows, desc="anonymize probes", disable=not progress):
         found = _read_with_face(root / "images" / im, det)
@@ -277,16 +280,26 @@ def evaluate_anonymization(
         pa, pb = predict_attributes([image, out], [box, tuple(int(round(v)) for v in probe_face.box)])
         g_keep.append(pa.gender == pb.gender)
         a_keep.append(pa.age_group == pb.age_group)
+        main = max(records, key=lambda r: _iou(r.box, face.box), default=None)
+        probes.append({"image": im, "identity": ident, "method": main.method if main else None,
+                       "reason": main.reason if main else None, "donor_id": main.donor_id if main else None,
+                       "detected_after": after is not None, "gender_before": pa.gender, "gender_after": pb.gender,
+                       "age_group_before": pa.age_group, "age_group_after": pb.age_group})
+
+    def _hits(feats: list[FaceFeatures]) -> tuple[list[bool], list[bool]]:
+        """Per probe: is the nearest gallery photo of its identity (dlib, LBPH)?"""
+        d = np.stack([f.dlib for f in feats]) @ g_dlib_m.T
+        nn = chi_square_nearest(np.stack([f.lbph for f in feats]), g_lbph_m)
+        return (g_ids_a[d.argmax(1)] == np.array(truth)).tolist(), (g_ids_a[nn] == np.array(truth)).tolist()
 
     def rank1(feats: list[FaceFeatures]) -> tuple[float, float]:
-        d = np.stack([f.dlib for f in feats]) @ g_dlib_m.T
-        dl = float((g_ids_a[d.argmax(1)] == np.array(truth)).mean())
-        nn = chi_square_nearest(np.stack([f.lbph for f in feats]), g_lbph_m)
-        lb = float((g_ids_a[nn] == np.array(truth)).mean())
-        return dl, lb
+        hits_d, hits_l = _hits(feats)
+        return float(np.mean(hits_d)), float(np.mean(hits_l))
 
     o_dlib, o_lbph = rank1(orig_f)
     a_dlib, a_lbph = rank1(anon_f)
+    for row, hit_d, hit_l in zip(probes, *_hits(anon_f), strict=True):
+        row["reid_dlib"], row["reid_lbph"] = hit_d, hit_l
     rates = {
         "original": {"reid_dlib": o_dlib, "reid_lbph": o_lbph},
         "anonymized": {"reid_dlib": a_dlib, "reid_lbph": a_lbph, "detected": float(np.mean(detected)),
@@ -294,4 +307,4 @@ def evaluate_anonymization(
     }
     return AnonymityResult(root.name, method, len(truth), len(g_ids_a), rates, totals, time.perf_counter() - t0,
                            {"seed": seed, "group_by": group_by, "fallback_reasons": reasons,
-                            "recognizers": ["dlib ResNet (cosine)", "LBPH (chi-square)"]})
+                            "recognizers": ["dlib ResNet (cosine)", "LBPH (chi-square)"]}, probes)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -27,7 +26,7 @@ import numpy as np
 from perface.align import dlib_chip
 from perface.detect import DetectConfig, Face, detect
 from perface.embed import SAME_PERSON_COSINE, get_embedder
-from perface.io import InputError, PerFaceError, ReadConfig, default_file_mode, read_image, write_image
+from perface.io import InputError, PerFaceError, ReadConfig, atomic_write, read_image, write_image
 from perface.select import DonorSelector, SelectConfig
 
 Method = Literal["swap", "blur", "pixelate", "mask"]
@@ -302,14 +301,8 @@ class RunReport:
 
     def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
         p = Path(path)
-        if p.exists() and not overwrite:
-            raise InputError(p, "report already exists (pass --overwrite to replace it)")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(self.to_dict(), fh, indent=2)
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, p)
+        with atomic_write(p, overwrite=overwrite, what="report") as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2))
         return p
 
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from perface.detect import DetectConfig, detect
 from perface.embed import get_embedder
-from perface.io import InputError, read_image
+from perface.io import InputError, atomic_write, read_image
 
 
 @dataclass
@@ -139,12 +139,10 @@ def build_feature_bank(
     bank = FeatureBank(kept, {p: i for i, p in enumerate(kept)}, pooled_arr, identity_arr, acts_arr, start,
                        missing)
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp.npz")
         extra = {f"acts{v}": a for v, a in enumerate(acts_arr or [])}
-        np.savez(tmp, paths=np.array(kept), pooled=pooled_arr, identity=identity_arr,
-                 missing=np.array(["\t".join(m) for m in missing] or [], dtype=str), **extra)
-        os.replace(tmp, cache_file)
+        with atomic_write(cache_file, overwrite=True, suffix=".npz", what="feature cache") as tmp:
+            np.savez(tmp, paths=np.array(kept), pooled=pooled_arr, identity=identity_arr,
+                     missing=np.array(["\t".join(m) for m in missing] or [], dtype=str), **extra)
     return bank
 
 

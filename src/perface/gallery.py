@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from perface.io import PerFaceError
+from perface.io import InputError, PerFaceError, publish
 
 if TYPE_CHECKING:
     from usearch.index import Index as UsearchIndex
@@ -593,19 +593,13 @@ def _remove_quietly(path: Path) -> None:
 
 def _publish(temporary: Path, target: Path, overwrite: bool) -> None:
     """Move a finished temp file into place; never clobber ``target`` unless ``overwrite``."""
+    try:
+        publish(temporary, target, overwrite=overwrite)
+    except InputError:
+        raise GalleryError(f"{target} already exists; pass overwrite=True to replace it") from None
     if overwrite:
-        os.replace(temporary, target)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(Path(f"{target}{INDEX_SUFFIX}"))  # index of the replaced gallery
-    else:
-        try:
-            os.link(temporary, target)  # atomic and fails if target exists
-        except FileExistsError:
-            raise GalleryError(f"{target} already exists; pass overwrite=True to replace it") from None
-        except OSError:  # filesystem without hard links: best effort check-then-rename
-            if target.exists():
-                raise GalleryError(f"{target} already exists; pass overwrite=True to replace it") from None
-            os.replace(temporary, target)
     with contextlib.suppress(OSError):  # make the rename durable
         directory = os.open(target.parent, os.O_RDONLY)
         try:

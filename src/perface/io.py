@@ -11,6 +11,7 @@ import contextlib
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,33 +130,55 @@ def write_image(
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}.get(suffix)
     if fmt is None:
         raise InputError(p, f"unsupported output format {suffix!r} (use .jpg, .png, .webp or .bmp)")
-    p.parent.mkdir(parents=True, exist_ok=True)
     # A fresh Image from raw pixels carries no metadata at all.
     clean = Image.fromarray(np.ascontiguousarray(arr))
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    with atomic_write(p, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
+        kwargs = {"quality": quality, "optimize": True} if fmt == "JPEG" else {}
+        clean.save(fh, format=fmt, **kwargs)
+    return p
+
+
+@contextlib.contextmanager
+def atomic_write(
+    path: str | os.PathLike[str], *, overwrite: bool = False, suffix: str = ".tmp", what: str = "output file"
+) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block succeeds, publish it there atomically.
+
+    The file is fsynced, gets the permissions ``open()`` would give, and replaces an existing ``path``
+    only when ``overwrite`` is true (otherwise a hard link makes "create unless it exists" atomic).
+    On any error the temporary file is removed and ``path`` is left as it was.
+    """
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise InputError(p, f"{what} already exists (pass overwrite=True / --overwrite to replace it)")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=p.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            kwargs = {"quality": quality, "optimize": True} if fmt == "JPEG" else {}
-            clean.save(fh, format=fmt, **kwargs)
-            fh.flush()
+        yield tmp
+        with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, default_file_mode())
-        if overwrite:
-            os.replace(tmp, p)
-        else:
-            # link() fails if the target appeared meanwhile, so we never clobber a file.
-            try:
-                os.link(tmp, p)
-            except FileExistsError:
-                raise InputError(p, "output file already exists") from None
-            except OSError:
-                if p.exists():
-                    raise InputError(p, "output file already exists") from None
-                os.replace(tmp, p)
+        publish(tmp, p, overwrite=overwrite, what=what)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-    return p
+
+
+def publish(temporary: Path, target: Path, *, overwrite: bool, what: str = "output file") -> None:
+    """Move a finished file into place: ``os.replace`` when overwriting, else a link that fails if it exists."""
+    if overwrite:
+        os.replace(temporary, target)
+        return
+    try:
+        os.link(temporary, target)  # atomic, and fails if the target appeared meanwhile
+    except FileExistsError:
+        raise InputError(target, f"{what} already exists") from None
+    except OSError:  # a filesystem without hard links: best-effort check, then rename
+        if target.exists():
+            raise InputError(target, f"{what} already exists") from None
+        os.replace(temporary, target)
 
 
 def default_file_mode() -> int:

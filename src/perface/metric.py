@@ -270,14 +270,13 @@ class PerFaceModel(nn.Module):
             raise InputError(d, "a model already exists here (pass overwrite=True to replace it)")
         d.mkdir(parents=True, exist_ok=True)
         state = self.trainable_state()
-        tmp = d / f".{WEIGHTS_NAME}.tmp"
-        save_file(state, str(tmp))
-        from perface.io import default_file_mode
+        from perface.io import atomic_write
 
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, d / WEIGHTS_NAME)
+        with atomic_write(d / WEIGHTS_NAME, overwrite=overwrite, what="model") as tmp:
+            save_file(state, str(tmp))
         cfg = {"format": "perface-model/1", "model": dataclasses.asdict(self.config), "metadata": metadata or {}}
-        (d / CONFIG_NAME).write_text(json.dumps(cfg, indent=2, default=str))
+        with atomic_write(d / CONFIG_NAME, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(cfg, indent=2, default=str))
         return d
 
 

@@ -117,26 +117,14 @@ class EmbedResult:
 
     def save(self, out: str | os.PathLike[str], overwrite: bool = False) -> Path:
         """Write an .npz (paths, face_index, boxes, embeddings); never replaces a file unless asked."""
-        import tempfile
+        from perface.io import atomic_write
 
         p = Path(out)
         if p.suffix != ".npz":
             raise InputError(p, "output must end in .npz")
-        if p.exists() and not overwrite:
-            raise InputError(p, "output file already exists (pass --overwrite to replace it)")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".npz", dir=p.parent)
-        os.close(fd)
-        try:
+        with atomic_write(p, overwrite=overwrite, suffix=".npz") as tmp:
             np.savez(tmp, paths=np.array(self.paths), face_index=np.array(self.face_index, dtype=np.int32),
                      boxes=self.boxes.astype(np.float32), embeddings=self.embeddings.astype(np.float32))
-            from perface.io import default_file_mode
-
-            os.chmod(tmp, default_file_mode())
-            os.replace(tmp, p)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         return p
 
 
