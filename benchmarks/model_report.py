@@ -20,9 +20,12 @@ def main() -> None:
     write_json(REPO / "runs" / "model_report.json", res.to_dict())
     meta_path = REPO / "src" / "perface" / "models" / "perface-default" / "config.json"
     meta = json.loads(meta_path.read_text())["metadata"]
+    picked = (f"{meta['best_epoch']} epochs, no validation split: settings chosen by 5-fold cross-validation, "
+              "see the cross-validation section" if meta["best_val_accuracy"] is None else
+              f"best epoch {meta['best_epoch']}, validation accuracy {meta['best_val_accuracy']:.4f}")
     body = (f"Model: `perface.load(\"default\")`, trained with `perface train --config configs/default.yaml` "
-            f"(best epoch {meta['best_epoch']}, validation accuracy {meta['best_val_accuracy']:.4f}, "
-            f"{meta['train_triplets']} training triplets).\n\nTrained on: {res.trained_on}. Test triplets are "
+            f"({picked}, {meta['train_triplets']} training triplets).\n\nTrained on: {res.trained_on}. "
+            "Test triplets are "
             "rating-derived too (a stand-in), among the 20% of OMI faces held out from training; "
             "'gender-matched' keeps triplets whose three faces share the anchor's side of the gender rating.\n\n"
             + res.triplets.to_markdown())

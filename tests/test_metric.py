@@ -69,7 +69,8 @@ def test_load_errors(tmp_path):
 def test_default_model_loads_offline(astronaut):
     m = load("default")
     e = m.embed([astronaut])
-    assert e.shape == (1, m.config.embed_dim)
+    assert e.shape == (1, m.config.embedding_dim) and m.config.attribute_outputs > 0
+    assert abs(float(np.linalg.norm(e[0])) - 1.0) < 1e-5
     assert "rating-derived" in m.metadata["trained_on"]
 
 

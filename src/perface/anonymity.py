@@ -154,6 +154,7 @@ class AnonymityResult:
             f"{r['anonymized']['reid_lbph']:.3f} |",
             f"| face still detected | 1.000 | {r['anonymized']['detected']:.3f} |",
             f"| gender kept (offline predictor, original vs output) | - | {r['anonymized']['gender_kept']:.3f} |",
+            f"| gender kept, swapped faces only | - | {_fmt(r['anonymized'].get('gender_kept_swapped'))} |",
             f"| age group kept (young < 40) | - | {r['anonymized']['age_group_kept']:.3f} |",
             "",
             "Faces: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in self.totals.items()) + ".",
@@ -164,6 +165,11 @@ class AnonymityResult:
         return {"dataset": self.dataset, "method": self.method, "n_probes": self.n_probes,
                 "n_gallery": self.n_gallery, "rates": self.rates, "totals": self.totals,
                 "seconds": round(self.seconds, 1), "notes": self.notes, "probes": self.probes}
+
+
+def _fmt(value: float | None) -> str:
+    """Three decimals, or '-' for a rate that does not apply (no swapped faces)."""
+    return "-" if value is None or np.isnan(value) else f"{value:.3f}"
 
 
 _GALLERY_CACHE: dict = {}
@@ -303,7 +309,9 @@ def evaluate_anonymization(
     rates = {
         "original": {"reid_dlib": o_dlib, "reid_lbph": o_lbph},
         "anonymized": {"reid_dlib": a_dlib, "reid_lbph": a_lbph, "detected": float(np.mean(detected)),
-                       "gender_kept": float(np.mean(g_keep)), "age_group_kept": float(np.mean(a_keep))},
+                       "gender_kept": float(np.mean(g_keep)), "age_group_kept": float(np.mean(a_keep)),
+                       "gender_kept_swapped": float(np.mean([g for g, p in zip(g_keep, probes, strict=True)
+                                                             if p["method"] == "swap"] or [np.nan]))},
     }
     return AnonymityResult(root.name, method, len(truth), len(g_ids_a), rates, totals, time.perf_counter() - t0,
                            {"seed": seed, "group_by": group_by, "fallback_reasons": reasons,

@@ -44,7 +44,7 @@ class AnonymizeConfig:
     detect: DetectConfig = field(default_factory=lambda: DetectConfig(threshold=0.4))
     identity_threshold: float = SAME_PERSON_COSINE  # identity cosine at/above which a swap is rejected
     keep_gender: bool = True  # prefer a donor whose swap keeps the face's predicted gender (naturalness)
-    gender_confidence: float = 0.8  # ...when the original's predicted gender is at least this confident
+    check_gender_above: float = 0.6  # ...when the original's predicted gender is at least this confident
     keep_age_group: bool = True  # also prefer one that keeps the predicted age group (young < 40 / older)
     min_face_px: float = 16.0  # faces whose box is smaller than this are obscured, not swapped
     mask_scale: float = 1.3  # obscured region = box scaled by this
@@ -217,7 +217,7 @@ class Anonymizer:
         if cfg.select.group_by != "metric" or cfg.keep_gender or cfg.keep_age_group:
             a = predict_attributes([original], [box])[0]
             predicted = (a.gender, a.gender_confidence, a.age_group)
-        check_gender = cfg.keep_gender and predicted is not None and predicted[1] >= cfg.gender_confidence
+        check_gender = cfg.keep_gender and predicted is not None and predicted[1] >= cfg.check_gender_above
         check_age = cfg.keep_age_group and predicted is not None
         sel = self.selector.select(query, exclude_ids=used, rng=rng,
                                    predicted=predicted if cfg.select.group_by != "metric" else None)

@@ -174,20 +174,28 @@ def train_cmd(
     out: Annotated[Path | None, typer.Option(help="Run folder (overrides the config's `out`).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override optim.epochs.")] = None,
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Ignore an existing checkpoint.")] = False,
+    cv: Annotated[int, typer.Option(help="Instead of one fit: K-fold cross-validation over the non-test faces "
+                                         "(OMI), to choose settings without touching the test faces.")] = 0,
 ) -> None:
-    """Train a PerFace model; the best checkpoint lands in OUT/model (safetensors + config.json)."""
+    """Train a PerFace model; the kept checkpoint lands in OUT/model (safetensors + config.json)."""
     from dataclasses import replace
 
-    from perface.train import load_config, train
+    from perface.train import cross_validate, load_config, train
 
     cfg = load_config(config)
     if out is not None:
         cfg = replace(cfg, out=str(out))
     if epochs is not None:
         cfg = replace(cfg, optim=replace(cfg.optim, epochs=epochs))
+    if cv:
+        res_cv = cross_validate(cfg, cv, resume=not no_resume, log=lambda m: typer.echo(m, err=True))
+        curve = ", ".join(f"{a:.4f}" for a in res_cv.mean_per_epoch())
+        typer.echo(f"{cv}-fold CV, mean val acc by epoch: {curve}; saved models: {res_cv.mean_final():.4f}")
+        return
     res = train(cfg, resume=not no_resume, log=lambda m: typer.echo(m, err=True))
-    typer.echo(f"model: {res.model_dir}  best val acc {res.best_val_accuracy:.4f} (epoch {res.best_epoch}), "
-               f"{res.seconds / 60:.1f} min")
+    picked = (f"last epoch {res.best_epoch} (no validation split)" if res.best_val_accuracy is None
+              else f"best val acc {res.best_val_accuracy:.4f} (epoch {res.best_epoch})")
+    typer.echo(f"model: {res.model_dir}  {picked}, {res.seconds / 60:.1f} min")
 
 
 @app.command("evaluate")
@@ -280,6 +288,8 @@ def anonymize_cmd(
     band: Annotated[str | None, typer.Option(help="Similarity band LOW:HIGH, e.g. 0.1:0.3 (implies --strategy band).")]
     = None,
     seed: Annotated[int, typer.Option(help="Random seed for donor choice.")] = 0,
+    tries: Annotated[int, typer.Option(help="Donors tried per face before it is blurred (identity still "
+                                       "matched) or the best attribute match is kept.")] = 8,
     group_by: Annotated[str, typer.Option(help="Step 1: metric (the paper), hybrid (confident predicted gender "
                                           "first) or predicted (offline age/gender predictor).")] = "metric",
     keep_gender: Annotated[bool, typer.Option(help="Try further donors when a swap makes the face read as the "
@@ -308,7 +318,8 @@ def anonymize_cmd(
     if bnd is not None:
         strategy = "band"
     try:
-        sel = SelectConfig(strategy=strategy, band=bnd, seed=seed, group_by=group_by)  # type: ignore[arg-type]
+        sel = SelectConfig(strategy=strategy, band=bnd, seed=seed, group_by=group_by,  # type: ignore[arg-type]
+                           max_tries=tries)
     except ValueError as exc:
         raise PerFaceError(str(exc)) from None
     paths = iter_image_paths(inputs)

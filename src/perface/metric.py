@@ -46,6 +46,13 @@ class ModelConfig:
     aux_outputs: int = 0  # size of the optional auxiliary attribute-regression head (0 = none)
     flip_average: bool = True  # embed a face and its mirror image and average (test-time augmentation)
     color_grid: int = 6  # colour layout of each view (grid x grid mean RGB), 0 = off: hair and skin colour
+    attribute_outputs: int = 0  # linear attribute head (predicted rating-space coordinates), 0 = none
+    attribute_weight: float = 0.15  # its share of the embedding (see ProjectionHead.embed)
+
+    @property
+    def embedding_dim(self) -> int:
+        """Length of the final embedding: the MLP's, plus the attribute coordinates and one padding entry."""
+        return self.embed_dim + (self.attribute_outputs + 1 if self.attribute_outputs else 0)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
@@ -117,9 +124,17 @@ class BackboneFeatures(nn.Module):
 
 
 class ProjectionHead(nn.Module):
-    """Standardise features, then MLP -> L2-normalised embedding (plus an optional auxiliary output)."""
+    """Standardise features, then MLP -> L2-normalised embedding (plus optional auxiliary and attribute heads).
 
-    def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float, aux_outputs: int = 0) -> None:
+    The optional *attribute head* is a linear map of the standardised features to predicted
+    rating-space coordinates (fitted in closed form by :meth:`fit_attributes`). :meth:`embed` joins it
+    to the MLP embedding so that ``1 - cosine`` of the result is, up to a small padding term,
+    ``(1 - cos_mlp) + w**2 / 2 * ||p - p'||**2``: one cosine that mixes both, so galleries and indexes
+    need no second distance.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float, aux_outputs: int = 0,
+                 attribute_outputs: int = 0, attribute_weight: float = 0.15) -> None:
         super().__init__()
         self.register_buffer("feat_mean", torch.zeros(in_dim))
         self.register_buffer("feat_std", torch.ones(in_dim))
@@ -127,6 +142,14 @@ class ProjectionHead(nn.Module):
             nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim)
         )
         self.aux = nn.Linear(out_dim, aux_outputs) if aux_outputs else None
+        self.attribute_weight = attribute_weight
+        if attribute_outputs:
+            self.attribute = nn.Linear(in_dim, attribute_outputs, bias=False)
+            nn.init.zeros_(self.attribute.weight)
+            self.attribute.weight.requires_grad_(False)
+            self.register_buffer("attribute_radius2", torch.tensor(1.0))
+        else:
+            self.attribute = None
 
     def set_standardisation(self, feats: torch.Tensor) -> None:
         """Fix the feature mean/std from training features (kept in the weights file)."""
@@ -134,11 +157,57 @@ class ProjectionHead(nn.Module):
         self.feat_std.copy_(feats.std(0).clamp_min(1e-6))
 
     def forward(self, feats: torch.Tensor, with_aux: bool = False):
+        """The MLP's unit embedding (what the triplet loss trains), and the auxiliary output when asked."""
         z = self.mlp((feats - self.feat_mean) / self.feat_std)
         emb = z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)
         if with_aux:
             return emb, (self.aux(z) if self.aux is not None else None)
         return emb
+
+    def attributes(self, feats: torch.Tensor) -> torch.Tensor:
+        """Predicted rating-space coordinates (zeros until fitted)."""
+        if self.attribute is None:
+            raise PerFaceError("this model has no attribute head")
+        return self.attribute((feats - self.feat_mean) / self.feat_std)
+
+    def embed(self, feats: torch.Tensor, mirrored: torch.Tensor | None = None) -> torch.Tensor:
+        """The final unit embedding; with ``mirrored`` features, face and mirror image are averaged."""
+        emb = self(feats)
+        if mirrored is not None:
+            emb = emb + self(mirrored)
+            emb = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        if self.attribute is None:
+            return emb
+        p = self.attributes(feats)
+        if mirrored is not None:
+            p = 0.5 * (p + self.attributes(mirrored))
+        p = self.attribute_weight * p
+        pad = (self.attribute_radius2 - 1.0 - (p**2).sum(1, keepdim=True)).clamp_min(0.0).sqrt()
+        out = torch.cat([emb, p, pad], dim=1)
+        return out / out.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    @torch.no_grad()
+    def fit_attributes(self, feats: torch.Tensor, mirrored: torch.Tensor | None, targets: torch.Tensor,
+                       ridge: float) -> None:
+        """Ridge regression (closed form, kernel side: few faces, many features) of targets on features.
+
+        Why not SGD: with a few hundred faces the closed form is exact, instant and has one knob.
+        """
+        if self.attribute is None:
+            raise PerFaceError("this model has no attribute head")
+        x = (feats - self.feat_mean) / self.feat_std
+        y = targets
+        if mirrored is not None:
+            x = torch.cat([x, (mirrored - self.feat_mean) / self.feat_std])
+            y = torch.cat([targets, targets])
+        x, y = x.double(), y.double()
+        alpha = torch.linalg.solve(x @ x.T + ridge * torch.eye(len(x), dtype=x.dtype), y)
+        self.attribute.weight.copy_((x.T @ alpha).T.float())
+        p = self.attribute_weight * self.attributes(feats)
+        if mirrored is not None:
+            p = 0.5 * (p + self.attribute_weight * self.attributes(mirrored))
+        # Leave headroom above the training faces so the padding entry stays real for new faces.
+        self.attribute_radius2.fill_(1.0 + 1.2 * float((p**2).sum(1).max()))
 
 
 FaceLike = Any  # np.ndarray image, str/Path, (image, Face), perface.pipeline.AnalyzedFace
@@ -159,7 +228,8 @@ class PerFaceModel(nn.Module):
         per_view = self.features.dims()
         self.feature_dim = per_view * len(self.config.views)
         self.head = ProjectionHead(self.feature_dim, self.config.hidden, self.config.embed_dim,
-                                   self.config.dropout, self.config.aux_outputs)
+                                   self.config.dropout, self.config.aux_outputs, self.config.attribute_outputs,
+                                   self.config.attribute_weight)
         self.set_trainable()
         self.model_id = "untrained"
 
@@ -179,7 +249,8 @@ class PerFaceModel(nn.Module):
         return torch.cat([self.features(v) for v in views], dim=1)
 
     def forward(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
-        return self.head(self.view_features(views))
+        """Final embeddings of aligned view batches (no mirror averaging)."""
+        return self.head.embed(self.view_features(views))
 
     # --------------------------------------------------------------- inference
     def align(self, image: np.ndarray, face) -> list[np.ndarray]:
@@ -222,21 +293,19 @@ class PerFaceModel(nn.Module):
         """Embeddings for pre-aligned chips, ``views[v][i]`` = chip of face i for view v."""
         n = len(views[0]) if views else 0
         if n == 0:
-            return np.zeros((0, self.config.embed_dim), dtype=np.float32)
+            return np.zeros((0, self.config.embedding_dim), dtype=np.float32)
         self.eval()
         bb = self.features.backbone
         out = []
         for s in range(0, n, batch_size):
             batch = [bb.preprocess(v[s : s + batch_size]) for v in views]
-            emb = self(batch)
-            if self.config.flip_average:
-                emb = emb + self([b.flip(3) for b in batch])
-                emb = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            mirrored = self.view_features([b.flip(3) for b in batch]) if self.config.flip_average else None
+            emb = self.head.embed(self.view_features(batch), mirrored)
             out.append(emb.float().numpy())
         return np.concatenate(out).astype(np.float32)
 
     def embed(self, faces: Sequence[FaceLike], batch_size: int = 64) -> np.ndarray:
-        """(N, embed_dim) unit embeddings of faces given as images (largest face), paths or (image, Face)."""
+        """(N, embedding_dim) unit embeddings of faces given as images (largest face), paths or (image, Face)."""
         if isinstance(faces, np.ndarray) and faces.ndim == 3:
             faces = [faces]
         return self.embed_views(self._to_views(list(faces)), batch_size)

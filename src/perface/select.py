@@ -35,7 +35,7 @@ class SelectConfig:
     band: tuple[float, float] | None = None  # similarity band for strategy 'band', e.g. (0.1, 0.3)
     low_fraction: float = 0.2  # 'paper': pick among this least-similar share of the group
     min_pool: int = 5  # ... but among at least this many donors
-    max_tries: int = 5  # donors tried before falling back to blurring
+    max_tries: int = 8  # donors tried (identity check, then gender and age group) before falling back
     statistic: Literal["ci_upper", "mean", "quantile95"] = "ci_upper"
     group_sample: int = 2000  # donors per group used for the step-1 statistic (all when fewer)
     group_by: Literal["metric", "hybrid", "predicted"] = "metric"  # step 1: the paper's rule, or with help

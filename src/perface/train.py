@@ -3,7 +3,9 @@
 ``perface train --config FILE`` reads a YAML :class:`TrainConfig`. Frozen backbone parts are run
 once and cached (:mod:`perface.features`), so CPU training of the head and upper levels takes
 minutes. Validation triplet accuracy is measured every epoch; the best checkpoint is kept, training
-stops early when it stops improving, and an interrupted run resumes from ``checkpoint.pt``.
+stops early when it stops improving, and an interrupted run resumes from ``checkpoint.pt``. With
+``val_fraction: 0`` (a final fit after choosing settings by cross-validation) it runs the fixed number
+of epochs and keeps the last. An optional linear attribute head is fitted in closed form afterwards.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class DataConfig:
     ratings: dict[str, Any] = field(default_factory=dict)  # RatingTripletConfig overrides
     test_candidates: int = 12_000  # rating-derived candidates drawn among held-out faces
     seed: int = 0
+    cv_folds: int = 0  # > 0 (omi): validate on fold `cv_fold` of the non-test faces, train on the other folds
+    cv_fold: int = 0
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class OptimConfig:
     batch_size: int = 32
     epochs: int = 40
     patience: int = 8
+    keep: Literal["best", "last"] = "best"  # which epoch's model to save (always "last" without validation)
     cosine_schedule: bool = True
     seed: int = 0
 
@@ -70,6 +75,16 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
+class AttributeHeadConfig:
+    """Linear attribute head (OMI only): ridge regression of the rating-space coordinates of training faces,
+    mixed into the embedding with ``weight`` (see :class:`perface.metric.ProjectionHead`)."""
+
+    enabled: bool = False
+    ridge: float = 1000.0
+    weight: float = 0.15
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs; saved next to the model for reproducibility."""
 
@@ -77,6 +92,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    attribute_head: AttributeHeadConfig = field(default_factory=AttributeHeadConfig)
     flip_augment: bool = True
     out: str = "runs/perface"
     cache_dir: str = ".cache/perface"
@@ -98,6 +114,7 @@ def config_from_dict(d: dict[str, Any], where: str = "config") -> TrainConfig:
         "data": (DataConfig, d.pop("data", {}) or {}),
         "optim": (OptimConfig, d.pop("optim", {}) or {}),
         "loss": (LossConfig, d.pop("loss", {}) or {}),
+        "attribute_head": (AttributeHeadConfig, d.pop("attribute_head", {}) or {}),
     }
     built = {k: _build(c, v, f"{where}: {k}") for k, (c, v) in parts.items()}
     try:
@@ -149,15 +166,18 @@ def make_splits(cfg: DataConfig) -> Splits:
     from perface import datasets as ds
 
     if cfg.kind == "omi":
-        rcfg = ds.RatingTripletConfig(**{**{"seed": cfg.seed}, **cfg.ratings})
+        rcfg = _rating_config(cfg)
         ratings = ds.load_ratings(cfg.root, rcfg.rating_types, rcfg.needed_attributes)
         ids = list(ratings.face_ids)
         rest, test_ids = ds.split_faces(ids, cfg.test_fraction, seed=cfg.seed)
-        val_share = cfg.val_fraction / max(1e-9, 1 - cfg.test_fraction)
-        train_ids, val_ids = ds.split_faces(rest, val_share, seed=cfg.seed + 1)
+        if cfg.cv_folds > 0:
+            train_ids, val_ids = _cv_split(rest, cfg.cv_folds, cfg.cv_fold, cfg.seed)
+        else:
+            val_share = cfg.val_fraction / max(1e-9, 1 - cfg.test_fraction)
+            train_ids, val_ids = ds.split_faces(rest, val_share, seed=cfg.seed + 1)
         rep_train = ds.build_rating_triplets(cfg.root, rcfg, train_ids, ratings=ratings, name="train")
         small = dataclasses.replace(rcfg, n_candidates=max(2000, cfg.test_candidates // 3), seed=cfg.seed + 11)
-        val = ds.rating_triplets(cfg.root, small, val_ids, ratings=ratings)
+        val = ds.rating_triplets(cfg.root, small, val_ids, ratings=ratings) if val_ids else TripletSet([], "val")
         test_cfg = dataclasses.replace(rcfg, n_candidates=cfg.test_candidates, seed=cfg.seed + 7)
         rep_test = ds.build_rating_triplets(cfg.root, test_cfg, test_ids, ratings=ratings, name="test")
         notes = {"reliability": rep_train.reliability, "weights": rep_train.weights,
@@ -180,6 +200,15 @@ def make_splits(cfg: DataConfig) -> Splits:
     return Splits(parts[keys[0]], parts[keys[1]], parts[keys[2]])
 
 
+def _cv_split(ids: tuple[str, ...], k: int, fold: int, seed: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Faces of fold ``fold`` of ``k`` (a seeded shuffle of ``ids``) and the faces of the other folds."""
+    if k < 2 or not 0 <= fold < k:
+        raise PerFaceError(f"cv_folds must be >= 2 and 0 <= cv_fold < cv_folds, got {k} and {fold}")
+    order = np.random.default_rng(seed + 101).permutation(len(ids))
+    held = {ids[i] for i in order[fold::k]}
+    return tuple(f for f in ids if f not in held), tuple(f for f in ids if f in held)
+
+
 def triplet_rows(triplets: TripletSet, bank: FeatureBank) -> tuple[np.ndarray, np.ndarray]:
     """(T, 3) bank rows of (reference, positive, negative) and weights; triplets with a missing face are dropped."""
     rows, w = [], []
@@ -198,12 +227,10 @@ def bank_embeddings(model: PerFaceModel, bank: FeatureBank, batch: int = 256) ->
     out = []
     for s in range(0, len(bank), batch):
         rows = np.arange(s, min(len(bank), s + batch))
-        emb = model.head(bank_features(model, bank, rows, np.zeros_like(rows)))
-        if model.config.flip_average:
-            emb = emb + model.head(bank_features(model, bank, rows, np.ones_like(rows)))
-            emb = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        out.append(emb.numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.config.embed_dim), np.float32)
+        feats = bank_features(model, bank, rows, np.zeros_like(rows))
+        mirrored = bank_features(model, bank, rows, np.ones_like(rows)) if model.config.flip_average else None
+        out.append(model.head.embed(feats, mirrored).numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config.embedding_dim), np.float32)
 
 
 def accuracy_from_embeddings(emb: np.ndarray, rows: np.ndarray) -> float:
@@ -213,6 +240,34 @@ def accuracy_from_embeddings(emb: np.ndarray, rows: np.ndarray) -> float:
     sp = (emb[rows[:, 0]] * emb[rows[:, 1]]).sum(1)
     sn = (emb[rows[:, 0]] * emb[rows[:, 2]]).sum(1)
     return float(((sp > sn) + 0.5 * (sp == sn)).mean())
+
+
+def _rating_config(cfg: DataConfig):
+    """The rating-triplet configuration a data config implies (OMI only)."""
+    from perface import datasets as ds
+
+    return ds.RatingTripletConfig(**{**{"seed": cfg.seed}, **cfg.ratings})
+
+
+def _fit_attribute_head(cfg: TrainConfig, model: PerFaceModel, bank: FeatureBank, train_ids: tuple[str, ...],
+                        log: Callable[[str], None]) -> None:
+    """Fit the linear attribute head on the training faces' rating-space coordinates (what triplets use)."""
+    from perface import datasets as ds
+
+    rcfg = _rating_config(cfg.data)
+    ratings = ds.load_ratings(cfg.data.root, rcfg.rating_types, rcfg.needed_attributes)
+    space = ds.rating_space(ratings, rcfg, train_ids)
+    coords = space.features()
+    where = {f: i for i, f in enumerate(space.face_ids)}
+    rows = np.array([i for i, p in enumerate(bank.paths) if Path(p).stem in where], dtype=np.int64)
+    if len(rows) == 0:
+        raise PerFaceError("attribute_head: no training face in the feature bank")
+    target = torch.from_numpy(np.stack([coords[where[Path(bank.paths[i]).stem]] for i in rows]).astype(np.float32))
+    feats = bank_features(model, bank, rows, np.zeros_like(rows))
+    mirrored = bank_features(model, bank, rows, np.ones_like(rows)) if model.config.flip_average else None
+    model.head.fit_attributes(feats, mirrored, target, cfg.attribute_head.ridge)
+    log(f"attribute head: ridge {cfg.attribute_head.ridge:g} on {len(rows)} training faces, "
+        f"weight {cfg.attribute_head.weight:g}")
 
 
 def _aux_targets(cfg: TrainConfig, bank: FeatureBank) -> tuple[np.ndarray, list[str]] | None:
@@ -241,11 +296,12 @@ class TrainResult:
     """What a run produced: the model folder, the best validation accuracy and the epoch log."""
 
     model_dir: Path
-    best_val_accuracy: float
+    best_val_accuracy: float | None  # None when trained without a validation split
     best_epoch: int
     history: list[dict[str, float]]
     seconds: float
     splits: Splits
+    final_val_accuracy: float | None = None  # validation accuracy of the saved model (with its attribute head)
 
 
 def seed_everything(seed: int) -> None:
@@ -272,6 +328,11 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
 
         n_aux = len(cfg.data.ratings.get("attributes", APPEARANCE_ATTRIBUTES))
         model_cfg = dataclasses.replace(model_cfg, aux_outputs=n_aux)
+    if cfg.attribute_head.enabled:
+        if cfg.data.kind != "omi":
+            raise PerFaceError("attribute_head needs data.kind 'omi' (attribute ratings)")
+        n_attr = len(_rating_config(cfg.data).attributes)
+        model_cfg = dataclasses.replace(model_cfg, attribute_outputs=n_attr, attribute_weight=cfg.attribute_head.weight)
     model = PerFaceModel(model_cfg)
     paths = sorted({str(p) for s in (splits.train, splits.val, splits.test) for t in s
                     for p in (t.reference, t.a, t.b)})
@@ -308,6 +369,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
             log(f"resumed from {ckpt} at epoch {start_epoch}")
         else:
             log(f"{ckpt} belongs to another config: starting afresh")
+    no_val = len(va_rows) == 0
+    if no_val:
+        log(f"no validation triplets: training {cfg.optim.epochs} epochs and keeping the last")
     rng = np.random.default_rng(cfg.optim.seed + start_epoch)
     for epoch in range(start_epoch, cfg.optim.epochs):
         model.train()
@@ -338,16 +402,19 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
             bar.set_postfix(loss=f"{total / (s + 1):.4f}")
         emb_all = bank_embeddings(model, bank)
         tr_acc = accuracy_from_embeddings(emb_all, tr_rows)
-        va_acc = accuracy_from_embeddings(emb_all, va_rows)
+        va_acc = None if no_val else accuracy_from_embeddings(emb_all, va_rows)
         history.append({"epoch": epoch + 1, "loss": total / steps_per_epoch, "train_acc": tr_acc, "val_acc": va_acc})
-        improved = va_acc > best
-        if improved:
+        improved = no_val or va_acc > best
+        if no_val or cfg.optim.keep == "last":  # the model as it stands is the one kept
+            best, best_epoch, best_state, bad = (-1.0 if no_val else va_acc), epoch + 1, None, 0
+        elif improved:
             best, best_epoch, bad = va_acc, epoch + 1, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             bad += 1
-        log(f"epoch {epoch + 1:3d}  loss {total / steps_per_epoch:.4f}  train acc {tr_acc:.4f}  "
-            f"val acc {va_acc:.4f}{'  *best' if improved else ''}")
+        mark = "  *best" if improved and cfg.optim.keep == "best" else ""
+        val_txt = "" if no_val else f"  val acc {va_acc:.4f}{mark}"
+        log(f"epoch {epoch + 1:3d}  loss {total / steps_per_epoch:.4f}  train acc {tr_acc:.4f}{val_txt}")
         torch.save({"config": dataclasses.asdict(cfg), "model": model.state_dict(), "optim": opt.state_dict(),
                     "sched": sched.state_dict() if sched else None, "epoch": epoch, "best": best,
                     "best_epoch": best_epoch, "history": history, "bad": bad, "best_state": best_state}, ckpt)
@@ -356,14 +423,60 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
             break
     if best_state is not None:
         model.load_state_dict(best_state)
-    meta = {"trained_on": describe_data(cfg.data), "best_val_accuracy": best, "best_epoch": best_epoch,
+    final_val = None
+    if cfg.attribute_head.enabled:
+        _fit_attribute_head(cfg, model, bank, splits.faces.get("train", ()), log)
+        if not no_val:
+            final_val = accuracy_from_embeddings(bank_embeddings(model, bank), va_rows)
+            log(f"val acc with the attribute head: {final_val:.4f}")
+    meta = {"trained_on": describe_data(cfg.data), "best_val_accuracy": None if no_val else best,
+            "best_epoch": best_epoch, "final_val_accuracy": final_val,
             "train_triplets": int(len(tr_rows)), "val_triplets": int(len(va_rows)),
             "held_out_faces": list(splits.faces.get("test", ())), "config": dataclasses.asdict(cfg)}
     model_dir = model.save(out / "model", metadata=meta, overwrite=True)
     (out / "history.json").write_text(json.dumps(history, indent=2))
     secs = time.perf_counter() - t0
-    log(f"done in {secs / 60:.1f} min: best val acc {best:.4f} (epoch {best_epoch}) -> {model_dir}")
-    return TrainResult(model_dir, best, best_epoch, history, secs, splits)
+    summary = f"last epoch {best_epoch}" if no_val else f"best val acc {best:.4f} (epoch {best_epoch})"
+    log(f"done in {secs / 60:.1f} min: {summary} -> {model_dir}")
+    return TrainResult(model_dir, None if no_val else best, best_epoch, history, secs, splits, final_val)
+
+
+@dataclass
+class CrossValidation:
+    """k-fold cross-validation over the non-test faces: validation accuracy per fold and epoch."""
+
+    per_epoch: list[list[float]]  # [fold][epoch] validation accuracy of the MLP embedding
+    final: list[float | None]  # [fold] validation accuracy of the saved model (attribute head included)
+
+    def mean_per_epoch(self) -> list[float]:
+        return np.mean(np.array(self.per_epoch, dtype=float), axis=0).tolist()
+
+    def mean_final(self) -> float | None:
+        vals = [v for v in self.final if v is not None]
+        return float(np.mean(vals)) if vals else None
+
+
+def cross_validate(cfg: TrainConfig, folds: int = 5, resume: bool = True, progress: bool = True,
+                   log: Callable[[str], None] = print) -> CrossValidation:
+    """Train once per fold of the non-test faces (OMI), validating on that fold; the test faces stay unseen.
+
+    Every fold runs the configured number of epochs (no early stopping), so the mean curve shows which
+    epoch count and settings to use for the final fit on all non-test faces (``val_fraction: 0``).
+    """
+    if cfg.data.kind != "omi":
+        raise PerFaceError("cross_validate needs data.kind 'omi' (folds are drawn over faces)")
+    per_epoch, final = [], []
+    for k in range(folds):
+        fold_cfg = dataclasses.replace(
+            cfg, data=dataclasses.replace(cfg.data, cv_folds=folds, cv_fold=k),
+            optim=dataclasses.replace(cfg.optim, keep="last"), out=str(Path(cfg.out) / f"fold{k}"))
+        log(f"fold {k + 1}/{folds}")
+        res = train(fold_cfg, resume=resume, progress=progress, log=log)
+        per_epoch.append([h["val_acc"] for h in res.history])
+        final.append(res.final_val_accuracy if res.final_val_accuracy is not None else per_epoch[-1][-1])
+        curve = ", ".join(f"{a:.4f}" for a in per_epoch[-1])
+        log(f"fold {k + 1}: val acc by epoch {curve}; saved model {final[-1]:.4f}")
+    return CrossValidation(per_epoch, final)
 
 
 def _resumable(saved: dict | None, cfg: TrainConfig) -> bool:
