@@ -193,8 +193,11 @@ def train_cmd(
         typer.echo(f"{cv}-fold CV, mean val acc by epoch: {curve}; saved models: {res_cv.mean_final():.4f}")
         return
     res = train(cfg, resume=not no_resume, log=lambda m: typer.echo(m, err=True))
-    picked = (f"last epoch {res.best_epoch} (no validation split)" if res.best_val_accuracy is None
-              else f"best val acc {res.best_val_accuracy:.4f} (epoch {res.best_epoch})")
+    if res.best_val_accuracy is None:
+        picked = f"last epoch {res.best_epoch} (no validation split)"
+    else:
+        which = "last" if cfg.optim.keep == "last" else "best"
+        picked = f"{which} epoch {res.best_epoch}, val acc {res.best_val_accuracy:.4f}"
     typer.echo(f"model: {res.model_dir}  {picked}, {res.seconds / 60:.1f} min")
 
 

@@ -436,7 +436,12 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
     model_dir = model.save(out / "model", metadata=meta, overwrite=True)
     (out / "history.json").write_text(json.dumps(history, indent=2))
     secs = time.perf_counter() - t0
-    summary = f"last epoch {best_epoch}" if no_val else f"best val acc {best:.4f} (epoch {best_epoch})"
+    if no_val:
+        summary = f"last epoch {best_epoch}"
+    elif cfg.optim.keep == "last":
+        summary = f"last epoch {best_epoch}, val acc {best:.4f}"
+    else:
+        summary = f"best val acc {best:.4f} (epoch {best_epoch})"
     log(f"done in {secs / 60:.1f} min: {summary} -> {model_dir}")
     return TrainResult(model_dir, None if no_val else best, best_epoch, history, secs, splits, final_val)
 
