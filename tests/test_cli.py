@@ -91,3 +91,21 @@ def test_embed_skips_unreadable_and_refuses_overwrite(tmp_path, astro_file):
 def test_usage_error_is_exit_2():
     res = runner.invoke(app, ["detect"])
     assert res.exit_code == 2
+
+
+def test_train_cv_needs_rated_faces_one_line_error(tmp_path):
+    """Cross-validation draws folds over rated faces; on CSV triplets it says so instead of failing deep inside."""
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"data:\n  kind: csv\n  root: {tmp_path / 'triplets.csv'}\nout: {tmp_path / 'run'}\n")
+    res = runner.invoke(app, ["train", "--config", str(cfg), "--cv", "3"])
+    assert res.exit_code == 2
+    assert "cross_validate needs data.kind 'omi'" in _one_line_error(res)
+
+
+def test_train_config_file_errors_name_the_file(tmp_path):
+    res = runner.invoke(app, ["train", "--config", str(tmp_path / "missing.yaml")])
+    assert res.exit_code == 2 and "missing.yaml" in _one_line_error(res)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  learning_rate: 0.1\n")
+    res = runner.invoke(app, ["train", "--config", str(bad)])
+    assert res.exit_code == 2 and "unknown key" in _one_line_error(res)
