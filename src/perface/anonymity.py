@@ -298,13 +298,11 @@ def evaluate_anonymization(
         nn = chi_square_nearest(np.stack([f.lbph for f in feats]), g_lbph_m)
         return (g_ids_a[d.argmax(1)] == np.array(truth)).tolist(), (g_ids_a[nn] == np.array(truth)).tolist()
 
-    def rank1(feats: list[FaceFeatures]) -> tuple[float, float]:
-        hits_d, hits_l = _hits(feats)
-        return float(np.mean(hits_d)), float(np.mean(hits_l))
-
-    o_dlib, o_lbph = rank1(orig_f)
-    a_dlib, a_lbph = rank1(anon_f)
-    for row, hit_d, hit_l in zip(probes, *_hits(anon_f), strict=True):
+    o_hits_d, o_hits_l = _hits(orig_f)
+    a_hits_d, a_hits_l = _hits(anon_f)
+    o_dlib, o_lbph = float(np.mean(o_hits_d)), float(np.mean(o_hits_l))
+    a_dlib, a_lbph = float(np.mean(a_hits_d)), float(np.mean(a_hits_l))
+    for row, hit_d, hit_l in zip(probes, a_hits_d, a_hits_l, strict=True):
         row["reid_dlib"], row["reid_lbph"] = hit_d, hit_l
     rates = {
         "original": {"reid_dlib": o_dlib, "reid_lbph": o_lbph},

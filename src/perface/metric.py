@@ -178,13 +178,17 @@ class ProjectionHead(nn.Module):
             emb = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
         if self.attribute is None:
             return emb
-        p = self.attributes(feats)
-        if mirrored is not None:
-            p = 0.5 * (p + self.attributes(mirrored))
-        p = self.attribute_weight * p
+        p = self._weighted_attributes(feats, mirrored)
         pad = (self.attribute_radius2 - 1.0 - (p**2).sum(1, keepdim=True)).clamp_min(0.0).sqrt()
         out = torch.cat([emb, p, pad], dim=1)
         return out / out.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def _weighted_attributes(self, feats: torch.Tensor, mirrored: torch.Tensor | None) -> torch.Tensor:
+        """``w p``: the attribute part of the embedding, averaged with the mirror image when given."""
+        p = self.attributes(feats)
+        if mirrored is not None:
+            p = 0.5 * (p + self.attributes(mirrored))
+        return self.attribute_weight * p
 
     @torch.no_grad()
     def fit_attributes(self, feats: torch.Tensor, mirrored: torch.Tensor | None, targets: torch.Tensor,
@@ -203,9 +207,7 @@ class ProjectionHead(nn.Module):
         x, y = x.double(), y.double()
         alpha = torch.linalg.solve(x @ x.T + ridge * torch.eye(len(x), dtype=x.dtype), y)
         self.attribute.weight.copy_((x.T @ alpha).T.float())
-        p = self.attribute_weight * self.attributes(feats)
-        if mirrored is not None:
-            p = 0.5 * (p + self.attribute_weight * self.attributes(mirrored))
+        p = self._weighted_attributes(feats, mirrored)
         # Leave headroom above the training faces so the padding entry stays real for new faces.
         self.attribute_radius2.fill_(1.0 + 1.2 * float((p**2).sum(1).max()))
 

@@ -159,6 +159,7 @@ class Splits:
     test: TripletSet
     faces: dict[str, tuple[str, ...]] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
+    train_space: Any = None  # OMI: the rating space (RatingSpace) the training triplets were built in
 
 
 def make_splits(cfg: DataConfig) -> Splits:
@@ -184,7 +185,8 @@ def make_splits(cfg: DataConfig) -> Splits:
                  "train_candidates": rep_train.n_candidates, "test_candidates": rep_test.n_candidates,
                  "test_gender_matched_kept": rep_test.n_matched_kept}
         return Splits(rep_train.triplets, val, rep_test.triplets,
-                      {"train": tuple(train_ids), "val": tuple(val_ids), "test": tuple(test_ids)}, notes)
+                      {"train": tuple(train_ids), "val": tuple(val_ids), "test": tuple(test_ids)}, notes,
+                      rep_train.space)
     if cfg.kind == "simceleba":
         full = ds.load_simceleba(cfg.root)
     elif cfg.kind == "csv":
@@ -249,14 +251,11 @@ def _rating_config(cfg: DataConfig):
     return ds.RatingTripletConfig(**{**{"seed": cfg.seed}, **cfg.ratings})
 
 
-def _fit_attribute_head(cfg: TrainConfig, model: PerFaceModel, bank: FeatureBank, train_ids: tuple[str, ...],
+def _fit_attribute_head(cfg: TrainConfig, model: PerFaceModel, bank: FeatureBank, space: Any,
                         log: Callable[[str], None]) -> None:
-    """Fit the linear attribute head on the training faces' rating-space coordinates (what triplets use)."""
-    from perface import datasets as ds
-
-    rcfg = _rating_config(cfg.data)
-    ratings = ds.load_ratings(cfg.data.root, rcfg.rating_types, rcfg.needed_attributes)
-    space = ds.rating_space(ratings, rcfg, train_ids)
+    """Fit the linear attribute head on the training faces' coordinates in the rating space the triplets use."""
+    if space is None:
+        raise PerFaceError("attribute_head: no rating space for the training faces (needs data.kind 'omi')")
     coords = space.features()
     where = {f: i for i, f in enumerate(space.face_ids)}
     rows = np.array([i for i, p in enumerate(bank.paths) if Path(p).stem in where], dtype=np.int64)
@@ -425,7 +424,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
         model.load_state_dict(best_state)
     final_val = None
     if cfg.attribute_head.enabled:
-        _fit_attribute_head(cfg, model, bank, splits.faces.get("train", ()), log)
+        _fit_attribute_head(cfg, model, bank, splits.train_space, log)
         if not no_val:
             final_val = accuracy_from_embeddings(bank_embeddings(model, bank), va_rows)
             log(f"val acc with the attribute head: {final_val:.4f}")
