@@ -63,12 +63,17 @@ def test_tiny_training_run_learns_and_resumes(tmp_path):
     assert len(res2.history) == 4 and res2.history[:3] == res.history
 
 
-def test_without_validation_split_trains_fixed_epochs_and_keeps_the_last(tmp_path):
+def _write_ring_triplets(path: Path) -> None:
+    """12 CSV triplets over 6 face chips: each face is "closer" to the next one than to the one opposite."""
     faces = sorted(CHIPS.glob("omi_*.jpg"))[:6]
-    with open(tmp_path / "triplets.csv", "w", newline="") as fh:
+    with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["anchor", "positive", "negative"])
         w.writerows([str(faces[i]), str(faces[(i + 1) % 6]), str(faces[(i + 3) % 6])] for i in range(6) for _ in (0, 1))
+
+
+def test_without_validation_split_trains_fixed_epochs_and_keeps_the_last(tmp_path):
+    _write_ring_triplets(tmp_path / "triplets.csv")
     raw = {"data": {"kind": "csv", "root": str(tmp_path / "triplets.csv"), "test_fraction": 0.2, "val_fraction": 0},
            "model": {"views": [0.25], "hidden": 16, "embed_dim": 8, "flip_average": False},
            "optim": {"epochs": 2, "patience": 1, "batch_size": 4},
@@ -188,3 +193,30 @@ def test_cross_validation_never_uses_the_test_faces(tmp_path):
     assert len(res.per_epoch) == 3 and all(len(c) == 2 for c in res.per_epoch)
     assert all(0.0 <= a <= 1.0 for c in res.per_epoch for a in c)
     assert len(res.final) == 3 and 0.0 <= res.mean_final() <= 1.0
+
+
+def test_weights_do_not_depend_on_the_feature_cache_or_the_callers_rng(tmp_path):
+    """Cold cache, warm cache after unrelated RNG use, and a resumed run all give the same weights."""
+    import numpy as np
+    import torch
+    from safetensors.numpy import load_file
+
+    _write_ring_triplets(tmp_path / "triplets.csv")
+
+    def run(out: str, epochs: int) -> dict[str, np.ndarray]:
+        raw = {"data": {"kind": "csv", "root": str(tmp_path / "triplets.csv"), "test_fraction": 0.2,
+                        "val_fraction": 0},
+               "model": {"views": [0.25], "hidden": 16, "embed_dim": 8, "flip_average": False, "dropout": 0.5},
+               "optim": {"epochs": epochs, "batch_size": 4, "cosine_schedule": False}, "flip_augment": False,
+               "out": str(tmp_path / out), "cache_dir": str(tmp_path / "cache")}
+        res = train(config_from_dict(raw), progress=False, log=lambda m: None)
+        return load_file(res.model_dir / "model.safetensors")
+
+    cold = run("cold", 2)
+    torch.rand(1000)  # a caller that used the global RNG before training
+    warm = run("warm", 2)
+    run("resumed", 1)
+    resumed = run("resumed", 2)
+    for k in cold:
+        assert np.array_equal(cold[k], warm[k]), k
+        assert np.array_equal(cold[k], resumed[k]), k

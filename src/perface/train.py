@@ -356,6 +356,10 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
     ckpt = out / "checkpoint.pt"
     start_epoch, best, best_epoch, history, bad = 0, -1.0, -1, [], 0
     best_state = None
+    # Re-seed here: building features from scratch draws on torch's global RNG and reading them from the
+    # cache does not, so without this a warm cache would give different dropout masks and weights.
+    torch.manual_seed(cfg.optim.seed)
+    rng = np.random.default_rng(cfg.optim.seed)  # batch order and flips
     if resume and ckpt.is_file():
         state = torch.load(ckpt, weights_only=False)
         if _resumable(state.get("config"), cfg):
@@ -365,13 +369,17 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
                 sched.load_state_dict(state["sched"])
             start_epoch, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
             history, bad, best_state = state["history"], state["bad"], state["best_state"]
+            if state.get("torch_rng") is not None:  # continue the same random streams as an unbroken run
+                torch.set_rng_state(state["torch_rng"])
+                rng.bit_generator.state = state["numpy_rng"]
+            else:  # a checkpoint from before the streams were saved
+                rng = np.random.default_rng(cfg.optim.seed + start_epoch)
             log(f"resumed from {ckpt} at epoch {start_epoch}")
         else:
             log(f"{ckpt} belongs to another config: starting afresh")
     no_val = len(va_rows) == 0
     if no_val:
         log(f"no validation triplets: training {cfg.optim.epochs} epochs and keeping the last")
-    rng = np.random.default_rng(cfg.optim.seed + start_epoch)
     for epoch in range(start_epoch, cfg.optim.epochs):
         model.train()
         order = rng.permutation(len(tr_rows))
@@ -416,7 +424,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
         log(f"epoch {epoch + 1:3d}  loss {total / steps_per_epoch:.4f}  train acc {tr_acc:.4f}{val_txt}")
         torch.save({"config": dataclasses.asdict(cfg), "model": model.state_dict(), "optim": opt.state_dict(),
                     "sched": sched.state_dict() if sched else None, "epoch": epoch, "best": best,
-                    "best_epoch": best_epoch, "history": history, "bad": bad, "best_state": best_state}, ckpt)
+                    "best_epoch": best_epoch, "history": history, "bad": bad, "best_state": best_state,
+                    "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state}, ckpt)
         if bad >= cfg.optim.patience:
             log(f"early stop: no val improvement for {bad} epochs")
             break
