@@ -27,6 +27,13 @@ def test_obscure_changes_only_the_face_region(astronaut, method):
     assert np.array_equal(out[:40], astronaut[:40]) and np.array_equal(out[:, 400:], astronaut[:, 400:])
 
 
+
+def test_config_rejects_unknown_methods():
+    for bad in ({"method": "smudge"}, {"fallback": "swap"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            AnonymizeConfig(**bad)
+
+
 @pytest.fixture(scope="module")
 def swapper_anonymizer():
     return Anonymizer(AnonymizeConfig())

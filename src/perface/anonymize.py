@@ -52,6 +52,12 @@ class AnonymizeConfig:
     overwrite: bool = False
     suffix: str = ""  # appended to output file stems
 
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("method", self.method, Method.__args__),
+                                     ("fallback", self.fallback, Obscure.__args__)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
 
 @dataclass
 class FaceRecord:
