@@ -11,9 +11,11 @@ import pytest
 
 from perface.anonymity import (
     AnonymityResult,
+    GenderJudge,
     _iou,
     chi_square_nearest,
     evaluate_anonymization,
+    fit_gender_judge,
     lbph_descriptor,
     split_probes,
 )
@@ -110,10 +112,40 @@ def test_evaluate_anonymization_end_to_end_with_blur(tmp_path: Path) -> None:
         cv2.imwrite(str(images / f"{k}_b.jpg"), cv2.convertScaleAbs(padded, alpha=1.05, beta=4))
         rows += [(f"{k}_a.jpg", str(k)), (f"{k}_b.jpg", str(k))]
     _write_labels(tmp_path, rows)
-    res = evaluate_anonymization(tmp_path, n_probes=3, method="blur", log=lambda _m: None, progress=False)
+    # A judge that calls every face male agrees with the all-male labels before and after, and so keeps gender.
+    always_male = GenderJudge(np.eye(2, 128), np.array([True, False]))
+    always_male.w = np.r_[np.zeros(128), 1.0]
+    res = evaluate_anonymization(tmp_path, n_probes=3, method="blur", log=lambda _m: None, progress=False,
+                                 gender_judge=always_male)
+    assert res.rates["anonymized"]["gender_kept_judge"] == 1.0
+    assert res.rates["original"]["judge_matches_label"] == res.rates["anonymized"]["judge_matches_label"] == 1.0
+    assert all(p["judge_male_before"] and p["judge_male_after"] for p in res.probes)
+    assert "independent judge" in res.to_markdown()
     assert res.n_probes == 3 and res.n_gallery == 3
     assert res.rates["original"]["reid_dlib"] == 1.0
     assert res.totals["left_unanonymized"] == 0 and res.totals["hidden_as_requested"] >= 3
     assert [p["method"] for p in res.probes] == ["blur"] * 3
     assert all(isinstance(p["reid_dlib"], bool) and isinstance(p["reid_lbph"], bool) for p in res.probes)
     assert sum(p["reid_dlib"] for p in res.probes) / 3 == pytest.approx(res.rates["anonymized"]["reid_dlib"])
+
+
+def test_gender_judge_learns_a_linear_split_and_needs_both_genders() -> None:
+    rng = np.random.default_rng(0)
+    axis = rng.standard_normal(128)
+    male = rng.random(400) < 0.5
+    emb = rng.standard_normal((400, 128)) * 0.3 + np.where(male, 1.0, -1.0)[:, None] * axis / np.linalg.norm(axis)
+    judge = GenderJudge(emb[:300], male[:300])
+    assert (judge.is_male(emb[300:]) == male[300:]).mean() > 0.95
+    with pytest.raises(ValueError, match="both genders"):
+        GenderJudge(emb[:10], np.ones(10, bool))
+
+
+def test_fit_gender_judge_reads_utkface_names_and_skips_children(tmp_path: Path) -> None:
+    chips = sorted(CHIPS.glob("omi_*.jpg"))[:5]
+    for k, (chip, name) in enumerate(zip(chips, ["30_0_0", "41_1_0", "25_0_1", "33_1_2", "9_1_0"], strict=True)):
+        img = cv2.copyMakeBorder(cv2.imread(str(chip)), 60, 60, 60, 60, cv2.BORDER_REFLECT)
+        cv2.imwrite(str(tmp_path / f"{name}_2017010{k}.jpg.chip.jpg"), img)
+    judge = fit_gender_judge(tmp_path, n=10, progress=False)
+    assert judge.w.shape == (129,)  # 128 dlib dimensions + bias, fitted on the four adults
+    with pytest.raises(InputError, match="both genders"):
+        fit_gender_judge(tmp_path, n=10, min_age=35, progress=False)  # only the 41-year-old woman is left

@@ -156,6 +156,11 @@ class AnonymityResult:
             f"| gender kept (offline predictor, original vs output) | - | {r['anonymized']['gender_kept']:.3f} |",
             f"| gender kept, swapped faces only | - | {_fmt(r['anonymized'].get('gender_kept_swapped'))} |",
             f"| age group kept (young < 40) | - | {r['anonymized']['age_group_kept']:.3f} |",
+            *([f"| gender kept, independent judge (linear probe on dlib embeddings, fitted on other people) | - | "
+               f"{r['anonymized']['gender_kept_judge']:.3f} |"] if "gender_kept_judge" in r["anonymized"] else []),
+            *([f"| independent judge agrees with the dataset's gender label | "
+               f"{r['original']['judge_matches_label']:.3f} | {r['anonymized']['judge_matches_label']:.3f} |"]
+              if "judge_matches_label" in r["anonymized"] else []),
             "",
             "Faces: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in self.totals.items()) + ".",
         ]
@@ -165,6 +170,55 @@ class AnonymityResult:
         return {"dataset": self.dataset, "method": self.method, "n_probes": self.n_probes,
                 "n_gallery": self.n_gallery, "rates": self.rates, "totals": self.totals,
                 "seconds": round(self.seconds, 1), "notes": self.notes, "probes": self.probes}
+
+
+class GenderJudge:
+    """An independent gender judge for the evaluation: a linear ridge probe on dlib identity embeddings,
+    fitted on labelled faces of other people (e.g. UTKFace adults). It shares nothing with the offline
+    predictor that the anonymizer's own attribute check uses, so "gender kept" by this judge is not
+    self-confirming. Why ridge and not a library classifier: two lines of numpy, no extra dependency."""
+
+    def __init__(self, embeddings: np.ndarray, is_male: np.ndarray, ridge: float = 1.0) -> None:
+        x = np.hstack([np.asarray(embeddings, np.float64), np.ones((len(embeddings), 1))])
+        y = np.where(np.asarray(is_male, bool), 1.0, -1.0)
+        if len(set(y.tolist())) < 2:
+            raise ValueError("the gender judge needs faces of both genders")
+        self.w = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ y)
+
+    def is_male(self, embeddings: np.ndarray) -> np.ndarray:
+        """Boolean per embedding row."""
+        e = np.asarray(embeddings, np.float64)
+        return (e @ self.w[:-1] + self.w[-1]) > 0
+
+
+def fit_gender_judge(utkface: str | Path, n: int = 1500, min_age: int = 18, seed: int = 0,
+                     progress: bool = True) -> GenderJudge:
+    """A :class:`GenderJudge` fitted on ``n`` random UTKFace faces aged ``min_age`` or more (other people
+    than CelebA's), from their dlib embeddings and file-name gender."""
+    from perface.datasets import load_utkface
+
+    faces = [f for f in load_utkface(utkface) if f.age is not None and f.age >= min_age]
+    rng = np.random.default_rng(seed)
+    faces = [faces[i] for i in sorted(rng.choice(len(faces), min(n, len(faces)), replace=False))]
+    det = DetectConfig()
+    emb, male = [], []
+    for f in tqdm(faces, desc="gender judge", disable=not progress):
+        found = _read_with_face(f.path, det)
+        if found is not None:
+            emb.append(get_embedder().embed_chips([dlib_chip(*found).crop])[0])
+            male.append(f.gender == "male")
+    if len(set(male)) < 2:
+        raise InputError(Path(utkface), f"the gender judge needs usable faces of both genders aged {min_age}+")
+    return GenderJudge(np.stack(emb), np.array(male))
+
+
+def _read_male_labels(root: Path) -> dict[str, bool]:
+    """CelebA's ``Male`` column by image name, when labels.csv has it (else empty)."""
+    with open(root / "labels.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        if "Male" not in (reader.fieldnames or []):
+            return {}
+        return {row["image"]: row["Male"].strip() in ("1", "+1") for row in reader}
 
 
 def _fmt(value: float | None) -> str:
@@ -197,6 +251,22 @@ def _gallery_features(root: Path, rows: list[tuple[str, str]], det: DetectConfig
         g_dlib.append(f.dlib)
         g_lbph.append(f.lbph)
     return np.array(g_ids), np.stack(g_dlib), np.stack(g_lbph)
+
+
+def _judge_rates(judge: GenderJudge, root: Path, orig_f: list[FaceFeatures], anon_f: list[FaceFeatures],
+                 probes: list[dict[str, Any]], rates: dict[str, dict[str, float]]) -> None:
+    """Add the independent judge's gender-kept rate (and label agreement, where labels exist) to ``rates``."""
+    before = judge.is_male(np.stack([f.dlib for f in orig_f]))
+    after = judge.is_male(np.stack([f.dlib for f in anon_f]))
+    for row, b, a in zip(probes, before, after, strict=True):
+        row["judge_male_before"], row["judge_male_after"] = bool(b), bool(a)
+    rates["anonymized"]["gender_kept_judge"] = float(np.mean(before == after))
+    labels = _read_male_labels(root)
+    known = [i for i, row in enumerate(probes) if row["image"] in labels]
+    if known:
+        truth = np.array([labels[probes[i]["image"]] for i in known])
+        rates["original"]["judge_matches_label"] = float(np.mean(before[known] == truth))
+        rates["anonymized"]["judge_matches_label"] = float(np.mean(after[known] == truth))
 
 
 def split_probes(root: Path, n_probes: int = 150, seed: int = 0) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -235,8 +305,12 @@ def evaluate_anonymization(
     log: Callable[[str], None] = print,
     progress: bool = True,
     group_by: str = "metric",
+    gender_judge: GenderJudge | None = None,
 ) -> AnonymityResult:
-    """Run the protocol in the module docstring on a CelebA-layout folder."""
+    """Run the protocol in the module docstring on a CelebA-layout folder.
+
+    ``gender_judge``: also score gender kept (and agreement with the folder's ``Male`` labels) with a
+    judge independent of the anonymizer's own attribute check."""
     from perface.anonymize import AnonymizeConfig, Anonymizer
     from perface.attributes import predict_attributes
     from perface.select import SelectConfig
@@ -311,6 +385,8 @@ def evaluate_anonymization(
                        "gender_kept_swapped": float(np.mean([g for g, p in zip(g_keep, probes, strict=True)
                                                              if p["method"] == "swap"] or [np.nan]))},
     }
+    if gender_judge is not None:
+        _judge_rates(gender_judge, root, orig_f, anon_f, probes, rates)
     return AnonymityResult(root.name, method, len(truth), len(g_ids_a), rates, totals, time.perf_counter() - t0,
                            {"seed": seed, "group_by": group_by, "fallback_reasons": reasons,
                             "recognizers": ["dlib ResNet (cosine)", "LBPH (chi-square)"]}, probes)

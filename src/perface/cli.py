@@ -379,12 +379,15 @@ def evaluate_anonymization_cmd(
     method: Annotated[str, typer.Option(help="swap, blur, pixelate or mask.")] = "swap",
     group_by: Annotated[str, typer.Option(help="Step 1 rule: metric, hybrid or predicted.")] = "metric",
     seed: Annotated[int, typer.Option(help="Seed for probe choice and donors.")] = 0,
+    judge_utkface: Annotated[Path | None, typer.Option(help="UTKFace folder: also score gender kept with an "
+                                                       "independent judge fitted on its adults.")] = None,
 ) -> None:
     """Re-identification, detection and attribute agreement after anonymizing probe photos."""
-    from perface.anonymity import evaluate_anonymization
+    from perface.anonymity import evaluate_anonymization, fit_gender_judge
 
+    judge = fit_gender_judge(judge_utkface) if judge_utkface is not None else None
     res = evaluate_anonymization(celeba, n_probes=probes, gallery=gallery, model=model, method=method, seed=seed,
-                                 log=lambda m: typer.echo(m, err=True), group_by=group_by)
+                                 log=lambda m: typer.echo(m, err=True), group_by=group_by, gender_judge=judge)
     typer.echo(res.to_markdown())
     if out is not None:
         from perface.protocols import write_json
