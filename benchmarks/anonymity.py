@@ -25,23 +25,8 @@ VARIANTS = {  # name: (method, step-1 rule)
 }
 
 
-# Settings tried on a separate tuning draw (`--seed 1`: other probe photos, other donor draws), never on the
-# reported seed-0 draw. Measured 2026-11-26 with ad-hoc scripts around `evaluate_anonymization`.
-TUNING = """**Settings tried on a tuning draw** (seed 1: other probe photos and donor draws; 150 probes):
-
-| variant | faces blurred instead | detected | gender kept | dlib re-ID | LBPH re-ID |
-|---|---|---|---|---|---|
-| `max_yaw_deg` 32 (the old default) | 17 of 160 | 94.7% | 94.0% | 2.0% | 24.0% |
-| **`max_yaw_deg` 40 (now the default)** | **7 of 160** | **99.3%** | **96.0%** | 2.0% | 24.0% |
-| `--group-by hybrid`, `max_yaw_deg` 32 | 17 of 160 | 94.7% | 95.3% | 3.3% | 24.7% |
-
-Faces turned 32-40 degrees now get a swap instead of a blur; a visual check of the ten that changed showed
-swaps of the same quality as frontal ones. Two attempts to lower LBPH re-ID, both measured with the previous
-model (seed 1, LBPH 18.7% with the plain swap) and both dropped: replacing the region up to 15% or 30% of the
-face size *past the jaw line*, jaw outline moved to the donor's (LBPH 17.3% and 19.3%; dlib 1.3% and 0.7%);
-and softly *blurring the context* (hair, ears, background within 1.3x the box) around the swapped face
-(Gaussian sigma 2% or 4% of the box width: LBPH 17.3% and 13.3%, while gender kept fell to 93.3% and age
-group kept from 94.7% to 88%). Neither reaches 5%."""
+TUNING = ("Settings such as `max_yaw_deg` were chosen on another draw of probes (seed 1), never on this one: "
+          "see the section on the tuning draw below.")
 
 
 def _judge_note() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from _common import FRAGMENTS, REPO
 
 ORDER = ["summary", "detection", "celeba_pairs", "pipeline", "backbones", "model", "model_cv", "model_speed", "groups",
-         "attributes", "gallery", "swap", "anonymity", "lbph_regions", "anonymize_speed"]
+         "attributes", "gallery", "swap", "anonymity", "anonymity_tuning", "lbph_regions", "anonymize_speed"]
 
 
 def main() -> None:

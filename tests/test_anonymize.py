@@ -195,3 +195,10 @@ def test_attribute_check_stops_when_both_kept(swapper_anonymizer, astronaut, mon
     calls = _fake_predictor(monkeypatch, ["female"], ["older", "young"])
     _, (rec,) = swapper_anonymizer.anonymize_array(astronaut)
     assert rec.gender_kept is True and rec.age_group_kept is True and calls["n"] == 3
+
+
+def test_swapper_options_reach_the_swapper():
+    an = Anonymizer(AnonymizeConfig(swapper_options={"max_yaw_deg": 10.0, "forehead": 0.6}))
+    assert an.swapper.max_yaw_deg == 10.0 and an.swapper.forehead == 0.6
+    assert an.swapper.min_face_px == 0.5 * an.config.min_face_px  # the anonymizer's own floor still applies
+    assert Anonymizer(AnonymizeConfig()).swapper.max_yaw_deg == 40.0

@@ -306,11 +306,13 @@ def evaluate_anonymization(
     progress: bool = True,
     group_by: str = "metric",
     gender_judge: GenderJudge | None = None,
+    swapper_options: dict[str, Any] | None = None,
 ) -> AnonymityResult:
     """Run the protocol in the module docstring on a CelebA-layout folder.
 
     ``gender_judge``: also score gender kept (and agreement with the folder's ``Male`` labels) with a
-    judge independent of the anonymizer's own attribute check."""
+    judge independent of the anonymizer's own attribute check. ``swapper_options``: ClassicSwapper
+    settings to evaluate instead of the defaults (e.g. ``{"max_yaw_deg": 32}``)."""
     from perface.anonymize import AnonymizeConfig, Anonymizer
     from perface.attributes import predict_attributes
     from perface.select import SelectConfig
@@ -327,7 +329,8 @@ def evaluate_anonymization(
         _GALLERY_CACHE[key] = _gallery_features(root, gallery_rows, det, progress)
     g_ids_a, g_dlib_m, g_lbph_m = _GALLERY_CACHE[key]
 
-    cfg = AnonymizeConfig(method=method, select=SelectConfig(seed=seed, group_by=group_by))  # type: ignore[arg-type]
+    cfg = AnonymizeConfig(method=method, select=SelectConfig(seed=seed, group_by=group_by),  # type: ignore[arg-type]
+                          swapper_options=dict(swapper_options or {}))
     anonymizer = Anonymizer(cfg, gallery=gallery, model=model)
     orig_f, anon_f, detected, g_keep, a_keep = [], [], [], [], []
     totals = {"found": 0, "swapped": 0, "hidden_by_fallback": 0, "hidden_as_requested": 0, "left_unanonymized": 0}
@@ -388,5 +391,6 @@ def evaluate_anonymization(
     if gender_judge is not None:
         _judge_rates(gender_judge, root, orig_f, anon_f, probes, rates)
     return AnonymityResult(root.name, method, len(truth), len(g_ids_a), rates, totals, time.perf_counter() - t0,
-                           {"seed": seed, "group_by": group_by, "fallback_reasons": reasons,
+                           {"seed": seed, "group_by": group_by, "swapper_options": dict(swapper_options or {}),
+                            "fallback_reasons": reasons,
                             "recognizers": ["dlib ResNet (cosine)", "LBPH (chi-square)"]}, probes)

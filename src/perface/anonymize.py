@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -48,6 +48,7 @@ class AnonymizeConfig:
     keep_age_group: bool = True  # also prefer one that keeps the predicted age group (young < 40 / older)
     min_face_px: float = 16.0  # faces whose box is smaller than this are obscured, not swapped
     mask_scale: float = 1.3  # obscured region = box scaled by this
+    swapper_options: dict[str, Any] = field(default_factory=dict)  # ClassicSwapper settings, e.g. max_yaw_deg
     draw_scores: bool = False  # debug overlay: boxes, scores and the method used
     overwrite: bool = False
     suffix: str = ""  # appended to output file stems
@@ -165,7 +166,8 @@ class Anonymizer:
             self.selector = DonorSelector(self.gallery, self.config.select)
             # The swapper's own floor (inter-ocular / eye-to-mouth px) sits just below ours, so a face we
             # pass on is swapped rather than refused; anything smaller is blurred (fail closed).
-            self.swapper = get_swapper("classic", min_face_px=0.5 * self.config.min_face_px)
+            self.swapper = get_swapper("classic", **{"min_face_px": 0.5 * self.config.min_face_px,
+                                                     **self.config.swapper_options})
         self._donor_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def _donor(self, donor_id: str) -> tuple[np.ndarray, np.ndarray]:
