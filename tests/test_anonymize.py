@@ -197,8 +197,8 @@ def test_attribute_check_stops_when_both_kept(swapper_anonymizer, astronaut, mon
     assert rec.gender_kept is True and rec.age_group_kept is True and calls["n"] == 3
 
 
-def test_swapper_options_reach_the_swapper():
+def test_swapper_options_reach_the_swapper(swapper_anonymizer):
     an = Anonymizer(AnonymizeConfig(swapper_options={"max_yaw_deg": 10.0, "forehead": 0.6}))
     assert an.swapper.max_yaw_deg == 10.0 and an.swapper.forehead == 0.6
     assert an.swapper.min_face_px == 0.5 * an.config.min_face_px  # the anonymizer's own floor still applies
-    assert Anonymizer(AnonymizeConfig()).swapper.max_yaw_deg == 40.0
+    assert swapper_anonymizer.swapper.max_yaw_deg == 40.0

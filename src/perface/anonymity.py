@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from perface.align import arcface_crop, dlib_chip
+from perface.align import arcface_crop
 from perface.detect import DetectConfig, Face, detect
 from perface.embed import get_embedder
 from perface.io import InputError, read_image
@@ -103,7 +103,7 @@ class FaceFeatures:
 
 def face_features(image: np.ndarray, face: Face) -> FaceFeatures:
     """dlib identity embedding and LBPH descriptor of a face."""
-    ident = get_embedder().embed_chips([dlib_chip(image, face).crop])[0]
+    ident = get_embedder().embed_faces(image, [face])[0]
     return FaceFeatures(ident, lbph_descriptor(arcface_crop(image, face).crop))
 
 
@@ -205,7 +205,7 @@ def fit_gender_judge(utkface: str | Path, n: int = 1500, min_age: int = 18, seed
     for f in tqdm(faces, desc="gender judge", disable=not progress):
         found = _read_with_face(f.path, det)
         if found is not None:
-            emb.append(get_embedder().embed_chips([dlib_chip(*found).crop])[0])
+            emb.append(get_embedder().embed_faces(found[0], [found[1]])[0])
             male.append(f.gender == "male")
     if len(set(male)) < 2:
         raise InputError(Path(utkface), f"the gender judge needs usable faces of both genders aged {min_age}+")
@@ -213,12 +213,14 @@ def fit_gender_judge(utkface: str | Path, n: int = 1500, min_age: int = 18, seed
 
 
 def _read_male_labels(root: Path) -> dict[str, bool]:
-    """CelebA's ``Male`` column by image name, when labels.csv has it (else empty)."""
-    with open(root / "labels.csv", newline="") as fh:
-        reader = csv.DictReader(fh)
-        if "Male" not in (reader.fieldnames or []):
-            return {}
-        return {row["image"]: row["Male"].strip() in ("1", "+1") for row in reader}
+    """CelebA's ``Male`` label by image name (as in labels.csv), or empty when the file has no such labels."""
+    from perface.datasets import DatasetError, load_celeba
+
+    try:
+        faces = load_celeba(root)
+    except DatasetError:
+        return {}
+    return {f.path.relative_to(root / "images").as_posix(): f.gender == "male" for f in faces}
 
 
 def _fmt(value: float | None) -> str:
@@ -317,6 +319,7 @@ def evaluate_anonymization(
     from perface.attributes import predict_attributes
     from perface.select import SelectConfig
 
+    swapper_options = dict(swapper_options or {})
     t0 = time.perf_counter()
     root = Path(root)
     probe_rows, gallery_rows = split_probes(root, n_probes, seed)
@@ -330,7 +333,7 @@ def evaluate_anonymization(
     g_ids_a, g_dlib_m, g_lbph_m = _GALLERY_CACHE[key]
 
     cfg = AnonymizeConfig(method=method, select=SelectConfig(seed=seed, group_by=group_by),  # type: ignore[arg-type]
-                          swapper_options=dict(swapper_options or {}))
+                          swapper_options=swapper_options)
     anonymizer = Anonymizer(cfg, gallery=gallery, model=model)
     orig_f, anon_f, detected, g_keep, a_keep = [], [], [], [], []
     totals = {"found": 0, "swapped": 0, "hidden_by_fallback": 0, "hidden_as_requested": 0, "left_unanonymized": 0}
@@ -391,6 +394,6 @@ def evaluate_anonymization(
     if gender_judge is not None:
         _judge_rates(gender_judge, root, orig_f, anon_f, probes, rates)
     return AnonymityResult(root.name, method, len(truth), len(g_ids_a), rates, totals, time.perf_counter() - t0,
-                           {"seed": seed, "group_by": group_by, "swapper_options": dict(swapper_options or {}),
+                           {"seed": seed, "group_by": group_by, "swapper_options": swapper_options,
                             "fallback_reasons": reasons,
                             "recognizers": ["dlib ResNet (cosine)", "LBPH (chi-square)"]}, probes)

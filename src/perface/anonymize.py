@@ -23,7 +23,6 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from perface.align import dlib_chip
 from perface.detect import DetectConfig, Face, detect
 from perface.embed import SAME_PERSON_COSINE, get_embedder
 from perface.io import InputError, PerFaceError, ReadConfig, atomic_write, read_image, write_image
@@ -177,7 +176,7 @@ class Anonymizer:
         return self._donor_cache[donor_id]
 
     def _identity_at(self, image: np.ndarray, face: Face) -> np.ndarray:
-        return self.identity.embed_chips([dlib_chip(image, face).crop])[0]
+        return self.identity.embed_faces(image, [face])[0]
 
     def anonymize_array(self, image: np.ndarray, seed: int | None = None) -> tuple[np.ndarray, list[FaceRecord]]:
         """Anonymize every face of an RGB image; returns the new image and one record per face."""

@@ -313,25 +313,21 @@ def anonymize_cmd(
     from perface.io import InputError, iter_image_paths
     from perface.select import SelectConfig
 
-    if method not in ("swap", "blur", "pixelate", "mask"):
-        raise PerFaceError(f"--method must be swap, blur, pixelate or mask, got {method!r}")
-    if fallback not in ("blur", "pixelate", "mask"):
-        raise PerFaceError(f"--fallback must be blur, pixelate or mask, got {fallback!r}")
     bnd = _parse_band(band)
     if bnd is not None:
         strategy = "band"
-    try:
+    try:  # the configs check --method, --fallback and the selection options
         sel = SelectConfig(strategy=strategy, band=bnd, seed=seed, group_by=group_by,  # type: ignore[arg-type]
                            max_tries=tries)
+        cfg = AnonymizeConfig(method=method, fallback=fallback, select=sel,  # type: ignore[arg-type]
+                              detect=DetectConfig(threshold=threshold), draw_scores=draw_scores,
+                              overwrite=overwrite, keep_gender=keep_gender)
     except ValueError as exc:
         raise PerFaceError(str(exc)) from None
     paths = iter_image_paths(inputs)
     if not paths:
         raise InputError(None, f"no image files found in {' '.join(inputs)}")
     check_outdir(paths, outdir)
-    cfg = AnonymizeConfig(method=method, fallback=fallback, select=sel,  # type: ignore[arg-type]
-                          detect=DetectConfig(threshold=threshold), draw_scores=draw_scores, overwrite=overwrite,
-                          keep_gender=keep_gender)
     anonymizer = Anonymizer(cfg, gallery=gallery, model=model)
     bar = tqdm(total=len(paths), unit="img", desc="anonymize", file=sys.stderr)
 

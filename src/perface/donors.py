@@ -16,7 +16,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perface.align import dlib_chip
 from perface.detect import DetectConfig, detect
 from perface.embed import get_embedder
 from perface.gallery import Donor, Gallery
@@ -105,7 +104,7 @@ def prepare_donor(path: Path, model, config: DonorBuildConfig,
         raise InputError(path, f"face not frontal enough (yaw {yaw:.0f})")
     crop, lm_crop = _crop(image, face.box, lm68, config.crop_margin, config.max_crop_side)
     perceptual = model.embed([(image, face)])[0]
-    identity = get_embedder().embed_chips([dlib_chip(image, face).crop])[0]
+    identity = get_embedder().embed_faces(image, [face])[0]
     gender, age = label or (None, None)
     source = "label"
     if gender is None or age is None:
