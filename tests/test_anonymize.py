@@ -95,9 +95,21 @@ def test_swap_every_face_is_replaced_or_hidden(swapper_anonymizer, group_image_p
 def test_failed_identity_check_falls_back_to_blur(swapper_anonymizer, astronaut):
     strict = Anonymizer.__new__(Anonymizer)
     strict.__dict__.update(swapper_anonymizer.__dict__)
-    strict.config = replace(swapper_anonymizer.config, identity_threshold=-1.0)  # every swap "still matches"
+    # every swap "still matches"; no pre-screen, so that all max_tries donors get a swap
+    strict.config = replace(swapper_anonymizer.config, identity_threshold=-1.0, donor_identity_max=None)
     out, (rec,) = strict.anonymize_array(astronaut)
     assert rec.method == "blur" and "identity" in rec.reason and rec.tries == strict.config.select.max_tries
+    x1, y1, x2, y2 = ASTRO_BOX
+    assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
+
+
+def test_donors_close_in_identity_are_skipped_and_the_face_still_hidden(swapper_anonymizer, astronaut):
+    wary = Anonymizer.__new__(Anonymizer)
+    wary.__dict__.update(swapper_anonymizer.__dict__)
+    wary.config = replace(swapper_anonymizer.config, donor_identity_max=-1.0)  # every donor "looks like" her
+    out, (rec,) = wary.anonymize_array(astronaut)
+    assert rec.method == "blur" and "too close in identity" in rec.reason and rec.tries == 0
+    assert rec.donor_id is None
     x1, y1, x2, y2 = ASTRO_BOX
     assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
 
@@ -171,14 +183,17 @@ def test_gender_check_tries_next_donor(swapper_anonymizer, astronaut, monkeypatc
 
 def test_gender_check_keeps_first_safe_swap_when_none_keeps_gender(swapper_anonymizer, astronaut, monkeypatch):
     _fake_predictor(monkeypatch, ["male"])
-    out, (rec,) = swapper_anonymizer.anonymize_array(astronaut)
+    every = Anonymizer.__new__(Anonymizer)  # no identity pre-screen: the astronaut is close to most donors
+    every.__dict__.update(swapper_anonymizer.__dict__)
+    every.config = replace(swapper_anonymizer.config, donor_identity_max=None)
+    out, (rec,) = every.anonymize_array(astronaut)
     # a gender flip is a naturalness problem, not a privacy one: the face is still swapped, never left as is
     assert rec.method == "swap" and rec.gender_kept is False
-    assert rec.tries == swapper_anonymizer.config.select.max_tries  # every donor was tried for a better one
+    assert rec.tries == every.config.select.max_tries  # every donor was tried for a better one
     assert not np.array_equal(out, astronaut)
     off = Anonymizer.__new__(Anonymizer)
-    off.__dict__.update(swapper_anonymizer.__dict__)
-    off.config = replace(swapper_anonymizer.config, keep_gender=False)
+    off.__dict__.update(every.__dict__)
+    off.config = replace(every.config, keep_gender=False)
     _, (rec2,) = off.anonymize_array(astronaut)
     assert rec2.method == "swap" and rec2.gender_kept is None and rec2.tries <= rec.tries
 

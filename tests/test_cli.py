@@ -109,3 +109,13 @@ def test_train_config_file_errors_name_the_file(tmp_path):
     bad.write_text("optim:\n  learning_rate: 0.1\n")
     res = runner.invoke(app, ["train", "--config", str(bad)])
     assert res.exit_code == 2 and "unknown key" in _one_line_error(res)
+
+
+def test_anonymize_dry_run_and_bad_selection_options(tmp_path, astro_file):
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--dry-run",
+                              "--max-age-gap", "0"])
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--max-age-gap", "-3"])
+    assert res.exit_code == 2
+    assert "max_age_gap" in _one_line_error(res)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from perface.donors import DonorBuildConfig, build_gallery, read_labels
+from perface.donors import DonorBuildConfig, build_gallery, omi_labels, read_labels
 from perface.gallery import Gallery
 from perface.io import InputError
 from perface.metric import ModelConfig, PerFaceModel
@@ -62,3 +62,37 @@ def test_bad_labels(tmp_path):
     p.write_text("file,gender\n")
     with pytest.raises(InputError, match="'image' column"):
         read_labels(p)
+
+
+def test_omi_labels_keep_clear_genders_and_rated_age(tmp_path):
+    root = tmp_path / "omi"
+    root.mkdir()
+    (root / "attribute_means.csv").write_text(
+        "stimulus,trustworthy,age,gender\n1,40,50.4,86.9\n2,55,31.0,12.6\n3,50,24.0,55.0\n4,50,,20\n")
+    labels = omi_labels(root)
+    assert labels["1.jpg"] == ("male", 50.4)
+    assert labels["2.jpg"] == ("female", 31.0)
+    assert labels["3.jpg"] == (None, 24.0)  # raters undecided: left to the predictor
+    assert labels["4.jpg"] == ("female", None)
+    assert omi_labels(root, clear_margin=2.0)["3.jpg"][0] == "male"
+    with pytest.raises(InputError, match="not found"):
+        omi_labels(tmp_path / "nowhere")
+
+
+def test_unclear_predicted_gender_is_skipped_but_a_label_is_trusted(tmp_path, small_model, monkeypatch):
+    from perface import attributes
+
+    unsure = attributes.Attributes(gender="female", gender_confidence=0.6, age=30.0, age_group="young")
+    monkeypatch.setattr(attributes, "predict_attributes", lambda crops, boxes=None: [unsure] * len(crops))
+    paths = sorted(CHIPS.glob("omi_*.jpg"))[:2]
+    labels = {paths[0].name: ("male", None)}
+    rep = build_gallery(paths, tmp_path / "g.sqlite", small_model, DonorBuildConfig(min_face_px=40, max_yaw=40),
+                        labels=labels)
+    assert rep.added == 1
+    assert [(Path(p).name, why.split(" (")[0]) for p, why in rep.skipped] == [(paths[1].name, "gender unclear")]
+    with Gallery.open(tmp_path / "g.sqlite", "perface:test") as g:
+        d = g.get(paths[0].stem)
+        assert (d.gender, d.age) == ("male", 30.0)
+    rep = build_gallery(paths[1:], tmp_path / "g2.sqlite", small_model,
+                        DonorBuildConfig(min_face_px=40, max_yaw=40, min_gender_confidence=0.5))
+    assert rep.added == 1

@@ -301,3 +301,20 @@ def test_index_layer(tmp_path: Path, dtype: str) -> None:
     loaded = AnnIndex.load(path, config, fingerprint="fp")
     assert loaded is not None and len(loaded) == 300
     assert loaded.search(query, 10)[0].tolist() == index.search(query, 10)[0].tolist()
+
+
+def test_identity_of_reads_one_donor_without_its_crop(tmp_path):
+    from perface.gallery import Donor, Gallery
+
+    rng = np.random.default_rng(3)
+    ident = rng.normal(size=128).astype(np.float32)
+    d = Donor(id="x", source="s", gender="female", age=31.0, age_group="young", attribute_source="label",
+              perceptual=rng.normal(size=4).astype(np.float32), identity=ident,
+              crop=Donor.encode_crop(np.zeros((8, 8, 3), np.uint8), "png"), landmarks=np.zeros((68, 2), np.float32))
+    with Gallery.building(tmp_path / "g.sqlite", "m", 4) as g:
+        g.add([d])
+    with Gallery.open(tmp_path / "g.sqlite", "m") as g:
+        np.testing.assert_allclose(g.identity_of("x"), g.get("x").identity)
+        assert g.ages() == {"x": 31.0} and g.ages(("male", None)) == {}
+        with pytest.raises(KeyError):
+            g.identity_of("nobody")

@@ -306,15 +306,18 @@ def evaluate_anonymization(
     seed: int = 0,
     log: Callable[[str], None] = print,
     progress: bool = True,
-    group_by: str = "metric",
+    group_by: str = "hybrid",
     gender_judge: GenderJudge | None = None,
     swapper_options: dict[str, Any] | None = None,
+    select_options: dict[str, Any] | None = None,
+    anonymize_options: dict[str, Any] | None = None,
 ) -> AnonymityResult:
     """Run the protocol in the module docstring on a CelebA-layout folder.
 
     ``gender_judge``: also score gender kept (and agreement with the folder's ``Male`` labels) with a
-    judge independent of the anonymizer's own attribute check. ``swapper_options``: ClassicSwapper
-    settings to evaluate instead of the defaults (e.g. ``{"max_yaw_deg": 32}``)."""
+    judge independent of the anonymizer's own attribute check. ``swapper_options``, ``select_options``,
+    ``anonymize_options``: ClassicSwapper, SelectConfig and AnonymizeConfig settings to evaluate instead
+    of the defaults (e.g. ``{"max_yaw_deg": 32}``, ``{"max_age_gap": None}``)."""
     from perface.anonymize import AnonymizeConfig, Anonymizer
     from perface.attributes import predict_attributes
     from perface.select import SelectConfig
@@ -332,8 +335,10 @@ def evaluate_anonymization(
         _GALLERY_CACHE[key] = _gallery_features(root, gallery_rows, det, progress)
     g_ids_a, g_dlib_m, g_lbph_m = _GALLERY_CACHE[key]
 
-    cfg = AnonymizeConfig(method=method, select=SelectConfig(seed=seed, group_by=group_by),  # type: ignore[arg-type]
-                          swapper_options=swapper_options)
+    select_options, anonymize_options = dict(select_options or {}), dict(anonymize_options or {})
+    cfg = AnonymizeConfig(method=method, select=SelectConfig(seed=seed, group_by=group_by,  # type: ignore[arg-type]
+                                                             **select_options),
+                          swapper_options=swapper_options, **anonymize_options)
     anonymizer = Anonymizer(cfg, gallery=gallery, model=model)
     orig_f, anon_f, detected, g_keep, a_keep = [], [], [], [], []
     totals = {"found": 0, "swapped": 0, "hidden_by_fallback": 0, "hidden_as_requested": 0, "left_unanonymized": 0}
@@ -370,7 +375,9 @@ def evaluate_anonymization(
         probes.append({"image": im, "identity": ident, "method": main.method if main else None,
                        "reason": main.reason if main else None, "donor_id": main.donor_id if main else None,
                        "detected_after": after is not None, "gender_before": pa.gender, "gender_after": pb.gender,
-                       "age_group_before": pa.age_group, "age_group_after": pb.age_group})
+                       "age_group_before": pa.age_group, "age_group_after": pb.age_group,
+                       "identity_similarity_donor": main.identity_similarity_donor if main else None,
+                       "identity_similarity_after": main.identity_similarity_after if main else None})
 
     def _hits(feats: list[FaceFeatures]) -> tuple[list[bool], list[bool]]:
         """Per probe: is the nearest gallery photo of its identity (dlib, LBPH)?"""
@@ -395,5 +402,6 @@ def evaluate_anonymization(
         _judge_rates(gender_judge, root, orig_f, anon_f, probes, rates)
     return AnonymityResult(root.name, method, len(truth), len(g_ids_a), rates, totals, time.perf_counter() - t0,
                            {"seed": seed, "group_by": group_by, "swapper_options": swapper_options,
+                            "select_options": select_options, "anonymize_options": anonymize_options,
                             "fallback_reasons": reasons,
                             "recognizers": ["dlib ResNet (cosine)", "LBPH (chi-square)"]}, probes)

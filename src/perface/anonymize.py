@@ -42,6 +42,9 @@ class AnonymizeConfig:
     select: SelectConfig = field(default_factory=SelectConfig)
     detect: DetectConfig = field(default_factory=lambda: DetectConfig(threshold=0.4))
     identity_threshold: float = SAME_PERSON_COSINE  # identity cosine at/above which a swap is rejected
+    # Skip donors whose own identity embedding is this close to the face's (cosine): a swap keeps the head and
+    # jaw line, so a donor a recognizer already finds similar gives a likely re-identifiable result. None: off.
+    donor_identity_max: float | None = 0.88
     keep_gender: bool = True  # prefer a donor whose swap keeps the face's predicted gender (naturalness)
     check_gender_above: float = 0.6  # ...when the original's predicted gender is at least this confident
     keep_age_group: bool = True  # also prefer one that keeps the predicted age group (young < 40 / older)
@@ -57,6 +60,8 @@ class AnonymizeConfig:
                                      ("fallback", self.fallback, Obscure.__args__)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        if self.donor_identity_max is not None and not -1.0 <= self.donor_identity_max <= 1.0:
+            raise ValueError(f"donor_identity_max must be a cosine in [-1, 1] or None, got {self.donor_identity_max}")
 
 
 @dataclass
@@ -220,13 +225,13 @@ class Anonymizer:
         query = self.model.embed([(original, face)])[0]
         ident0 = self._identity_at(original, face)
         box = tuple(int(round(v)) for v in face.box)
-        predicted = None
-        if cfg.select.group_by != "metric" or cfg.keep_gender or cfg.keep_age_group:
+        predicted, age = None, None
+        if cfg.select.group_by != "metric" or cfg.keep_gender or cfg.keep_age_group or cfg.select.max_age_gap:
             a = predict_attributes([original], [box])[0]
-            predicted = (a.gender, a.gender_confidence, a.age_group)
+            predicted, age = (a.gender, a.gender_confidence, a.age_group), a.age
         check_gender = cfg.keep_gender and predicted is not None and predicted[1] >= cfg.check_gender_above
         check_age = cfg.keep_age_group and predicted is not None
-        sel = self.selector.select(query, exclude_ids=used, rng=rng,
+        sel = self.selector.select(query, exclude_ids=used, rng=rng, age=age,
                                    predicted=predicted if cfg.select.group_by != "metric" else None)
         rec.group = sel.group
         if not sel.candidates:
@@ -237,9 +242,18 @@ class Anonymizer:
         # swap that changes them is still anonymous, so it is used rather than blurring the face.
         best: tuple[int, np.ndarray, str, float, float, bool | None, bool | None] | None = None
         full = 2 * check_gender + check_age
-        for tries, (donor_id, psim) in enumerate(zip(sel.candidates, sel.similarities, strict=True), start=1):
-            if tries > cfg.select.max_tries:
+        tries = 0
+        for donor_id, psim in zip(sel.candidates, sel.similarities, strict=True):
+            if tries >= cfg.select.max_tries:
                 break
+            if cfg.donor_identity_max is not None:  # a cheap pre-screen: skipped donors do not count as tries
+                d_ident = self.gallery.identity_of(donor_id)
+                d_sim = float(ident0 @ (d_ident / np.linalg.norm(d_ident)))
+                if d_sim >= cfg.donor_identity_max:
+                    if tries == 0:
+                        last_reason = f"donors too close in identity (cosine >= {cfg.donor_identity_max:g})"
+                    continue
+            tries += 1
             rec.tries = tries
             donor_img, donor_lm = self._donor(donor_id)
             res = self.swapper.swap(out, lm68, donor_img, donor_lm)

@@ -240,14 +240,21 @@ def gallery_build_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Gallery file to write (.sqlite).")],
     model: Annotated[str, typer.Option(help="Perceptual model: 'default' or a folder.")] = "default",
     labels: Annotated[Path | None, typer.Option(help="CSV image,gender,age (else predicted offline).")] = None,
+    omi_ratings: Annotated[Path | None, typer.Option(
+        help="One Million Impressions folder: its mean gender/age ratings label the donors named <id>.jpg "
+             "(--labels wins where both give a value).")] = None,
+    min_gender_confidence: Annotated[float, typer.Option(
+        help="Skip unlabelled donors whose predicted gender probability is lower.")] = 0.9,
     per_group: Annotated[int | None, typer.Option(help="Keep at most N donors per gender x age group.")] = None,
     licence: Annotated[str | None, typer.Option(help="Licence/attribution stored with every donor.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ) -> None:
     """Build a donor gallery: embeddings, attributes, aligned crops and landmarks per donor."""
+    from collections import Counter
+
     from tqdm import tqdm
 
-    from perface.donors import DonorBuildConfig, build_gallery, read_labels
+    from perface.donors import DonorBuildConfig, build_gallery, omi_labels, read_labels
     from perface.io import InputError, iter_image_paths
     from perface.metric import load
 
@@ -262,11 +269,17 @@ def gallery_build_cmd(
     def progress(path: str, error: str | None) -> None:
         bar.update(1)
 
-    rep = build_gallery(paths, out, m, DonorBuildConfig(per_group=per_group, licence=licence),
-                        labels=read_labels(labels) if labels else None, overwrite=overwrite, on_progress=progress)
+    all_labels = omi_labels(omi_ratings) if omi_ratings else {}
+    for name, (g, a) in (read_labels(labels) if labels else {}).items():
+        og, oa = all_labels.get(name, (None, None))
+        all_labels[name] = (g or og, oa if a is None else a)
+    cfg = DonorBuildConfig(per_group=per_group, licence=licence, min_gender_confidence=min_gender_confidence)
+    rep = build_gallery(paths, out, m, cfg, labels=all_labels or None, overwrite=overwrite, on_progress=progress)
     bar.close()
+    why = Counter(reason.split(" (")[0] for _, reason in rep.skipped)
     typer.echo(f"{rep.added} donors -> {rep.path} ({', '.join(f'{k} {v}' for k, v in sorted(rep.per_group.items()))});"
-               f" {len(rep.skipped)} image(s) skipped")
+               f" {len(rep.skipped)} image(s) skipped" + (f": {', '.join(f'{n} {r}' for r, n in why.most_common())}"
+                                                            if why else ""))
 
 
 def _parse_band(band: str | None) -> tuple[float, float] | None:
@@ -294,9 +307,14 @@ def anonymize_cmd(
     tries: Annotated[int, typer.Option(help="Donors tried per face before it is blurred (identity still "
                                        "matched) or the best attribute match is kept.")] = 8,
     group_by: Annotated[str, typer.Option(help="Step 1: metric (the paper), hybrid (confident predicted gender "
-                                          "first) or predicted (offline age/gender predictor).")] = "metric",
+                                          "first, the default) or predicted (offline age/gender predictor).")]
+    = "hybrid",
     keep_gender: Annotated[bool, typer.Option(help="Try further donors when a swap makes the face read as the "
                                               "other gender to the offline predictor.")] = True,
+    max_age_gap: Annotated[float, typer.Option(help="Step 2 considers donors within this many years of the "
+                                               "face's predicted age (0: any age in the group).")] = 15.0,
+    donor_identity_max: Annotated[float, typer.Option(
+        help="Skip donors whose identity cosine to the face is at least this (1: never skip).")] = 0.88,
     gallery: Annotated[Path | None, typer.Option(help="Donor gallery (default: the bundled one).")] = None,
     model: Annotated[str, typer.Option(help="Perceptual model: 'default' or a folder.")] = "default",
     threshold: Annotated[float, typer.Option(help="Face detection threshold (lower finds more faces).")] = 0.4,
@@ -318,10 +336,11 @@ def anonymize_cmd(
         strategy = "band"
     try:  # the configs check --method, --fallback and the selection options
         sel = SelectConfig(strategy=strategy, band=bnd, seed=seed, group_by=group_by,  # type: ignore[arg-type]
-                           max_tries=tries)
+                           max_tries=tries, max_age_gap=max_age_gap or None)
         cfg = AnonymizeConfig(method=method, fallback=fallback, select=sel,  # type: ignore[arg-type]
                               detect=DetectConfig(threshold=threshold), draw_scores=draw_scores,
-                              overwrite=overwrite, keep_gender=keep_gender)
+                              overwrite=overwrite, keep_gender=keep_gender,
+                              donor_identity_max=None if donor_identity_max >= 1 else donor_identity_max)
     except ValueError as exc:
         raise PerFaceError(str(exc)) from None
     paths = iter_image_paths(inputs)
@@ -373,7 +392,7 @@ def evaluate_anonymization_cmd(
     gallery: Annotated[Path | None, typer.Option(help="Donor gallery (default: bundled).")] = None,
     model: Annotated[str, typer.Option(help="Perceptual model.")] = "default",
     method: Annotated[str, typer.Option(help="swap, blur, pixelate or mask.")] = "swap",
-    group_by: Annotated[str, typer.Option(help="Step 1 rule: metric, hybrid or predicted.")] = "metric",
+    group_by: Annotated[str, typer.Option(help="Step 1 rule: metric, hybrid or predicted.")] = "hybrid",
     seed: Annotated[int, typer.Option(help="Seed for probe choice and donors.")] = 0,
     judge_utkface: Annotated[Path | None, typer.Option(help="UTKFace folder: also score gender kept with an "
                                                        "independent judge fitted on its adults.")] = None,
@@ -423,7 +442,7 @@ def demo_cmd(
     example = str(resources.files("perface").joinpath("examples", "group.jpg"))
     typer.echo(f"example photo: {example}", err=True)
     anonymize_cmd([example], out, overwrite=overwrite, method="swap", fallback="blur", strategy="paper", band=None,
-                  seed=0, group_by="metric", gallery=None, model="default", threshold=0.4, dry_run=False,
+                  seed=0, group_by="hybrid", gallery=None, model="default", threshold=0.4, dry_run=False,
                   draw_scores=False)
 
 

@@ -932,6 +932,20 @@ class Gallery:
         with self._lock:
             return [row[0] for row in self._conn.execute(f"SELECT id FROM donors{where} ORDER BY key", params)]
 
+    def ages(self, group: GroupLike = None) -> dict[str, float]:
+        """Donor id -> age in years, optionally filtered by group (cheap: no embeddings or crops are read)."""
+        where, params = self._where(group)
+        with self._lock:
+            return {row[0]: float(row[1]) for row in self._conn.execute(f"SELECT id, age FROM donors{where}", params)}
+
+    def identity_of(self, donor_id: str) -> NDArray[np.float32]:
+        """One donor's identity embedding (reads that column only, not the crop); ``KeyError`` if absent."""
+        with self._lock:
+            row = self._conn.execute("SELECT identity FROM donors WHERE id = ?", (donor_id,)).fetchone()
+        if row is None:
+            raise KeyError(donor_id)
+        return _vector(row[0])
+
     @staticmethod
     def _donor(row: Sequence[Any]) -> Donor:
         return Donor(
