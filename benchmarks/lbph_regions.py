@@ -60,7 +60,7 @@ def main() -> None:
         hit = gid[chi_square_nearest(pick(a, cs), pick(gl, cs))] == t
         rows.append(f"| {name} | {r_b:.3f} | {hit.mean():.3f} | {hit[s].mean():.3f} |")
         centre = float(hit.mean()) if name.startswith("centre") else centre
-    body = (f"{len(t)} CelebA probes anonymized with the defaults (`--group-by metric`); {int(s.sum())} of them "
+    body = (f"{len(t)} CelebA probes anonymized with the defaults; {int(s.sum())} of them "
             f"swapped, the rest blurred (fail closed). Re-ID gallery: {len(gid)} other photos. "
             "Rank-1 LBPH re-identification using only some of the 8 x 8 grid cells of the aligned 112 px crop:\n\n"
             "| LBPH cells used | originals | anonymized | anonymized, swapped faces only |\n|---|---|---|---|\n"
