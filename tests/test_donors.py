@@ -96,3 +96,9 @@ def test_unclear_predicted_gender_is_skipped_but_a_label_is_trusted(tmp_path, sm
     rep = build_gallery(paths[1:], tmp_path / "g2.sqlite", small_model,
                         DonorBuildConfig(min_face_px=40, max_yaw=40, min_gender_confidence=0.5))
     assert rep.added == 1
+
+
+def test_min_gender_confidence_must_be_a_probability_of_the_chosen_label():
+    with pytest.raises(ValueError, match="min_gender_confidence"):
+        DonorBuildConfig(min_gender_confidence=0.3)
+    assert DonorBuildConfig(min_gender_confidence=0.5).min_gender_confidence == 0.5

@@ -263,17 +263,20 @@ def gallery_build_cmd(
         raise InputError(None, f"no image files found in {' '.join(inputs)}")
     if out.exists() and not overwrite:
         raise InputError(out, "gallery already exists (pass --overwrite to replace it)")
+    try:
+        cfg = DonorBuildConfig(per_group=per_group, licence=licence, min_gender_confidence=min_gender_confidence)
+    except ValueError as exc:
+        raise PerFaceError(str(exc)) from None
+    all_labels = omi_labels(omi_ratings) if omi_ratings else {}
+    for name, (g, a) in (read_labels(labels) if labels else {}).items():
+        og, oa = all_labels.get(name, (None, None))
+        all_labels[name] = (g or og, oa if a is None else a)
     m = load(model)
     bar = tqdm(total=len(paths), unit="img", desc="donors", file=sys.stderr)
 
     def progress(path: str, error: str | None) -> None:
         bar.update(1)
 
-    all_labels = omi_labels(omi_ratings) if omi_ratings else {}
-    for name, (g, a) in (read_labels(labels) if labels else {}).items():
-        og, oa = all_labels.get(name, (None, None))
-        all_labels[name] = (g or og, oa if a is None else a)
-    cfg = DonorBuildConfig(per_group=per_group, licence=licence, min_gender_confidence=min_gender_confidence)
     rep = build_gallery(paths, out, m, cfg, labels=all_labels or None, overwrite=overwrite, on_progress=progress)
     bar.close()
     why = Counter(reason.split(" (")[0] for _, reason in rep.skipped)

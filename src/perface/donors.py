@@ -37,6 +37,11 @@ class DonorBuildConfig:
     min_gender_confidence: float = 0.9  # skip donors whose *predicted* gender is less certain (labels are trusted)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.min_gender_confidence <= 1.0:
+            raise ValueError("min_gender_confidence must be a probability in [0.5, 1] (the predicted label's "
+                             f"probability is never below 0.5), got {self.min_gender_confidence}")
+
 
 @dataclass
 class BuildReport:
