@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from perface.donors import DonorBuildConfig, build_gallery, omi_labels, read_labels
+from perface.donors import DonorBuildConfig, build_gallery, combine_labels, omi_labels, read_labels
 from perface.gallery import Gallery
 from perface.io import InputError
 from perface.metric import ModelConfig, PerFaceModel
@@ -102,3 +102,11 @@ def test_min_gender_confidence_must_be_a_probability_of_the_chosen_label():
     with pytest.raises(ValueError, match="min_gender_confidence"):
         DonorBuildConfig(min_gender_confidence=0.3)
     assert DonorBuildConfig(min_gender_confidence=0.5).min_gender_confidence == 0.5
+
+
+def test_combine_labels_later_source_wins_where_it_gives_a_value():
+    omi = {"1.jpg": ("male", 50.4), "3.jpg": (None, 24.0)}
+    csv_labels = {"1.jpg": (None, 47.0), "3.jpg": ("female", None), "9.jpg": ("female", 30.0)}
+    assert combine_labels(omi, csv_labels) == {"1.jpg": ("male", 47.0), "3.jpg": ("female", 24.0),
+                                               "9.jpg": ("female", 30.0)}
+    assert combine_labels() == {}

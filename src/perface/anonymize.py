@@ -183,6 +183,11 @@ class Anonymizer:
     def _identity_at(self, image: np.ndarray, face: Face) -> np.ndarray:
         return self.identity.embed_faces(image, [face])[0]
 
+    def _donor_identity_similarity(self, ident: np.ndarray, donor_id: str) -> float:
+        """Identity cosine between a face's embedding and a donor's stored one (read without its crop)."""
+        d = self.gallery.identity_of(donor_id)
+        return float(ident @ (d / np.linalg.norm(d)))
+
     def anonymize_array(self, image: np.ndarray, seed: int | None = None) -> tuple[np.ndarray, list[FaceRecord]]:
         """Anonymize every face of an RGB image; returns the new image and one record per face."""
         cfg = self.config
@@ -246,13 +251,12 @@ class Anonymizer:
         for donor_id, psim in zip(sel.candidates, sel.similarities, strict=True):
             if tries >= cfg.select.max_tries:
                 break
-            if cfg.donor_identity_max is not None:  # a cheap pre-screen: skipped donors do not count as tries
-                d_ident = self.gallery.identity_of(donor_id)
-                d_sim = float(ident0 @ (d_ident / np.linalg.norm(d_ident)))
-                if d_sim >= cfg.donor_identity_max:
-                    if tries == 0:
-                        last_reason = f"donors too close in identity (cosine >= {cfg.donor_identity_max:g})"
-                    continue
+            # A cheap pre-screen; skipped donors do not count as tries.
+            if (cfg.donor_identity_max is not None
+                    and self._donor_identity_similarity(ident0, donor_id) >= cfg.donor_identity_max):
+                if tries == 0:
+                    last_reason = f"donors too close in identity (cosine >= {cfg.donor_identity_max:g})"
+                continue
             tries += 1
             rec.tries = tries
             donor_img, donor_lm = self._donor(donor_id)
@@ -279,11 +283,10 @@ class Anonymizer:
                 break
         if best is not None:
             _, image, donor_id, psim, id_sim, g_kept, a_kept = best
-            donor_ident = self.gallery.get(donor_id).identity
             rec.method, rec.reason, rec.donor_id = "swap", None, donor_id
             rec.gender_kept, rec.age_group_kept = g_kept, a_kept
             rec.perceptual_similarity_donor = _round(psim)
-            rec.identity_similarity_donor = _round(float(ident0 @ (donor_ident / np.linalg.norm(donor_ident))))
+            rec.identity_similarity_donor = _round(self._donor_identity_similarity(ident0, donor_id))
             rec.identity_similarity_after = _round(id_sim)
             after = self.model.embed([(image, face)])[0]
             rec.perceptual_similarity_after = _round(float(query @ after))

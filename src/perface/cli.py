@@ -254,7 +254,7 @@ def gallery_build_cmd(
 
     from tqdm import tqdm
 
-    from perface.donors import DonorBuildConfig, build_gallery, omi_labels, read_labels
+    from perface.donors import DonorBuildConfig, build_gallery, combine_labels, omi_labels, read_labels
     from perface.io import InputError, iter_image_paths
     from perface.metric import load
 
@@ -267,10 +267,7 @@ def gallery_build_cmd(
         cfg = DonorBuildConfig(per_group=per_group, licence=licence, min_gender_confidence=min_gender_confidence)
     except ValueError as exc:
         raise PerFaceError(str(exc)) from None
-    all_labels = omi_labels(omi_ratings) if omi_ratings else {}
-    for name, (g, a) in (read_labels(labels) if labels else {}).items():
-        og, oa = all_labels.get(name, (None, None))
-        all_labels[name] = (g or og, oa if a is None else a)
+    all_labels = combine_labels(omi_labels(omi_ratings) if omi_ratings else {}, read_labels(labels) if labels else {})
     m = load(model)
     bar = tqdm(total=len(paths), unit="img", desc="donors", file=sys.stderr)
 

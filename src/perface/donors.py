@@ -101,6 +101,17 @@ def omi_labels(root: str | os.PathLike[str], clear_margin: float = 15.0) -> dict
     return out
 
 
+def combine_labels(*sources: dict[str, tuple[str | None, float | None]]
+                   ) -> dict[str, tuple[str | None, float | None]]:
+    """Donor labels from several sources, keyed by file name; a later source wins wherever it gives a value."""
+    out: dict[str, tuple[str | None, float | None]] = {}
+    for source in sources:
+        for name, (g, a) in source.items():
+            og, oa = out.get(name, (None, None))
+            out[name] = (g or og, oa if a is None else a)
+    return out
+
+
 def _crop(image: np.ndarray, box, lm68: np.ndarray, margin: float, max_side: int) -> tuple[np.ndarray, np.ndarray]:
     h, w = image.shape[:2]
     x1, y1, x2, y2 = box

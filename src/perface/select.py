@@ -88,7 +88,7 @@ class DonorSelector:
         self.config = config or SelectConfig()
         rng = np.random.default_rng(self.config.seed)
         self._samples: dict[str, np.ndarray] = {}
-        self._ages: dict[str, dict[str, float]] = {}
+        self._ages: dict[tuple[str, str], dict[str, float]] = {}  # per group, filled on first use
         for key, grp in GROUP_KEYS.items():
             m = gallery.perceptual_matrix(grp, normalized=True)
             if len(m) > self.config.group_sample:
@@ -170,10 +170,9 @@ class DonorSelector:
                     ) -> tuple[list[int], list[int]]:
         """Positions in ``ids`` of donors within ``max_age_gap`` years of ``age`` (kept in order), and of the
         others, closest in age first. When fewer than ``min_pool`` are inside, the ``min_pool`` closest are."""
-        key = f"{group[0]}_{group[1]}"
-        if key not in self._ages:
-            self._ages[key] = self.gallery.ages(group)
-        gap = np.abs(np.array([self._ages[key].get(i, np.nan) for i in ids]) - age)
+        if group not in self._ages:
+            self._ages[group] = self.gallery.ages(group)
+        gap = np.abs(np.array([self._ages[group].get(i, np.nan) for i in ids]) - age)
         by_gap = np.argsort(np.nan_to_num(gap, nan=np.inf), kind="stable")
         inside = set(np.flatnonzero(gap <= self.config.max_age_gap).tolist())
         if len(inside) < min(self.config.min_pool, len(ids)):
