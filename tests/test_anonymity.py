@@ -96,6 +96,9 @@ def test_result_dict_and_markdown_carry_the_rates() -> None:
     assert d["rates"]["anonymized"]["reid_lbph"] == 0.2 and d["probes"] == [{"image": "x.jpg"}]
     md = res.to_markdown()
     assert "| rank-1 re-ID, dlib ResNet (cosine) | 0.900 | 0.020 |" in md and "found 150" in md
+    assert "skin lightness" not in md  # no swaps measured, no row
+    rates["anonymized"]["skin_gap_large"] = 0.25
+    assert "differs by more than 50 (LAB L, 0-255) | - | 0.250 |" in res.to_markdown()
 
 
 def test_evaluate_anonymization_end_to_end_with_blur(tmp_path: Path) -> None:
@@ -125,6 +128,8 @@ def test_evaluate_anonymization_end_to_end_with_blur(tmp_path: Path) -> None:
     assert res.rates["original"]["reid_dlib"] == 1.0
     assert res.totals["left_unanonymized"] == 0 and res.totals["hidden_as_requested"] >= 3
     assert [p["method"] for p in res.probes] == ["blur"] * 3
+    assert all(p["skin_lightness_gap"] is None for p in res.probes)  # measured for swapped faces only
+    assert "skin_gap_large" not in res.rates["anonymized"]
     assert all(isinstance(p["reid_dlib"], bool) and isinstance(p["reid_lbph"], bool) for p in res.probes)
     assert sum(p["reid_dlib"] for p in res.probes) / 3 == pytest.approx(res.rates["anonymized"]["reid_dlib"])
 

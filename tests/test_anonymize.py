@@ -176,7 +176,7 @@ def _fake_predictor(monkeypatch, output_genders, output_ages=("young",)):
 
 def test_gender_check_tries_next_donor(swapper_anonymizer, astronaut, monkeypatch):
     calls = _fake_predictor(monkeypatch, ["male", "male", "female"])
-    out, (rec,) = swapper_anonymizer.anonymize_array(astronaut)
+    out, (rec,) = _without_prescreen(swapper_anonymizer).anonymize_array(astronaut)
     assert rec.method == "swap" and rec.tries >= 3 and rec.gender_kept is True
     assert calls["n"] == 4  # the original, then one check per identity-safe swap until one keeps the gender
 
@@ -198,10 +198,18 @@ def test_gender_check_keeps_first_safe_swap_when_none_keeps_gender(swapper_anony
     assert rec2.method == "swap" and rec2.gender_kept is None and rec2.tries <= rec.tries
 
 
+def _without_prescreen(an: Anonymizer) -> Anonymizer:
+    """A copy that tries every donor: the identity pre-screen leaves the astronaut only a few older women."""
+    every = Anonymizer.__new__(Anonymizer)
+    every.__dict__.update(an.__dict__)
+    every.config = replace(an.config, donor_identity_max=None)
+    return every
+
+
 def test_attribute_check_prefers_gender_over_age(swapper_anonymizer, astronaut, monkeypatch):
     """First output keeps the age group only, second the gender only, third neither: the second wins."""
     calls = _fake_predictor(monkeypatch, ["male", "female", "male"], ["young", "older", "older"])
-    _, (rec,) = swapper_anonymizer.anonymize_array(astronaut)
+    _, (rec,) = _without_prescreen(swapper_anonymizer).anonymize_array(astronaut)
     assert rec.method == "swap" and rec.gender_kept is True and rec.age_group_kept is False
     assert calls["n"] >= 4  # kept searching for a donor that keeps both
 
@@ -217,3 +225,43 @@ def test_swapper_options_reach_the_swapper(swapper_anonymizer):
     assert an.swapper.max_yaw_deg == 10.0 and an.swapper.forehead == 0.6
     assert an.swapper.min_face_px == 0.5 * an.config.min_face_px  # the anonymizer's own floor still applies
     assert swapper_anonymizer.swapper.max_yaw_deg == 40.0
+
+
+def test_donors_far_in_skin_tone_are_tried_last(swapper_anonymizer, astronaut):
+    an = Anonymizer.__new__(Anonymizer)
+    an.__dict__.update(swapper_anonymizer.__dict__)
+    an.config = replace(swapper_anonymizer.config, max_skin_gap=50.0)
+    an._skin_cache = {"f": 220.0, "a": 100.0, "e": 90.0, "b": 200.0, "c": 160.0, "d": None}
+    ids = ["f", "a", "e", "b", "c", "d"]
+    sims = [0.6, 0.1, 0.5, 0.2, 0.3, 0.4]
+    order = list(an._by_skin(ids, sims, 150.0))
+    # within 50 (bounds included) and unknown skin keep the selector's order; the rest follow, closest first
+    assert [o[0] for o in order] == ["a", "b", "c", "d", "e", "f"]
+    assert order[0] == ("a", 0.1, -50.0) and order[3] == ("d", 0.4, None) and order[-1] == ("f", 0.6, 70.0)
+    an.config = replace(an.config, max_skin_gap=None)
+    assert [o[0] for o in an._by_skin(ids, sims, 150.0)] == ids  # off: the selector's order as is
+    # end to end: the astronaut's donor is within the window, and the report says by how much
+    an.config = replace(an.config, max_skin_gap=50.0)
+    an._skin_cache = {}
+    _, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method == "swap" and rec.skin_lightness_gap is not None and abs(rec.skin_lightness_gap) <= 50
+    with pytest.raises(ValueError, match="max_skin_gap"):
+        AnonymizeConfig(max_skin_gap=-1.0)
+
+
+def test_a_donor_who_is_someone_else_in_the_photo_is_never_used(swapper_anonymizer, astronaut, monkeypatch):
+    """A gallery may hold a person who is also in the photo: pasting them onto another face would show them."""
+    an = Anonymizer.__new__(Anonymizer)
+    an.__dict__.update(swapper_anonymizer.__dict__)
+    _, (rec,) = an.anonymize_array(astronaut)
+    first = rec.donor_id
+    assert rec.method == "swap" and first is not None
+    real = an._identities
+    donor = an.gallery.identity_of(first)
+
+    def donor_also_in_photo(image, faces):
+        return [*real(image, faces), donor / np.linalg.norm(donor)]  # a second person: the first donor
+
+    monkeypatch.setattr(an, "_identities", donor_also_in_photo)
+    _, (rec2,) = an.anonymize_array(astronaut)  # same seed, so the same candidate order
+    assert rec2.method == "swap" and rec2.donor_id != first

@@ -119,9 +119,13 @@ def test_anonymize_dry_run_and_bad_selection_options(tmp_path, astro_file):
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--max-age-gap", "-3"])
     assert res.exit_code == 2
     assert "max_age_gap" in _one_line_error(res)
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--max-skin-gap", "300"])
+    assert res.exit_code == 2
+    assert "max_skin_gap" in _one_line_error(res)
 
 
 @pytest.mark.parametrize("extra,reason", [(["--min-gender-confidence", "1.5"], "min_gender_confidence"),
+                                          (["--min-sharpness", "-1"], "min_sharpness"),
                                           (["--omi-ratings", "nowhere"], "attribute_means.csv: file not found")])
 def test_gallery_build_bad_options_one_line_error(tmp_path, astro_file, extra, reason):
     res = runner.invoke(app, ["gallery", "build", str(astro_file), "-o", str(tmp_path / "g.sqlite"), *extra])

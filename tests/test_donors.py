@@ -110,3 +110,39 @@ def test_combine_labels_later_source_wins_where_it_gives_a_value():
     assert combine_labels(omi, csv_labels) == {"1.jpg": ("male", 47.0), "3.jpg": ("female", 24.0),
                                                "9.jpg": ("female", 30.0)}
     assert combine_labels() == {}
+
+
+def test_face_sharpness_ignores_resolution_and_catches_blur():
+    import cv2
+
+    from perface.detect import detect
+    from perface.donors import face_sharpness
+    from perface.io import read_image
+    from perface.landmarks import predict_landmarks68
+
+    image = read_image(CHIPS / "omi_10.jpg")
+    face = max(detect(image), key=lambda f: f.width * f.height)
+    lm = predict_landmarks68(image, face.box)
+    sharp = face_sharpness(image, lm)
+    upsampled = face_sharpness(cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC), lm * 2)
+    blurred = face_sharpness(cv2.GaussianBlur(image, (0, 0), 2.0), lm)
+    assert sharp > 30 > blurred  # the default threshold sits between them
+    assert abs(upsampled - sharp) < 0.2 * sharp  # measured at a fixed eye distance, not per pixel
+    assert face_sharpness(image, np.zeros((68, 2))) == 0.0  # degenerate landmarks: no reading, not a crash
+
+
+def test_blurry_donors_are_skipped(tmp_path, small_model):
+    import cv2
+
+    src = CHIPS / "omi_10.jpg"
+    soft = tmp_path / "soft.jpg"
+    cv2.imwrite(str(soft), cv2.GaussianBlur(cv2.imread(str(src)), (0, 0), 2.0))
+    cfg = DonorBuildConfig(min_face_px=40, max_yaw=40)
+    rep = build_gallery([src, soft], tmp_path / "g.sqlite", small_model, cfg)
+    assert rep.added == 1
+    assert [(Path(p).name, why.split(" (")[0]) for p, why in rep.skipped] == [("soft.jpg", "face too blurry")]
+    rep = build_gallery([soft], tmp_path / "g2.sqlite", small_model, DonorBuildConfig(min_face_px=40, max_yaw=40,
+                                                                                       min_sharpness=0))
+    assert rep.added == 1  # 0 turns the check off
+    with pytest.raises(ValueError, match="min_sharpness"):
+        DonorBuildConfig(min_sharpness=-1)

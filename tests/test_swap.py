@@ -20,6 +20,7 @@ from perface.swap import (
     get_swapper,
     piecewise_affine_warp,
     register_swapper,
+    skin_lightness,
     swap_many,
     template_triangles,
 )
@@ -334,3 +335,19 @@ def test_shape_transfer_swap_is_natural(astronaut: np.ndarray, target_lm: np.nda
     assert gap[1] > gap[0] + 1.0
     with pytest.raises(ValueError, match="shape_transfer"):
         ClassicSwapper(shape_transfer=1.5)
+
+
+def test_skin_lightness_reads_the_skin_not_the_eyes(astronaut: np.ndarray, target_lm: np.ndarray) -> None:
+    """Darkening the face's skin lowers the reading; painting eyes, brows and mouth black does not move it."""
+    base = skin_lightness(astronaut, target_lm)
+    assert base is not None and 100 < base < 255
+    darker = astronaut.copy()
+    hull = hull_mask(astronaut.shape[:2], target_lm).astype(bool)
+    darker[hull] = (darker[hull] * 0.5).astype(np.uint8)
+    assert skin_lightness(darker, target_lm) < base - 40
+    painted = astronaut.copy()
+    for sl in (slice(17, 22), slice(22, 27), slice(36, 42), slice(42, 48), slice(48, 60)):
+        cv2.fillConvexPoly(painted, cv2.convexHull(np.round(target_lm[sl]).astype(np.int32)), (0, 0, 0))
+    assert abs(skin_lightness(painted, target_lm) - base) <= 3
+    assert skin_lightness(astronaut, np.full((68, 2), np.nan)) is None
+    assert skin_lightness(astronaut, target_lm + 5000) is None  # face outside the image

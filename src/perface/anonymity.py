@@ -35,6 +35,7 @@ from perface.detect import DetectConfig, Face, detect
 from perface.embed import get_embedder
 from perface.io import InputError, read_image
 
+LARGE_SKIN_GAP = 50.0  # donor vs face skin lightness (LAB L, 0-255) above which a classic swap looks washed out
 # ------------------------------------------------------------------------------------------ LBPH
 
 
@@ -158,6 +159,9 @@ class AnonymityResult:
             f"| age group kept (young < 40) | - | {r['anonymized']['age_group_kept']:.3f} |",
             *([f"| gender kept, independent judge (linear probe on dlib embeddings, fitted on other people) | - | "
                f"{r['anonymized']['gender_kept_judge']:.3f} |"] if "gender_kept_judge" in r["anonymized"] else []),
+            *([f"| swapped faces whose donor's skin lightness differs by more than {LARGE_SKIN_GAP:g} (LAB L, "
+               f"0-255) | - | {r['anonymized']['skin_gap_large']:.3f} |"]
+              if "skin_gap_large" in r["anonymized"] else []),
             *([f"| independent judge agrees with the dataset's gender label | "
                f"{r['original']['judge_matches_label']:.3f} | {r['anonymized']['judge_matches_label']:.3f} |"]
               if "judge_matches_label" in r["anonymized"] else []),
@@ -320,7 +324,9 @@ def evaluate_anonymization(
     of the defaults (e.g. ``{"max_yaw_deg": 32}``, ``{"max_age_gap": None}``)."""
     from perface.anonymize import AnonymizeConfig, Anonymizer
     from perface.attributes import predict_attributes
+    from perface.landmarks import predict_landmarks68
     from perface.select import SelectConfig
+    from perface.swap import skin_lightness
 
     swapper_options = dict(swapper_options or {})
     t0 = time.perf_counter()
@@ -372,12 +378,19 @@ def evaluate_anonymization(
         g_keep.append(pa.gender == pb.gender)
         a_keep.append(pa.age_group == pb.age_group)
         main = max(records, key=lambda r: _iou(r.box, face.box), default=None)
+        skin_gap = None
+        if main is not None and main.method == "swap" and main.donor_id is not None:
+            # measured here for every setting (the anonymizer records it only when its skin window is on)
+            own = skin_lightness(image, predict_landmarks68(image, face.box))
+            donor = anonymizer._donor_skin(main.donor_id)
+            skin_gap = None if own is None or donor is None else round(donor - own, 1)
         probes.append({"image": im, "identity": ident, "method": main.method if main else None,
                        "reason": main.reason if main else None, "donor_id": main.donor_id if main else None,
                        "detected_after": after is not None, "gender_before": pa.gender, "gender_after": pb.gender,
                        "age_group_before": pa.age_group, "age_group_after": pb.age_group,
                        "identity_similarity_donor": main.identity_similarity_donor if main else None,
-                       "identity_similarity_after": main.identity_similarity_after if main else None})
+                       "identity_similarity_after": main.identity_similarity_after if main else None,
+                       "skin_lightness_gap": skin_gap})
 
     def _hits(feats: list[FaceFeatures]) -> tuple[list[bool], list[bool]]:
         """Per probe: is the nearest gallery photo of its identity (dlib, LBPH)?"""
@@ -398,6 +411,9 @@ def evaluate_anonymization(
                        "gender_kept_swapped": float(np.mean([g for g, p in zip(g_keep, probes, strict=True)
                                                              if p["method"] == "swap"] or [np.nan]))},
     }
+    gaps = [abs(p["skin_lightness_gap"]) for p in probes if p["skin_lightness_gap"] is not None]
+    if gaps:
+        rates["anonymized"]["skin_gap_large"] = float(np.mean(np.array(gaps) > LARGE_SKIN_GAP))
     if gender_judge is not None:
         _judge_rates(gender_judge, root, orig_f, anon_f, probes, rates)
     return AnonymityResult(root.name, method, len(truth), len(g_ids_a), rates, totals, time.perf_counter() - t0,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -45,6 +45,10 @@ class AnonymizeConfig:
     # Skip donors whose own identity embedding is this close to the face's (cosine): a swap keeps the head and
     # jaw line, so a donor a recognizer already finds similar gives a likely re-identifiable result. None: off.
     donor_identity_max: float | None = 0.88
+    # Try donors whose skin lightness (median LAB L, 0-255) is within this of the face's first; the others follow,
+    # closest first. The colour transfer bridges moderate gaps, but a dark donor on a pale face (or the reverse)
+    # comes out grey-eyed and washed out. None: off.
+    max_skin_gap: float | None = 50.0
     keep_gender: bool = True  # prefer a donor whose swap keeps the face's predicted gender (naturalness)
     check_gender_above: float = 0.6  # ...when the original's predicted gender is at least this confident
     keep_age_group: bool = True  # also prefer one that keeps the predicted age group (young < 40 / older)
@@ -62,6 +66,8 @@ class AnonymizeConfig:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         if self.donor_identity_max is not None and not -1.0 <= self.donor_identity_max <= 1.0:
             raise ValueError(f"donor_identity_max must be a cosine in [-1, 1] or None, got {self.donor_identity_max}")
+        if self.max_skin_gap is not None and not 0 <= self.max_skin_gap <= 255:
+            raise ValueError(f"max_skin_gap must be within 0..255 (LAB lightness) or None, got {self.max_skin_gap}")
 
 
 @dataclass
@@ -81,6 +87,7 @@ class FaceRecord:
     identity_similarity_after: float | None = None
     gender_kept: bool | None = None  # predicted gender of the output equals the original's (None: not checked)
     age_group_kept: bool | None = None  # likewise for the predicted age group
+    skin_lightness_gap: float | None = None  # donor's skin lightness minus the face's (LAB L, 0-255)
 
 
 @dataclass
@@ -173,6 +180,7 @@ class Anonymizer:
             self.swapper = get_swapper("classic", **{"min_face_px": 0.5 * self.config.min_face_px,
                                                      **self.config.swapper_options})
         self._donor_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._skin_cache: dict[str, float | None] = {}
 
     def _donor(self, donor_id: str) -> tuple[np.ndarray, np.ndarray]:
         if donor_id not in self._donor_cache:
@@ -180,13 +188,44 @@ class Anonymizer:
             self._donor_cache[donor_id] = (d.crop_rgb(), d.landmarks)
         return self._donor_cache[donor_id]
 
+    def _donor_skin(self, donor_id: str) -> float | None:
+        """A donor's skin lightness, cached; its crop is read once and not kept."""
+        if donor_id not in self._skin_cache:
+            from perface.swap import skin_lightness
+
+            if donor_id in self._donor_cache:
+                crop, lm = self._donor_cache[donor_id]
+            else:
+                d = self.gallery.get(donor_id)
+                crop, lm = d.crop_rgb(), d.landmarks
+            self._skin_cache[donor_id] = skin_lightness(crop, lm)
+        return self._skin_cache[donor_id]
+
+    def _by_skin(self, candidates: Sequence[str], similarities: Sequence[float], skin: float | None
+                 ) -> Iterator[tuple[str, float, float | None]]:
+        """Candidates in the selector's order, those within ``max_skin_gap`` first, the rest after, closest first.
+
+        Lazy: a donor's skin is read only when the loop gets that far, so a few tries cost a few reads."""
+        gap_max = self.config.max_skin_gap
+        deferred: list[tuple[float, int, str, float, float]] = []
+        for i, (donor_id, psim) in enumerate(zip(candidates, similarities, strict=True)):
+            d_skin = self._donor_skin(donor_id) if skin is not None and gap_max is not None else None
+            gap = None if d_skin is None or skin is None else d_skin - skin
+            if gap is not None and abs(gap) > gap_max:  # type: ignore[operator]
+                deferred.append((abs(gap), i, donor_id, psim, gap))
+                continue
+            yield donor_id, psim, gap
+        for _, _, donor_id, psim, gap in sorted(deferred):
+            yield donor_id, psim, gap
+
     def _identity_at(self, image: np.ndarray, face: Face) -> np.ndarray:
         return self.identity.embed_faces(image, [face])[0]
 
     def _donor_identity_similarity(self, ident: np.ndarray, donor_id: str) -> float:
-        """Identity cosine between a face's embedding and a donor's stored one (read without its crop)."""
+        """Identity cosine between a face's embedding and a donor's stored one (read without its crop);
+        the highest one when ``ident`` holds several faces' embeddings, one per row."""
         d = self.gallery.identity_of(donor_id)
-        return float(ident @ (d / np.linalg.norm(d)))
+        return float(np.max(ident @ (d / np.linalg.norm(d))))
 
     def anonymize_array(self, image: np.ndarray, seed: int | None = None) -> tuple[np.ndarray, list[FaceRecord]]:
         """Anonymize every face of an RGB image; returns the new image and one record per face."""
@@ -196,7 +235,9 @@ class Anonymizer:
         records: list[FaceRecord] = []
         used: set[str] = set()
         rng = np.random.default_rng(cfg.select.seed if seed is None else seed)
-        for face in faces:
+        # Everyone in the photo, so that no one's face is pasted onto someone else (a gallery may hold them).
+        people = self._identities(image, faces) if cfg.method == "swap" else []
+        for k, face in enumerate(faces):
             rec = FaceRecord(box=[round(float(v), 1) for v in face.box], score=round(float(face.score), 4),
                              method=cfg.fallback)
             try:
@@ -204,7 +245,8 @@ class Anonymizer:
                     rec.method, rec.reason = cfg.method, "requested"
                     out = obscure(out, face.box, cfg.method, cfg.mask_scale)
                 else:
-                    out = self._swap_face(out, image, face, rec, used, rng)
+                    others = [p for j, p in enumerate(people) if j != k and p is not None]
+                    out = self._swap_face(out, image, face, rec, used, rng, people[k] if people else None, others)
             except Exception as exc:  # noqa: BLE001 - fail closed: any error hides the face
                 rec.method, rec.reason = cfg.fallback, f"error: {type(exc).__name__}: {exc}"
                 out = obscure(out, face.box, cfg.fallback, cfg.mask_scale)
@@ -213,8 +255,23 @@ class Anonymizer:
             out = draw_overlay(out, records)
         return out, records
 
+    def _identities(self, image: np.ndarray, faces: Sequence[Face]) -> list[np.ndarray | None]:
+        """dlib identity embedding of every detected face (None where it cannot be computed)."""
+        out: list[np.ndarray | None] = []
+        for face in faces:
+            try:
+                out.append(self._identity_at(image, face))
+            except Exception:  # noqa: BLE001 - that face fails closed later; the others still get checked
+                out.append(None)
+        return out
+
     def _swap_face(self, out: np.ndarray, original: np.ndarray, face: Face, rec: FaceRecord, used: set[str],
-                   rng: np.random.Generator) -> np.ndarray:
+                   rng: np.random.Generator, ident0: np.ndarray | None = None,
+                   others: Sequence[np.ndarray] = ()) -> np.ndarray:
+        """Swap one face (trying donors in order, with the identity and attribute checks) or hide it.
+
+        ``ident0``: the face's identity embedding; ``others``: those of the other faces in the photo. A donor
+        whose identity matches any of them (cosine >= ``identity_threshold``) is never used."""
         from perface.attributes import predict_attributes
         from perface.landmarks import predict_landmarks68
 
@@ -228,7 +285,9 @@ class Anonymizer:
             return fall_back(f"face too small ({face.size:.0f} px < {cfg.min_face_px:.0f})")
         lm68 = predict_landmarks68(original, face.box)
         query = self.model.embed([(original, face)])[0]
-        ident0 = self._identity_at(original, face)
+        if ident0 is None:
+            ident0 = self._identity_at(original, face)
+        others_m = np.stack(others) if len(others) else None
         box = tuple(int(round(v)) for v in face.box)
         predicted, age = None, None
         if cfg.select.group_by != "metric" or cfg.keep_gender or cfg.keep_age_group or cfg.select.max_age_gap:
@@ -245,17 +304,26 @@ class Anonymizer:
         # Among identity-safe swaps, the first that keeps the checked attributes wins; otherwise the one that
         # keeps the most (gender counts double), the earliest on ties. Attributes are about naturalness: a
         # swap that changes them is still anonymous, so it is used rather than blurring the face.
-        best: tuple[int, np.ndarray, str, float, float, bool | None, bool | None] | None = None
+        best: tuple[int, np.ndarray, str, float, float, bool | None, bool | None, float | None] | None = None
         full = 2 * check_gender + check_age
         tries = 0
-        for donor_id, psim in zip(sel.candidates, sel.similarities, strict=True):
+        skin = None
+        if cfg.max_skin_gap is not None:
+            from perface.swap import skin_lightness
+
+            skin = skin_lightness(original, lm68)
+        for donor_id, psim, gap in self._by_skin(sel.candidates, sel.similarities, skin):
             if tries >= cfg.select.max_tries:
                 break
-            # A cheap pre-screen; skipped donors do not count as tries.
+            # Cheap pre-screens; skipped donors do not count as tries.
             if (cfg.donor_identity_max is not None
                     and self._donor_identity_similarity(ident0, donor_id) >= cfg.donor_identity_max):
                 if tries == 0:
                     last_reason = f"donors too close in identity (cosine >= {cfg.donor_identity_max:g})"
+                continue
+            if others_m is not None and self._donor_identity_similarity(others_m, donor_id) >= cfg.identity_threshold:
+                if tries == 0:
+                    last_reason = "the donors left are people in this photo"
                 continue
             tries += 1
             rec.tries = tries
@@ -278,12 +346,13 @@ class Anonymizer:
                 a_kept = after_attr.age_group == predicted[2] if check_age else None
             score = 2 * bool(g_kept) + bool(a_kept)
             if best is None or score > best[0]:
-                best = (score, res.image, donor_id, psim, id_sim, g_kept, a_kept)
+                best = (score, res.image, donor_id, psim, id_sim, g_kept, a_kept, gap)
             if score == full:
                 break
         if best is not None:
-            _, image, donor_id, psim, id_sim, g_kept, a_kept = best
+            _, image, donor_id, psim, id_sim, g_kept, a_kept, gap = best
             rec.method, rec.reason, rec.donor_id = "swap", None, donor_id
+            rec.skin_lightness_gap = None if gap is None else round(float(gap), 1)
             rec.gender_kept, rec.age_group_kept = g_kept, a_kept
             rec.perceptual_similarity_donor = _round(psim)
             rec.identity_similarity_donor = _round(self._donor_identity_similarity(ident0, donor_id))

@@ -245,6 +245,9 @@ def gallery_build_cmd(
              "(--labels wins where both give a value).")] = None,
     min_gender_confidence: Annotated[float, typer.Option(
         help="Skip unlabelled donors whose predicted gender probability is lower.")] = 0.9,
+    min_sharpness: Annotated[float, typer.Option(
+        help="Skip donors whose face is blurrier (Laplacian variance at a fixed eye distance; 0: keep all).")]
+    = 30.0,
     per_group: Annotated[int | None, typer.Option(help="Keep at most N donors per gender x age group.")] = None,
     licence: Annotated[str | None, typer.Option(help="Licence/attribution stored with every donor.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
@@ -264,7 +267,8 @@ def gallery_build_cmd(
     if out.exists() and not overwrite:
         raise InputError(out, "gallery already exists (pass --overwrite to replace it)")
     try:
-        cfg = DonorBuildConfig(per_group=per_group, licence=licence, min_gender_confidence=min_gender_confidence)
+        cfg = DonorBuildConfig(per_group=per_group, licence=licence, min_gender_confidence=min_gender_confidence,
+                               min_sharpness=min_sharpness)
     except ValueError as exc:
         raise PerFaceError(str(exc)) from None
     all_labels = combine_labels(omi_labels(omi_ratings) if omi_ratings else {}, read_labels(labels) if labels else {})
@@ -315,6 +319,9 @@ def anonymize_cmd(
                                                "face's predicted age (0: any age in the group).")] = 15.0,
     donor_identity_max: Annotated[float, typer.Option(
         help="Skip donors whose identity cosine to the face is at least this (1: never skip).")] = 0.88,
+    max_skin_gap: Annotated[float, typer.Option(
+        help="Try donors whose skin lightness (LAB L, 0-255) is within this of the face's first; the others "
+             "follow, closest first (0: skin tone is not considered).")] = 50.0,
     gallery: Annotated[Path | None, typer.Option(help="Donor gallery (default: the bundled one).")] = None,
     model: Annotated[str, typer.Option(help="Perceptual model: 'default' or a folder.")] = "default",
     threshold: Annotated[float, typer.Option(help="Face detection threshold (lower finds more faces).")] = 0.4,
@@ -340,7 +347,8 @@ def anonymize_cmd(
         cfg = AnonymizeConfig(method=method, fallback=fallback, select=sel,  # type: ignore[arg-type]
                               detect=DetectConfig(threshold=threshold), draw_scores=draw_scores,
                               overwrite=overwrite, keep_gender=keep_gender,
-                              donor_identity_max=None if donor_identity_max >= 1 else donor_identity_max)
+                              donor_identity_max=None if donor_identity_max >= 1 else donor_identity_max,
+                              max_skin_gap=max_skin_gap or None)
     except ValueError as exc:
         raise PerFaceError(str(exc)) from None
     paths = iter_image_paths(inputs)

@@ -266,6 +266,30 @@ def _color_transfer(src: np.ndarray, ref: np.ndarray, region: np.ndarray, max_ga
     return cv2.cvtColor(cv2.LUT(s_lab, lut), cv2.COLOR_LAB2RGB)
 
 
+def skin_lightness(image: np.ndarray, landmarks68: np.ndarray) -> float | None:
+    """Median LAB lightness (8-bit, 0-255) of a face's skin: inside the 68-point hull, without eyes, brows, mouth.
+
+    Why: the colour transfer bridges moderate differences in skin tone, but a large one (a dark donor on a pale
+    face) greys the eyes and brows; the anonymizer uses this to prefer donors it can blend. None if no skin shows.
+    """
+    lm = np.asarray(landmarks68, dtype=np.float64)
+    if lm.shape != (68, 2) or not np.isfinite(lm).all():
+        return None
+    h, w = image.shape[:2]
+    x0, y0 = np.clip(np.floor(lm.min(0)).astype(int), 0, [w, h])
+    x1, y1 = np.clip(np.ceil(lm.max(0)).astype(int) + 1, 0, [w, h])
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    local = lm - [x0, y0]
+    mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+    cv2.fillConvexPoly(mask, _hull(local), 1)
+    for sl in (slice(17, 22), slice(22, 27), slice(36, 42), slice(42, 48), slice(48, 60)):
+        cv2.fillConvexPoly(mask, _hull(local[sl]), 0)
+    crop = np.ascontiguousarray(image[y0:y1, x0:x1, :3])
+    values = cv2.cvtColor(crop, cv2.COLOR_RGB2LAB)[..., 0][mask.astype(bool)]
+    return float(np.median(values)) if values.size >= 20 else None
+
+
 def _poisson(src: np.ndarray, dst: np.ndarray, mask: np.ndarray, max_px: int) -> np.ndarray:
     """seamlessClone (NORMAL_CLONE) of ``src`` into ``dst`` where ``mask`` (uint8 0/255), same-size crops.
 
