@@ -55,8 +55,12 @@ Sixth session: the bundled gallery now holds sharp donors only (the AVFS faces, 
 smeared swaps), and donors within 50 of the face's skin lightness are tried first. Against the fifth session's row
 above, on this draw: LBPH re-ID 24.0% -> 20.0%, dlib 4.0% -> 2.7%, swaps with a large skin gap 26.8% -> 1.3%, but
 the independent judge's gender agreement 96.0% -> 92.0% (94.0% with the sharp gallery and no skin window; 150
-probes, so each point is 1.5 faces) and age group 96.0% -> 94.7%. The smaller older groups (older women 56 -> 40
-donors, older men 100 -> 77) leave fewer choices after the identity pre-screen: a likely reason, not checked.
+probes, so each point is 1.5 faces) and age group 96.0% -> 94.7%. Where the judge disagrees (12 faces with the
+defaults, per-probe rows of a rerun): 8 are faces it reads as male before and female after, 9 of the donors come
+from the male groups, and for 10 of the 11 swapped faces the built-in predictor still reads the face's gender (the
+12th face was blurred). Two donors (848 and 263) account for 4 of the 12, and the skin window sent 3 faces to such
+donors. It is not the smaller older groups (older women 56 -> 40 donors, older men 100 -> 77): one of the 12
+donors is an older woman.
 
 Two attempts to lower LBPH re-ID, measured on this draw with the previous default model (plain swap:
 LBPH 18.7%), both dropped and their code not kept: replacing the region up to 15% or 30% of the face size
