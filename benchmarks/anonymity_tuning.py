@@ -8,8 +8,8 @@ from the saved results.
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 
 from _common import REPO, shared_data, write_fragment
 
@@ -72,8 +72,12 @@ fourth session: 7 instead of 17 faces blurred, swaps of the same quality on the 
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite the section from the saved results (e.g. after editing EXPLORED)")
+    args = ap.parse_args()
     saved = REPO / "runs" / "anonymity_tuning.json"
-    if "--report-only" in sys.argv[1:]:  # rewrite the section from the saved results (e.g. after editing EXPLORED)
+    if args.report_only:
         results = json.loads(saved.read_text())
     else:
         root = shared_data() / "celeba"

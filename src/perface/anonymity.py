@@ -382,7 +382,7 @@ def evaluate_anonymization(
         if main is not None and main.method == "swap" and main.donor_id is not None:
             # measured here for every setting (the anonymizer records it only when its skin window is on)
             own = skin_lightness(image, predict_landmarks68(image, face.box))
-            donor = anonymizer._donor_skin(main.donor_id)
+            donor = anonymizer.donor_skin_lightness(main.donor_id)
             skin_gap = None if own is None or donor is None else round(donor - own, 1)
         probes.append({"image": im, "identity": ident, "method": main.method if main else None,
                        "reason": main.reason if main else None, "donor_id": main.donor_id if main else None,

@@ -181,6 +181,7 @@ class Anonymizer:
                                                      **self.config.swapper_options})
         self._donor_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._skin_cache: dict[str, float | None] = {}
+        self._identity_cache: dict[str, np.ndarray] = {}  # donor id -> unit identity embedding
 
     def _donor(self, donor_id: str) -> tuple[np.ndarray, np.ndarray]:
         if donor_id not in self._donor_cache:
@@ -188,7 +189,7 @@ class Anonymizer:
             self._donor_cache[donor_id] = (d.crop_rgb(), d.landmarks)
         return self._donor_cache[donor_id]
 
-    def _donor_skin(self, donor_id: str) -> float | None:
+    def donor_skin_lightness(self, donor_id: str) -> float | None:
         """A donor's skin lightness, cached; its crop is read once and not kept."""
         if donor_id not in self._skin_cache:
             from perface.swap import skin_lightness
@@ -209,7 +210,7 @@ class Anonymizer:
         gap_max = self.config.max_skin_gap
         deferred: list[tuple[float, int, str, float, float]] = []
         for i, (donor_id, psim) in enumerate(zip(candidates, similarities, strict=True)):
-            d_skin = self._donor_skin(donor_id) if skin is not None and gap_max is not None else None
+            d_skin = self.donor_skin_lightness(donor_id) if skin is not None and gap_max is not None else None
             gap = None if d_skin is None or skin is None else d_skin - skin
             if gap is not None and abs(gap) > gap_max:  # type: ignore[operator]
                 deferred.append((abs(gap), i, donor_id, psim, gap))
@@ -224,8 +225,10 @@ class Anonymizer:
     def _donor_identity_similarity(self, ident: np.ndarray, donor_id: str) -> float:
         """Identity cosine between a face's embedding and a donor's stored one (read without its crop);
         the highest one when ``ident`` holds several faces' embeddings, one per row."""
-        d = self.gallery.identity_of(donor_id)
-        return float(np.max(ident @ (d / np.linalg.norm(d))))
+        if donor_id not in self._identity_cache:  # pre-screens and the report ask again for the same donors
+            d = self.gallery.identity_of(donor_id)
+            self._identity_cache[donor_id] = d / np.linalg.norm(d)
+        return float(np.max(ident @ self._identity_cache[donor_id]))
 
     def anonymize_array(self, image: np.ndarray, seed: int | None = None) -> tuple[np.ndarray, list[FaceRecord]]:
         """Anonymize every face of an RGB image; returns the new image and one record per face."""
