@@ -122,6 +122,25 @@ def test_anonymize_dry_run_and_bad_selection_options(tmp_path, astro_file):
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--max-skin-gap", "300"])
     assert res.exit_code == 2
     assert "max_skin_gap" in _one_line_error(res)
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--forehead", "2"])
+    assert res.exit_code == 2
+    assert "forehead" in _one_line_error(res)
+
+
+def test_anonymize_forehead_reaches_the_swapper(tmp_path, astro_file, monkeypatch):
+    import perface.anonymize as anonymize_mod
+    from perface.io import PerFaceError
+
+    seen = {}
+
+    def fake_anonymizer(cfg, gallery=None, model="default"):
+        seen["cfg"] = cfg
+        raise PerFaceError("stopped by the test")
+
+    monkeypatch.setattr(anonymize_mod, "Anonymizer", fake_anonymizer)
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--forehead", "0.9"])
+    assert res.exit_code == 2 and "stopped by the test" in _one_line_error(res)
+    assert seen["cfg"].swapper_options == {"forehead": 0.9}
 
 
 @pytest.mark.parametrize("extra,reason", [(["--min-gender-confidence", "1.5"], "min_gender_confidence"),

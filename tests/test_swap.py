@@ -111,6 +111,23 @@ def test_mask_covers_landmark_hull(astronaut: np.ndarray, target_lm: np.ndarray)
         assert (res.mask > 0.5).sum() < 2.0 * hull_mask(res.mask.shape, target_lm).sum()
 
 
+def test_higher_forehead_replaces_more_above_the_brows(astronaut: np.ndarray, target_lm: np.ndarray) -> None:
+    """``forehead`` (the `--forehead` option) moves the top of the replaced region up, and only there."""
+    donor, donor_lm = make_donor(astronaut, target_lm)
+    low = ClassicSwapper(forehead=0.4).swap(astronaut, target_lm, donor, donor_lm)
+    high = ClassicSwapper(forehead=1.2).swap(astronaut, target_lm, donor, donor_lm)
+    assert low.ok and high.ok
+    brow_top = int(target_lm[17:27, 1].min())
+    above, below = slice(0, brow_top - 4), slice(brow_top + 4, None)
+    assert (high.mask[above] > 0.5).sum() > 1.5 * (low.mask[above] > 0.5).sum()
+    top_row = lambda m: int(np.nonzero((m > 0.5).any(axis=1))[0].min())  # noqa: E731
+    assert top_row(high.mask) < top_row(low.mask) - 10
+    # below the brows both cover the same face
+    assert np.abs((high.mask[below] > 0.5).astype(int) - (low.mask[below] > 0.5)).mean() < 0.01
+    with pytest.raises(ValueError, match="forehead"):
+        ClassicSwapper(forehead=2.0)
+
+
 def test_warp_puts_eyes_and_mouth_on_target(astronaut: np.ndarray, target_lm: np.ndarray) -> None:
     """Paint a dot at a donor landmark, warp, and find the dot at the target landmark."""
     donor, donor_lm = make_donor(astronaut, target_lm, angle=-10, scale=1.3, shift=(-60, -30))

@@ -322,6 +322,10 @@ def anonymize_cmd(
     max_skin_gap: Annotated[float, typer.Option(
         help="Try donors whose skin lightness (LAB L, 0-255) is within this of the face's first; the others "
              "follow, closest first (0: skin tone is not considered).")] = 50.0,
+    forehead: Annotated[float, typer.Option(
+        help="How far above the brows the donor's face reaches, as a fraction of the brow-to-nose height "
+             "(0-1.5). Higher replaces more forehead and hairline: more anonymous, but can paint skin over "
+             "bangs or a low hairline.")] = 0.4,
     gallery: Annotated[Path | None, typer.Option(help="Donor gallery (default: the bundled one).")] = None,
     model: Annotated[str, typer.Option(help="Perceptual model: 'default' or a folder.")] = "default",
     threshold: Annotated[float, typer.Option(help="Face detection threshold (lower finds more faces).")] = 0.4,
@@ -337,6 +341,7 @@ def anonymize_cmd(
     from perface.detect import DetectConfig
     from perface.io import InputError, iter_image_paths
     from perface.select import SelectConfig
+    from perface.swap import ClassicSwapper
 
     bnd = _parse_band(band)
     if bnd is not None:
@@ -348,7 +353,8 @@ def anonymize_cmd(
                               detect=DetectConfig(threshold=threshold), draw_scores=draw_scores,
                               overwrite=overwrite, keep_gender=keep_gender,
                               donor_identity_max=None if donor_identity_max >= 1 else donor_identity_max,
-                              max_skin_gap=max_skin_gap or None)
+                              max_skin_gap=max_skin_gap or None, swapper_options={"forehead": forehead})
+        ClassicSwapper(forehead=forehead)  # checks the range before any model loads
     except ValueError as exc:
         raise PerFaceError(str(exc)) from None
     paths = iter_image_paths(inputs)

@@ -382,7 +382,7 @@ class ClassicSwapper:
         if self.mirror_donor not in ("auto", "never", "always"):
             raise ValueError(f"mirror_donor must be 'auto', 'never' or 'always', got {self.mirror_donor!r}")
         if not 0.0 <= self.forehead <= 1.5:
-            raise ValueError("forehead must be within 0..1.5")
+            raise ValueError(f"forehead must be within 0..1.5, got {self.forehead}")
         if not 0.0 <= self.shape_transfer <= 1.0:
             raise ValueError("shape_transfer must be within 0..1")
 
