@@ -143,6 +143,24 @@ def test_anonymize_forehead_reaches_the_swapper(tmp_path, astro_file, monkeypatc
     assert seen["cfg"].swapper_options == {"forehead": 0.9}
 
 
+def test_evaluate_anonymization_passes_forehead(tmp_path, monkeypatch):
+    import perface.anonymity as anonymity_mod
+    from perface.io import PerFaceError
+
+    seen = {}
+
+    def fake_evaluate(root, **kwargs):
+        seen.update(kwargs)
+        raise PerFaceError("stopped by the test")
+
+    monkeypatch.setattr(anonymity_mod, "evaluate_anonymization", fake_evaluate)
+    res = runner.invoke(app, ["evaluate-anonymization", str(tmp_path), "--forehead", "1.2"])
+    assert res.exit_code == 2 and seen["swapper_options"] == {"forehead": 1.2}
+    seen.clear()
+    res = runner.invoke(app, ["evaluate-anonymization", str(tmp_path), "--forehead", "-1"])
+    assert res.exit_code == 2 and "forehead" in _one_line_error(res) and not seen
+
+
 @pytest.mark.parametrize("extra,reason", [(["--min-gender-confidence", "1.5"], "min_gender_confidence"),
                                           (["--min-sharpness", "-1"], "min_sharpness"),
                                           (["--omi-ratings", "nowhere"], "attribute_means.csv: file not found")])

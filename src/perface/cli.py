@@ -408,15 +408,23 @@ def evaluate_anonymization_cmd(
     method: Annotated[str, typer.Option(help="swap, blur, pixelate or mask.")] = "swap",
     group_by: Annotated[str, typer.Option(help="Step 1 rule: metric, hybrid or predicted.")] = "hybrid",
     seed: Annotated[int, typer.Option(help="Seed for probe choice and donors.")] = 0,
+    forehead: Annotated[float, typer.Option(help="As for `perface anonymize`: how far above the brows the "
+                                            "donor's face reaches (0-1.5).")] = 0.4,
     judge_utkface: Annotated[Path | None, typer.Option(help="UTKFace folder: also score gender kept with an "
                                                        "independent judge fitted on its adults.")] = None,
 ) -> None:
     """Re-identification, detection and attribute agreement after anonymizing probe photos."""
     from perface.anonymity import evaluate_anonymization, fit_gender_judge
+    from perface.swap import ClassicSwapper
 
+    try:
+        ClassicSwapper(forehead=forehead)
+    except ValueError as exc:
+        raise PerFaceError(str(exc)) from None
     judge = fit_gender_judge(judge_utkface) if judge_utkface is not None else None
     res = evaluate_anonymization(celeba, n_probes=probes, gallery=gallery, model=model, method=method, seed=seed,
-                                 log=lambda m: typer.echo(m, err=True), group_by=group_by, gender_judge=judge)
+                                 log=lambda m: typer.echo(m, err=True), group_by=group_by, gender_judge=judge,
+                                 swapper_options={"forehead": forehead})
     typer.echo(res.to_markdown())
     if out is not None:
         from perface.protocols import write_json
