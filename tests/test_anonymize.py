@@ -227,6 +227,13 @@ def test_swapper_options_reach_the_swapper(swapper_anonymizer):
     assert swapper_anonymizer.swapper.max_yaw_deg == 40.0
 
 
+def test_bad_swapper_options_fail_when_the_config_is_made():
+    with pytest.raises(ValueError, match="forehead must be within"):
+        AnonymizeConfig(swapper_options={"forehead": 2.0})
+    with pytest.raises(ValueError, match="swapper_options: .*no_such_option"):
+        AnonymizeConfig(swapper_options={"no_such_option": 1})
+
+
 def test_donors_far_in_skin_tone_are_tried_last(swapper_anonymizer, astronaut):
     an = Anonymizer.__new__(Anonymizer)
     an.__dict__.update(swapper_anonymizer.__dict__)

@@ -333,6 +333,10 @@ def evaluate_anonymization(
     root = Path(root)
     probe_rows, gallery_rows = split_probes(root, n_probes, seed)
     det = DetectConfig()
+    select_options, anonymize_options = dict(select_options or {}), dict(anonymize_options or {})
+    cfg = AnonymizeConfig(method=method, select=SelectConfig(seed=seed, group_by=group_by,  # type: ignore[arg-type]
+                                                             **select_options),
+                          swapper_options=swapper_options, **anonymize_options)
 
     log(f"re-ID gallery: {len(gallery_rows)} photos")
     key = (str(root.resolve()), tuple(gallery_rows))
@@ -341,10 +345,6 @@ def evaluate_anonymization(
         _GALLERY_CACHE[key] = _gallery_features(root, gallery_rows, det, progress)
     g_ids_a, g_dlib_m, g_lbph_m = _GALLERY_CACHE[key]
 
-    select_options, anonymize_options = dict(select_options or {}), dict(anonymize_options or {})
-    cfg = AnonymizeConfig(method=method, select=SelectConfig(seed=seed, group_by=group_by,  # type: ignore[arg-type]
-                                                             **select_options),
-                          swapper_options=swapper_options, **anonymize_options)
     anonymizer = Anonymizer(cfg, gallery=gallery, model=model)
     orig_f, anon_f, detected, g_keep, a_keep = [], [], [], [], []
     totals = {"found": 0, "swapped": 0, "hidden_by_fallback": 0, "hidden_as_requested": 0, "left_unanonymized": 0}

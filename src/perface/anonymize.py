@@ -68,6 +68,13 @@ class AnonymizeConfig:
             raise ValueError(f"donor_identity_max must be a cosine in [-1, 1] or None, got {self.donor_identity_max}")
         if self.max_skin_gap is not None and not 0 <= self.max_skin_gap <= 255:
             raise ValueError(f"max_skin_gap must be within 0..255 (LAB lightness) or None, got {self.max_skin_gap}")
+        if self.swapper_options:  # checked here, so a bad setting fails before any model or gallery loads
+            from perface.swap import ClassicSwapper
+
+            try:
+                ClassicSwapper(**self.swapper_options)
+            except TypeError as exc:
+                raise ValueError(f"swapper_options: {exc}") from None
 
 
 @dataclass

@@ -341,7 +341,6 @@ def anonymize_cmd(
     from perface.detect import DetectConfig
     from perface.io import InputError, iter_image_paths
     from perface.select import SelectConfig
-    from perface.swap import ClassicSwapper
 
     bnd = _parse_band(band)
     if bnd is not None:
@@ -354,7 +353,6 @@ def anonymize_cmd(
                               overwrite=overwrite, keep_gender=keep_gender,
                               donor_identity_max=None if donor_identity_max >= 1 else donor_identity_max,
                               max_skin_gap=max_skin_gap or None, swapper_options={"forehead": forehead})
-        ClassicSwapper(forehead=forehead)  # checks the range before any model loads
     except ValueError as exc:
         raise PerFaceError(str(exc)) from None
     paths = iter_image_paths(inputs)
@@ -415,10 +413,10 @@ def evaluate_anonymization_cmd(
 ) -> None:
     """Re-identification, detection and attribute agreement after anonymizing probe photos."""
     from perface.anonymity import evaluate_anonymization, fit_gender_judge
-    from perface.swap import ClassicSwapper
+    from perface.anonymize import AnonymizeConfig
 
-    try:
-        ClassicSwapper(forehead=forehead)
+    try:  # the same check evaluate_anonymization's config makes, before the judge and gallery take minutes
+        AnonymizeConfig(swapper_options={"forehead": forehead})
     except ValueError as exc:
         raise PerFaceError(str(exc)) from None
     judge = fit_gender_judge(judge_utkface) if judge_utkface is not None else None
