@@ -74,3 +74,17 @@ def celeba_at_640(n: int, start: int = 0) -> tuple[list[Path], Path]:
         Image.fromarray(im).save(p, quality=90)
         paths.append(p)
     return paths, tmp
+
+
+def celeba_reid_setup():
+    """CelebA probes and re-ID gallery as in `perface evaluate-anonymization` (seed 0), with the gallery's features.
+
+    Returns ``(root, probes, detect_config, (gallery_ids, gallery_dlib, gallery_lbph))``.
+    """
+    from perface.anonymity import _gallery_features, split_probes
+    from perface.detect import DetectConfig
+
+    root = shared_data() / "celeba"
+    probes, gallery = split_probes(root)
+    det = DetectConfig()
+    return root, probes, det, _gallery_features(root, gallery, det, progress=False)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from _common import FRAGMENTS, REPO
 
 ORDER = ["summary", "detection", "celeba_pairs", "pipeline", "backbones", "model", "model_cv", "model_speed", "groups",
-         "attributes", "gallery", "swap", "anonymity", "anonymity_tuning", "lbph_regions", "anonymize_speed"]
+         "group_ceilings", "attributes", "gallery", "swap", "anonymity", "anonymity_tuning", "lbph_regions",
+         "lbph_floor", "anonymize_speed"]
 
 
 def main() -> None:

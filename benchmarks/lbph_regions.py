@@ -11,19 +11,16 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from _common import shared_data, write_fragment
+from _common import celeba_reid_setup, write_fragment
 
 from perface.align import arcface_crop
 from perface.anonymity import (
     _best_face,
-    _gallery_features,
     _read_with_face,
     chi_square_nearest,
     face_features,
-    split_probes,
 )
 from perface.anonymize import AnonymizeConfig, Anonymizer
-from perface.detect import DetectConfig
 from perface.landmarks import predict_landmarks68
 from perface.select import SelectConfig
 from perface.swap import ClassicSwapper, forehead_points
@@ -31,10 +28,7 @@ from perface.swap import ClassicSwapper, forehead_points
 
 def main() -> None:
     warnings.filterwarnings("ignore")
-    root = shared_data() / "celeba"
-    probes, gallery = split_probes(root)
-    det = DetectConfig()
-    gid, _, gl = _gallery_features(root, gallery, det, progress=False)
+    root, probes, det, (gid, _, gl) = celeba_reid_setup()
     anonymizer = Anonymizer(AnonymizeConfig(method="swap", select=SelectConfig(seed=0)))
     truth, before, after, swapped, top_y = [], [], [], [], []
     for ident, im in probes:
