@@ -18,10 +18,10 @@ import warnings
 
 import numpy as np
 from _common import REPO, shared_data, write_fragment
-from scipy import stats
 
 from perface.datasets import load_utkface
 from perface.datasets.ratings import RatingTripletConfig, load_ratings, rating_space, split_faces
+from perface.evaluate import _intersection_index, _reduce, make_groups
 from perface.features import build_feature_bank
 from perface.metric import load
 from perface.protocols import bank_embeddings, baseline_embeddings
@@ -79,11 +79,6 @@ def utkface_readout(model) -> str:
     return "\n".join(lines)
 
 
-def _upper_bound(d: np.ndarray) -> np.ndarray:
-    n = d.shape[1]
-    return d.mean(1) + stats.t.ppf(0.975, n - 1) * d.std(1, ddof=1) / np.sqrt(n)
-
-
 def _cos_distance(x: np.ndarray) -> np.ndarray:
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
     return 1.0 - x @ x.T
@@ -97,8 +92,7 @@ def omi_groups(model) -> str:
     means = {r["stimulus"]: r for r in csv.DictReader((root / "attribute_means.csv").open())}
     gender = np.array([float(means[i]["gender"]) for i in ids])
     male, young = gender >= 50, np.array([float(means[i]["age"]) < 40 for i in ids])
-    cell = (~young).astype(int) * 2 + (~male).astype(int)
-    counts = np.bincount(cell, minlength=4)
+    counts = np.bincount(_intersection_index(male, young), minlength=4)
     per_group = int(counts.min() * 0.6)
     paths = [str(root / "images" / f"{i}.jpg") for i in ids]
     bank = build_feature_bank(model, paths, cache_dir=CACHE, progress=True)
@@ -115,21 +109,18 @@ def omi_groups(model) -> str:
     masks = {"all": np.ones(len(ids), bool), "test faces": np.array([i in test_ids for i in ids]),
              "clear gender": np.abs(gender - 50) >= 15}
 
+    labels = list(zip(male, young, strict=True))
+
     def run(d: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+        """Gender and age-group accuracy (mean over the draws): the group with the lower upper 95% bound wins."""
         acc_g, acc_a = [], []
         for seed in range(DRAWS):
-            rng = np.random.default_rng(seed)
-            cells, rest = [], []
-            for c in range(4):
-                pool = rng.permutation(np.flatnonzero(cell == c))
-                cells.append(pool[:per_group])
-                rest.append(pool[per_group:])
-            q = np.concatenate(rest)
-            q = q[mask[q]]
-            m, f = np.r_[cells[0], cells[2]], np.r_[cells[1], cells[3]]
-            y, o = np.r_[cells[0], cells[1]], np.r_[cells[2], cells[3]]
-            acc_g.append(np.mean((_upper_bound(d[np.ix_(q, m)]) < _upper_bound(d[np.ix_(q, f)])) == male[q]))
-            acc_a.append(np.mean((_upper_bound(d[np.ix_(q, y)]) < _upper_bound(d[np.ix_(q, o)])) == young[q]))
+            split = make_groups(labels, per_group=per_group, n_queries_per_group=None, seed=seed)
+            q = split.queries[mask[split.queries]]
+            bound = {k: _reduce(d[np.ix_(q, split.groups[k])], "ci_upper")
+                     for k in ("male", "female", "young", "older")}
+            acc_g.append(np.mean((bound["male"] < bound["female"]) == male[q]))
+            acc_a.append(np.mean((bound["young"] < bound["older"]) == young[q]))
         return float(np.mean(acc_g)), float(np.mean(acc_a))
 
     lines = [

@@ -16,11 +16,12 @@ import numpy as np
 from _common import celeba_reid_setup, write_fragment
 
 from perface.anonymity import (
+    FaceFeatures,
     _best_face,
     _read_male_labels,
     _read_with_face,
-    chi_square_nearest,
     face_features,
+    rank1_hits,
 )
 from perface.anonymize import AnonymizeConfig, default_gallery_path
 from perface.gallery import Gallery
@@ -50,49 +51,43 @@ def main() -> None:
     swappers = {f: ClassicSwapper(forehead=f, min_face_px=floor) for f in FOREHEADS}
     refused: Counter[str] = Counter()
     truth: list[str] = []
-    orig_lbph, orig_dlib = [], []
-    after = {f: ([], [], []) for f in FOREHEADS}  # lbph, dlib, swapped ok
+    orig: list[FaceFeatures] = []
+    after: dict[float, list[FaceFeatures]] = {f: [] for f in FOREHEADS}
+    swapped: dict[float, list[bool]] = {f: [] for f in FOREHEADS}
     for ident, im in probes:
         found = _read_with_face(root / "images" / im, det)
         if found is None:
             continue
         image, face = found
         truth.append(ident)
-        feats = face_features(image, face)
-        orig_lbph.append(feats.lbph)
-        orig_dlib.append(feats.dlib)
+        orig.append(face_features(image, face))
         lm68 = predict_landmarks68(image, face.box)
         _, crop, dlm = donors[male_of.get(im, True)]
         for f, swapper in swappers.items():
             res = swapper.swap(image, lm68, crop, dlm)
             out = res.image
-            ff = face_features(out, _best_face(out, face, det) or face)
-            after[f][0].append(ff.lbph)
-            after[f][1].append(ff.dlib)
-            after[f][2].append(res.ok)
+            after[f].append(face_features(out, _best_face(out, face, det) or face))
+            swapped[f].append(res.ok)
             if not res.ok and f == FOREHEADS[0]:
                 refused[res.reason] += 1
-    t = np.array(truth)
 
-    def rank1_lbph(x: list[np.ndarray], mask: np.ndarray | None = None) -> float:
-        hit = gid[chi_square_nearest(np.stack(x), glbph)] == t
-        return float(hit[mask].mean() if mask is not None else hit.mean())
+    def rates(feats: list[FaceFeatures], keep: list[bool] | None = None) -> str:
+        """Rank-1 LBPH and dlib re-ID as two table cells, over the probes in ``keep`` (all by default)."""
+        dlib_hit, lbph_hit = (np.array(h) for h in rank1_hits(feats, truth, gid, gdlib, glbph))
+        m = np.ones(len(truth), bool) if keep is None else np.array(keep)
+        return f"{lbph_hit[m].mean():.3f} | {dlib_hit[m].mean():.3f}"
 
-    def rank1_dlib(x: list[np.ndarray], mask: np.ndarray | None = None) -> float:
-        hit = gid[np.argmax(np.stack(x) @ gdlib.T, axis=1)] == t
-        return float(hit[mask].mean() if mask is not None else hit.mean())
-
-    rows = [f"| originals | - | {rank1_lbph(orig_lbph):.3f} | {rank1_dlib(orig_dlib):.3f} |"]
+    rows = [f"| originals | - | {rates(orig)} |"]
     for f in FOREHEADS:
-        ok = np.array(after[f][2])
-        rows.append(f"| one fixed donor per gender, `--forehead {f}` | {int(ok.sum())} of {len(t)} | "
-                    f"{rank1_lbph(after[f][0], ok):.3f} | {rank1_dlib(after[f][1], ok):.3f} |")
+        rows.append(f"| one fixed donor per gender, `--forehead {f}` | {sum(swapped[f])} of {len(truth)} | "
+                    f"{rates(after[f], swapped[f])} |")
     ids = ", ".join(f"{'male' if m else 'female'} {donors[m][0]}" for m in (True, False))
+    refusals = ", ".join(f"{n} for {r}" for r, n in refused.items()) or "none"
     body = (
-        f"{len(t)} CelebA probes (seed 0, as in the `anonymity` section), re-ID gallery of {len(gid)} other photos. "
-        f"Every probe is swapped with the same donor face (bundled gallery: {ids}; by CelebA's gender label), so "
-        "the pasted face carries nothing of the person except the geometry of their landmarks. Rates are over the "
-        f"faces the swap accepted (refused: {', '.join(f'{n} for {r}' for r, n in refused.items()) or 'none'}).\n\n"
+        f"{len(truth)} CelebA probes (seed 0, as in the `anonymity` section), re-ID gallery of {len(gid)} other "
+        f"photos. Every probe is swapped with the same donor face (bundled gallery: {ids}; by CelebA's gender "
+        "label), so the pasted face carries nothing of the person except the geometry of their landmarks. Rates are "
+        f"over the faces the swap accepted (refused: {refusals}).\n\n"
         "| faces | swapped | rank-1 re-ID, LBPH | rank-1 re-ID, dlib |\n|---|---|---|---|\n"
         + "\n".join(rows)
         + "\n\nWhat LBPH re-identifies here comes from what a swap of this region leaves in the photo (hairline, "

@@ -108,6 +108,15 @@ def face_features(image: np.ndarray, face: Face) -> FaceFeatures:
     return FaceFeatures(ident, lbph_descriptor(arcface_crop(image, face).crop))
 
 
+def rank1_hits(feats: Sequence[FaceFeatures], truth: Sequence[str], gallery_ids: np.ndarray,
+               gallery_dlib: np.ndarray, gallery_lbph: np.ndarray) -> tuple[list[bool], list[bool]]:
+    """Per probe: is the nearest gallery photo of its identity, by dlib cosine and by LBPH chi-square?"""
+    d = np.stack([f.dlib for f in feats]) @ gallery_dlib.T
+    nn = chi_square_nearest(np.stack([f.lbph for f in feats]), gallery_lbph)
+    t = np.asarray(truth)
+    return (gallery_ids[d.argmax(1)] == t).tolist(), (gallery_ids[nn] == t).tolist()
+
+
 def _best_face(image: np.ndarray, near: Face | None, config: DetectConfig) -> Face | None:
     faces = detect(image, config)
     if not faces:
@@ -392,14 +401,8 @@ def evaluate_anonymization(
                        "identity_similarity_after": main.identity_similarity_after if main else None,
                        "skin_lightness_gap": skin_gap})
 
-    def _hits(feats: list[FaceFeatures]) -> tuple[list[bool], list[bool]]:
-        """Per probe: is the nearest gallery photo of its identity (dlib, LBPH)?"""
-        d = np.stack([f.dlib for f in feats]) @ g_dlib_m.T
-        nn = chi_square_nearest(np.stack([f.lbph for f in feats]), g_lbph_m)
-        return (g_ids_a[d.argmax(1)] == np.array(truth)).tolist(), (g_ids_a[nn] == np.array(truth)).tolist()
-
-    o_hits_d, o_hits_l = _hits(orig_f)
-    a_hits_d, a_hits_l = _hits(anon_f)
+    o_hits_d, o_hits_l = rank1_hits(orig_f, truth, g_ids_a, g_dlib_m, g_lbph_m)
+    a_hits_d, a_hits_l = rank1_hits(anon_f, truth, g_ids_a, g_dlib_m, g_lbph_m)
     o_dlib, o_lbph = float(np.mean(o_hits_d)), float(np.mean(o_hits_l))
     a_dlib, a_lbph = float(np.mean(a_hits_d)), float(np.mean(a_hits_l))
     for row, hit_d, hit_l in zip(probes, a_hits_d, a_hits_l, strict=True):
