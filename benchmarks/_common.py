@@ -60,7 +60,7 @@ def celeba_at_640(n: int, start: int = 0) -> tuple[list[Path], Path]:
     import cv2
     from PIL import Image
 
-    from perface.io import read_image
+    from perface.face.io import read_image
 
     root = shared_data() / "celeba"
     rows = list(csv.DictReader((root / "labels.csv").read_text().splitlines()))[start : start + n]
@@ -81,8 +81,8 @@ def celeba_reid_setup():
 
     Returns ``(root, probes, detect_config, (gallery_ids, gallery_dlib, gallery_lbph))``.
     """
-    from perface.anonymity import _gallery_features, split_probes
-    from perface.detect import DetectConfig
+    from perface.evaluation.anonymity import _gallery_features, split_probes
+    from perface.face.detect import DetectConfig
 
     root = shared_data() / "celeba"
     probes, gallery = split_probes(root)

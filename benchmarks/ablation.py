@@ -13,9 +13,9 @@ import warnings
 
 from _common import REPO, shared_data
 
-from perface.features import build_feature_bank
-from perface.metric import load
-from perface.train import accuracy_from_embeddings, bank_embeddings, config_from_dict, train, triplet_rows
+from perface.metric.features import build_feature_bank
+from perface.metric.model import load
+from perface.metric.train import accuracy_from_embeddings, bank_embeddings, config_from_dict, train, triplet_rows
 
 
 def run(name: str, over: dict) -> None:

@@ -13,10 +13,10 @@ import json
 import numpy as np
 from _common import REPO, shared_data, write_fragment
 
-from perface.anonymity import AnonymityResult, evaluate_anonymization, fit_gender_judge
-from perface.anonymize import default_gallery_path
-from perface.gallery import Gallery
-from perface.protocols import write_json
+from perface.anonymize.anonymizer import default_gallery_path
+from perface.anonymize.gallery import Gallery
+from perface.evaluation.anonymity import AnonymityResult, evaluate_anonymization, fit_gender_judge
+from perface.evaluation.protocols import write_json
 
 VARIANTS = {  # name: (method, step-1 rule, ClassicSwapper options)
     "swap": ("swap", "hybrid", {}),  # the defaults

@@ -13,8 +13,8 @@ import json
 
 from _common import REPO, shared_data, write_fragment
 
-from perface.anonymity import evaluate_anonymization, fit_gender_judge
-from perface.protocols import write_json
+from perface.evaluation.anonymity import evaluate_anonymization, fit_gender_judge
+from perface.evaluation.protocols import write_json
 
 SEED = 1
 VARIANTS = {  # name: (step-1 rule, SelectConfig options, AnonymizeConfig options, ClassicSwapper options)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from _common import REPO, celeba_at_640, write_fragment
 
-from perface.anonymize import AnonymizeConfig, Anonymizer, anonymize_files
+from perface.anonymize.anonymizer import AnonymizeConfig, Anonymizer, anonymize_files
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from collections import defaultdict
 import numpy as np
 from _common import shared_data, write_fragment
 
-from perface.pipeline import compare_files
+from perface.face.pipeline import compare_files
 
 
 def main() -> None:

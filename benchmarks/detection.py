@@ -14,8 +14,8 @@ import time
 import numpy as np
 from _common import shared_data, write_fragment
 
-from perface.detect import detect
-from perface.io import read_image
+from perface.face.detect import detect
+from perface.face.io import read_image
 
 
 def main() -> None:

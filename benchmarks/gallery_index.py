@@ -1,11 +1,11 @@
 """Benchmark the donor gallery's search layers on synthetic data.
 
-1. The approximate index layer (``perface.gallery.AnnIndex``, usearch HNSW) on N random unit vectors
+1. The approximate index layer (``perface.anonymize.gallery.AnnIndex``, usearch HNSW) on N random unit vectors
    (default 1,000,000 x 128, one partition, vectors only): build time, memory (RSS delta and
    usearch's own count), size on disk, save/load time, query latency p50/p99 over 1,000 queries for the
    10 most and the 10 least similar (the latter via the negated query), recall@10 against exact numpy
    search on 200 queries, for each ``--expansion-search`` value.
-2. The SQLite path (``perface.gallery.Gallery``) with ``--sqlite-rows`` full donor rows (vectors,
+2. The SQLite path (``perface.anonymize.gallery.Gallery``) with ``--sqlite-rows`` full donor rows (vectors,
    landmarks and a small JPEG crop): insert rate, file size, first-search cost (loading vectors and
    building/saving the ANN index), and search latency through the gallery API, exact vs approximate.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from perface.gallery import AnnIndex, Donor, Gallery, IndexConfig, build_index
+from perface.anonymize.gallery import AnnIndex, Donor, Gallery, IndexConfig, build_index
 
 
 def rss_bytes() -> int:

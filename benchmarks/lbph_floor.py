@@ -15,7 +15,10 @@ from collections import Counter
 import numpy as np
 from _common import celeba_reid_setup, write_fragment
 
-from perface.anonymity import (
+from perface.anonymize.anonymizer import AnonymizeConfig, default_gallery_path
+from perface.anonymize.gallery import Gallery
+from perface.anonymize.swap import ClassicSwapper
+from perface.evaluation.anonymity import (
     FaceFeatures,
     _best_face,
     _read_male_labels,
@@ -23,10 +26,7 @@ from perface.anonymity import (
     face_features,
     rank1_hits,
 )
-from perface.anonymize import AnonymizeConfig, default_gallery_path
-from perface.gallery import Gallery
-from perface.landmarks import predict_landmarks68
-from perface.swap import ClassicSwapper
+from perface.face.landmarks import predict_landmarks68
 
 FOREHEADS = (0.4, 1.2)
 

@@ -13,17 +13,17 @@ import warnings
 import numpy as np
 from _common import celeba_reid_setup, write_fragment
 
-from perface.align import arcface_crop
-from perface.anonymity import (
+from perface.anonymize.anonymizer import AnonymizeConfig, Anonymizer
+from perface.anonymize.select import SelectConfig
+from perface.anonymize.swap import ClassicSwapper, forehead_points
+from perface.evaluation.anonymity import (
     _best_face,
     _read_with_face,
     chi_square_nearest,
     face_features,
 )
-from perface.anonymize import AnonymizeConfig, Anonymizer
-from perface.landmarks import predict_landmarks68
-from perface.select import SelectConfig
-from perface.swap import ClassicSwapper, forehead_points
+from perface.face.align import arcface_crop
+from perface.face.landmarks import predict_landmarks68
 
 
 def main() -> None:

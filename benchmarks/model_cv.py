@@ -16,7 +16,7 @@ import warnings
 
 from _common import REPO, write_fragment
 
-from perface.train import cross_validate, load_config
+from perface.metric.train import cross_validate, load_config
 
 
 def main() -> None:

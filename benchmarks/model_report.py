@@ -10,7 +10,7 @@ import json
 
 from _common import REPO, shared_data, write_fragment
 
-from perface.protocols import run_evaluation, write_json
+from perface.evaluation.protocols import run_evaluation, write_json
 
 
 def main() -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from _common import REPO, write_fragment
 
-from perface.io import read_image
-from perface.metric import load
+from perface.face.io import read_image
+from perface.metric.model import load
 
 
 def main() -> None:

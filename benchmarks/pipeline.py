@@ -14,11 +14,11 @@ import time
 import numpy as np
 from _common import celeba_at_640, write_fragment
 
-from perface.align import dlib_chip
-from perface.detect import detect
-from perface.embed import get_embedder
-from perface.io import read_image
-from perface.pipeline import analyze_file, analyze_files_overlapped
+from perface.face.align import dlib_chip
+from perface.face.detect import detect
+from perface.face.identity import get_embedder
+from perface.face.io import read_image
+from perface.face.pipeline import analyze_file, analyze_files_overlapped
 
 
 def main() -> None:

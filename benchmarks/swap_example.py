@@ -21,8 +21,8 @@ import dlib
 import numpy as np
 import skimage.data
 
-from perface.landmarks import predict_landmarks68
-from perface.swap import ClassicSwapper
+from perface.anonymize.swap import ClassicSwapper
+from perface.face.landmarks import predict_landmarks68
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DONOR = Path("/work/shared/data/omi/images/1.jpg")

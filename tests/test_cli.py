@@ -52,12 +52,12 @@ def test_missing_file_exit_2(tmp_path):
 
 
 def test_internal_error_exit_1(astro_file, monkeypatch):
-    import perface.detect
+    import perface.face.detect
 
     def boom(*a, **k):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(perface.detect, "detect", boom)
+    monkeypatch.setattr(perface.face.detect, "detect", boom)
     res = runner.invoke(app, ["detect", str(astro_file)])
     assert res.exit_code == 1
     assert "internal error" in _one_line_error(res)
@@ -128,8 +128,8 @@ def test_anonymize_dry_run_and_bad_selection_options(tmp_path, astro_file):
 
 
 def test_anonymize_forehead_reaches_the_swapper(tmp_path, astro_file, monkeypatch):
-    import perface.anonymize as anonymize_mod
-    from perface.io import PerFaceError
+    import perface.anonymize.anonymizer as anonymize_mod
+    from perface.face.io import PerFaceError
 
     seen = {}
 
@@ -144,8 +144,8 @@ def test_anonymize_forehead_reaches_the_swapper(tmp_path, astro_file, monkeypatc
 
 
 def test_evaluate_anonymization_passes_forehead(tmp_path, monkeypatch):
-    import perface.anonymity as anonymity_mod
-    from perface.io import PerFaceError
+    import perface.evaluation.anonymity as anonymity_mod
+    from perface.face.io import PerFaceError
 
     seen = {}
 

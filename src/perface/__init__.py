@@ -18,15 +18,15 @@ __all__ = ["InputError", "PerFaceError", "__version__", "detect", "load", "load_
 
 if TYPE_CHECKING:  # pragma: no cover
     from perface.backbones import load_backbone
-    from perface.detect import detect
-    from perface.io import InputError, PerFaceError, read_image
-    from perface.metric import load
+    from perface.face.detect import detect
+    from perface.face.io import InputError, PerFaceError, read_image
+    from perface.metric.model import load
 
 
 def __getattr__(name: str) -> Any:
     """Import lazily so ``import perface`` stays fast and torch loads only when a model is used."""
     if name == "load":
-        from perface.metric import load
+        from perface.metric.model import load
 
         return load
     if name == "load_backbone":
@@ -34,11 +34,11 @@ def __getattr__(name: str) -> Any:
 
         return load_backbone
     if name == "detect":
-        from perface.detect import detect
+        from perface.face.detect import detect
 
         return detect
     if name in ("read_image", "InputError", "PerFaceError"):
-        from perface import io
+        from perface.face import io
 
         return getattr(io, name)
     raise AttributeError(f"module 'perface' has no attribute {name!r}")

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from perface.io import PerFaceError
+from perface.face.io import PerFaceError
 
 app = typer.Typer(
     name="perface",
@@ -71,7 +71,7 @@ Backend = Annotated[str, typer.Option("--detector", help="Face detector: centerf
 
 
 def _detect_config(detector: str, threshold: float | None = None):
-    from perface.detect import DetectConfig
+    from perface.face.detect import DetectConfig
 
     if detector not in ("centerface", "hog"):
         raise PerFaceError(f"unknown detector {detector!r}; choose centerface or hog")
@@ -92,8 +92,8 @@ def detect_cmd(
     threshold: Annotated[float | None, typer.Option(help="Detection score threshold.")] = None,
 ) -> None:
     """Find faces: box, score and five landmarks."""
-    from perface.detect import detect
-    from perface.io import read_image
+    from perface.face.detect import detect
+    from perface.face.io import read_image
 
     img = read_image(image)
     faces = detect(img, _detect_config(detector, threshold))
@@ -117,8 +117,8 @@ def embed_cmd(
     """Identity embeddings (128-d) of every face in many images, saved as .npz."""
     from tqdm import tqdm
 
-    from perface.io import InputError, iter_image_paths
-    from perface.pipeline import embed_paths
+    from perface.face.io import InputError, iter_image_paths
+    from perface.face.pipeline import embed_paths
 
     if out.exists() and not overwrite:
         raise InputError(out, "output file already exists (pass --overwrite to replace it)")
@@ -149,11 +149,11 @@ def similarity_cmd(
     detector: Backend = "centerface",
 ) -> None:
     """Identity and perceptual similarity of the main faces of two images (cosine, higher = more alike)."""
-    from perface.pipeline import compare_files
+    from perface.face.pipeline import compare_files
 
     perceptual = None
     if model and model != "none":
-        from perface.metric import load
+        from perface.metric.model import load
 
         perceptual = load(model)
     res = compare_files(image_a, image_b, _detect_config(detector), perceptual=perceptual)
@@ -180,7 +180,7 @@ def train_cmd(
     """Train a PerFace model; the kept checkpoint lands in OUT/model (safetensors + config.json)."""
     from dataclasses import replace
 
-    from perface.train import cross_validate, load_config, train
+    from perface.metric.train import cross_validate, load_config, train
 
     cfg = load_config(config)
     if out is not None:
@@ -217,13 +217,13 @@ def evaluate_cmd(
     = None,
 ) -> None:
     """Triplet accuracy (with baselines and 95% CIs) and the paper's attribute-group classification."""
-    from perface.protocols import run_evaluation
+    from perface.evaluation.protocols import run_evaluation
 
     result = run_evaluation(model, triplets=triplets, data_root=data_root, utkface=utkface, celeba=celeba,
                             cache_dir=cache_dir, seed=seed, log=lambda m: typer.echo(m, err=True), min_age=min_age)
     typer.echo(result.to_markdown())
     if out is not None:
-        from perface.protocols import write_json
+        from perface.evaluation.protocols import write_json
 
         write_json(out, result.to_dict())
         typer.echo(f"results written to {out}", err=True)
@@ -257,9 +257,9 @@ def gallery_build_cmd(
 
     from tqdm import tqdm
 
-    from perface.donors import DonorBuildConfig, build_gallery, combine_labels, omi_labels, read_labels
-    from perface.io import InputError, iter_image_paths
-    from perface.metric import load
+    from perface.anonymize.donors import DonorBuildConfig, build_gallery, combine_labels, omi_labels, read_labels
+    from perface.face.io import InputError, iter_image_paths
+    from perface.metric.model import load
 
     paths = iter_image_paths(inputs)
     if not paths:
@@ -337,10 +337,10 @@ def anonymize_cmd(
 
     from tqdm import tqdm
 
-    from perface.anonymize import AnonymizeConfig, Anonymizer, anonymize_files, check_outdir
-    from perface.detect import DetectConfig
-    from perface.io import InputError, iter_image_paths
-    from perface.select import SelectConfig
+    from perface.anonymize.anonymizer import AnonymizeConfig, Anonymizer, anonymize_files, check_outdir
+    from perface.anonymize.select import SelectConfig
+    from perface.face.detect import DetectConfig
+    from perface.face.io import InputError, iter_image_paths
 
     bnd = _parse_band(band)
     if bnd is not None:
@@ -412,8 +412,8 @@ def evaluate_anonymization_cmd(
                                                        "independent judge fitted on its adults.")] = None,
 ) -> None:
     """Re-identification, detection and attribute agreement after anonymizing probe photos."""
-    from perface.anonymity import evaluate_anonymization, fit_gender_judge
-    from perface.anonymize import AnonymizeConfig
+    from perface.anonymize.anonymizer import AnonymizeConfig
+    from perface.evaluation.anonymity import evaluate_anonymization, fit_gender_judge
 
     try:  # the same check evaluate_anonymization's config makes, before the judge and gallery take minutes
         AnonymizeConfig(swapper_options={"forehead": forehead})
@@ -425,7 +425,7 @@ def evaluate_anonymization_cmd(
                                  swapper_options={"forehead": forehead})
     typer.echo(res.to_markdown())
     if out is not None:
-        from perface.protocols import write_json
+        from perface.evaluation.protocols import write_json
 
         write_json(out, res.to_dict())
 

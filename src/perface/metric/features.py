@@ -1,0 +1,167 @@
+"""Cached model inputs and frozen backbone features, so training on CPU takes minutes.
+
+For every image the face is detected once, its view chips are cut, and the frozen part of the
+backbone is run on the chips and on their mirror images (flip augmentation). Results live in one
+``.npz`` per (image set, model config) under a cache folder, keyed by file paths, sizes and mtimes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from perface.face.detect import DetectConfig, detect
+from perface.face.identity import get_embedder
+from perface.face.io import InputError, atomic_write, read_image
+
+
+@dataclass
+class FeatureBank:
+    """Per-image inputs for training: ``views[v][i, flip]`` chips and cached backbone outputs.
+
+    ``pooled[i, flip]`` holds the pooled features of levels before ``start``; ``acts[v][i, flip]`` the
+    activation fed to stage ``start`` (only when part of the backbone is fine-tuned).
+    """
+
+    paths: list[str]
+    index: dict[str, int]
+    pooled: np.ndarray  # (N, 2, n_views * pooled_dim) float32
+    identity: np.ndarray  # (N, 128) unit dlib identity descriptors of view 0 (the dlib chip), no flip
+    acts: list[np.ndarray] | None  # per view (N, 2, C, H, W) float32 or None when frozen
+    start: int  # first backbone stage that is run at training time
+    missing: list[tuple[str, str]]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def _fingerprint(paths: Sequence[str], extra: dict) -> str:
+    h = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode())
+    for p in paths:
+        try:
+            st = os.stat(p)
+            h.update(f"{p}|{st.st_size}|{int(st.st_mtime)}\n".encode())
+        except OSError:
+            h.update(f"{p}|missing\n".encode())
+    return h.hexdigest()[:20]
+
+
+def _largest_face_views(model, path: str, detect_config: DetectConfig) -> list[np.ndarray]:
+    image = read_image(path)
+    faces = detect(image, detect_config)
+    if not faces:
+        raise InputError(path, "no face found")
+    face = max(faces, key=lambda f: f.width * f.height)
+    return model.align(image, face)
+
+
+@torch.inference_mode()
+def build_feature_bank(
+    model,
+    paths: Sequence[str | os.PathLike[str]],
+    cache_dir: str | os.PathLike[str] | None = None,
+    detect_config: DetectConfig | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> FeatureBank:
+    """Detect, align and run the frozen backbone part once for each image (and its mirror image)."""
+    paths = [str(p) for p in dict.fromkeys(str(p) for p in paths)]
+    cfg = model.config
+    names = [n for n, _ in model.features.backbone.stages()]
+    start = model.features.last + 1 if cfg.train_from is None else names.index(cfg.train_from)
+    det = detect_config or DetectConfig()
+    key = _fingerprint(paths, {"model": asdict(cfg), "start": start, "detect": asdict(det), "v": 4})
+    cache_file = Path(cache_dir) / f"features-{key}.npz" if cache_dir else None
+    if cache_file is not None and cache_file.is_file():
+        z = np.load(cache_file, allow_pickle=False)
+        acts = [z[f"acts{v}"] for v in range(len(cfg.views))] if f"acts{0}" in z.files else None
+        missing = [tuple(m.split("\t", 1)) for m in z["missing"].tolist()]
+        kept = z["paths"].tolist()
+        return FeatureBank(kept, {p: i for i, p in enumerate(kept)}, z["pooled"], z["identity"], acts, start,
+                           missing)
+
+    chips: list[list[np.ndarray]] = []
+    kept, missing = [], []
+    for p in tqdm(paths, desc="align faces", unit="img", disable=not progress):
+        try:
+            chips.append(_largest_face_views(model, p, det))
+            kept.append(p)
+        except InputError as exc:
+            missing.append((p, exc.reason))
+    if missing:
+        warnings.warn(f"{len(missing)} image(s) without a usable face were dropped, e.g. {missing[0][0]}: "
+                      f"{missing[0][1]}", stacklevel=2)
+    bb = model.features.backbone
+    model.eval()
+    pooled, identity = [], []
+    acts: list[list[np.ndarray]] = [[] for _ in cfg.views]
+    for s in tqdm(range(0, len(kept), batch_size), desc="backbone features", unit="batch", disable=not progress):
+        batch = chips[s : s + batch_size]
+        per_flip = []
+        for flip in (False, True):
+            feats = []
+            for v in range(len(cfg.views)):
+                arr = np.stack([c[v] for c in batch])
+                if flip:
+                    arr = np.ascontiguousarray(arr[:, :, ::-1])
+                x = bb.preprocess(arr)
+                if v == 0 and not flip:
+                    # dlib's own (pretrained) descriptor, even when the model fine-tunes its backbone copy:
+                    # this is the identity baseline.
+                    identity.append(get_embedder("torch").embed_chips(list(arr)))
+                pooled_v, act = _run_until(model, x, start)
+                feats.append(pooled_v)
+                if cfg.train_from is not None:
+                    acts[v].append(act.numpy()[:, None])
+            per_flip.append(torch.cat(feats, dim=1).numpy() if feats[0].numel() else
+                            np.zeros((len(batch), 0), np.float32))
+        pooled.append(np.stack(per_flip, axis=1))
+    pooled_arr = np.concatenate(pooled).astype(np.float32) if pooled else np.zeros((0, 2, 0), np.float32)
+    acts_arr = None
+    if cfg.train_from is not None:
+        acts_arr = []
+        for v in range(len(cfg.views)):
+            chunks = acts[v]
+            # chunks alternate (no flip, flip) per batch: pair them on axis 1
+            acts_arr.append(np.concatenate(
+                [np.concatenate([chunks[i], chunks[i + 1]], axis=1) for i in range(0, len(chunks), 2)]
+            ).astype(np.float32))
+    identity_arr = np.concatenate(identity).astype(np.float32) if identity else np.zeros((0, 128), np.float32)
+    bank = FeatureBank(kept, {p: i for i, p in enumerate(kept)}, pooled_arr, identity_arr, acts_arr, start,
+                       missing)
+    if cache_file is not None:
+        extra = {f"acts{v}": a for v, a in enumerate(acts_arr or [])}
+        with atomic_write(cache_file, overwrite=True, suffix=".npz", what="feature cache") as tmp:
+            np.savez(tmp, paths=np.array(kept), pooled=pooled_arr, identity=identity_arr,
+                     missing=np.array(["\t".join(m) for m in missing] or [], dtype=str), **extra)
+    return bank
+
+
+def _run_until(model, x: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled features of the chosen levels among stages < start, and the activation entering ``start``."""
+    pooled, act = model.features.run(x, 0, start)
+    return (torch.cat(pooled, dim=1) if pooled else torch.zeros(x.shape[0], 0)), act
+
+
+def bank_features(model, bank: FeatureBank, rows: np.ndarray, flips: np.ndarray) -> torch.Tensor:
+    """Backbone features (all views) for bank rows, running the trainable stages when needed."""
+    pooled = torch.from_numpy(bank.pooled[rows, flips])
+    if bank.acts is None:
+        return pooled
+    n_views = len(model.config.views)
+    per_view = pooled.shape[1] // n_views
+    out = []
+    for v in range(n_views):
+        act = torch.from_numpy(bank.acts[v][rows, flips])
+        cached = [pooled[:, v * per_view : (v + 1) * per_view]] if per_view else []
+        out.append(model.features(act, start=bank.start, cached=cached))
+    return torch.cat(out, dim=1)

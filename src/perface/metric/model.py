@@ -1,0 +1,399 @@
+"""PerFace: a perceptual face-similarity model (backbone features + projection head -> unit embedding).
+
+The backbone is the torch port of dlib's face ResNet (frozen, or fine-tuned from a chosen level);
+pooled activations of several levels, from one or more aligned views of the face (a tight chip and a
+wider one that shows hair and face shape), go through a small projection head to an L2-normalised
+embedding. Similarity is cosine, distance ``1 - cosine``, as in the paper.
+
+Public API in the style of DreamSim: ``perface.load("default" | path)`` returns a :class:`PerFaceModel`
+with ``embed(faces)``, ``similarity(a, b)`` and ``distance(a, b)``. Weights are safetensors + JSON config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from perface.face.io import InputError, PerFaceError
+
+DEFAULT_MODEL_DIR = "perface-default"
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a PerFace model (saved next to its weights)."""
+
+    backbone: str = "dlib-resnet"
+    views: tuple[float, ...] = (0.25, 0.6)  # dlib chip paddings: 0.25 is dlib's own, 0.6 adds hair and contour
+    feature_levels: tuple[str, ...] = ("level3", "level4", "level5", "head")
+    train_from: str | None = None  # first backbone stage to fine-tune; None keeps the backbone frozen
+    hidden: int = 512
+    embed_dim: int = 64
+    dropout: float = 0.2
+    aux_outputs: int = 0  # size of the optional auxiliary attribute-regression head (0 = none)
+    flip_average: bool = True  # embed a face and its mirror image and average (test-time augmentation)
+    color_grid: int = 6  # colour layout of each view (grid x grid mean RGB), 0 = off: hair and skin colour
+    attribute_outputs: int = 0  # linear attribute head (predicted rating-space coordinates), 0 = none
+    attribute_weight: float = 0.15  # its share of the embedding (see ProjectionHead.embed)
+
+    @property
+    def embedding_dim(self) -> int:
+        """Length of the final embedding: the MLP's, plus the attribute coordinates and one padding entry."""
+        return self.embed_dim + (self.attribute_outputs + 1 if self.attribute_outputs else 0)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise PerFaceError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        d = dict(d)
+        for k in ("views", "feature_levels"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+def _pool(x: torch.Tensor) -> torch.Tensor:
+    return x.mean(dim=(2, 3)) if x.ndim == 4 else x
+
+
+class BackboneFeatures(nn.Module):
+    """Pooled activations of the chosen backbone levels, for one view batch, concatenated."""
+
+    def __init__(self, backbone: nn.Module, levels: Sequence[str], color_grid: int = 0) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.levels = tuple(levels)
+        self.color_grid = color_grid
+        names = [n for n, _ in backbone.stages()]
+        for lv in self.levels:
+            if lv not in names:
+                raise PerFaceError(f"feature level {lv!r} is not a backbone stage ({', '.join(names)})")
+        self.last = max(names.index(lv) for lv in self.levels)
+
+    def dims(self) -> int:
+        with torch.no_grad():
+            x = torch.zeros(1, 3, 150, 150)
+            return int(self.forward(x).shape[1])
+
+    def forward(self, x: torch.Tensor, start: int = 0, cached: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Run stages ``start..last``; ``cached`` holds the colour layout and pooled outputs before ``start``."""
+        pooled, _ = self.run(x, start, self.last + 1, cached)
+        return torch.cat(pooled, dim=1)
+
+    def run(self, x: torch.Tensor, start: int, stop: int, cached: list[torch.Tensor] | None = None
+            ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Stages ``start..stop-1``: the pooled features collected so far and the activation entering ``stop``.
+
+        Training caches ``run(x, 0, k)`` for the frozen stages below ``k`` and later continues with
+        ``forward(activation, start=k, cached=pooled)``; both paths share this one loop.
+        """
+        pooled = list(cached or [])
+        if start == 0 and self.color_grid:
+            pooled.append(self.color(x))
+        for i, (name, mod) in enumerate(self.backbone.stages()):
+            if i < start:
+                continue
+            if i >= stop:
+                break
+            x = mod(x)
+            if name in self.levels:
+                y = _pool(x)
+                if name == "head":
+                    y = y / y.norm(dim=1, keepdim=True).clamp_min(1e-12)
+                pooled.append(y)
+        return pooled, x
+
+    def color(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean (normalised) RGB over a grid x grid layout of the input: where hair, skin and background are."""
+        return nn.functional.adaptive_avg_pool2d(x, self.color_grid).flatten(1)
+
+
+class ProjectionHead(nn.Module):
+    """Standardise features, then MLP -> L2-normalised embedding (plus optional auxiliary and attribute heads).
+
+    The optional *attribute head* is a linear map of the standardised features to predicted
+    rating-space coordinates (fitted in closed form by :meth:`fit_attributes`). :meth:`embed` joins it
+    to the MLP embedding so that ``1 - cosine`` of the result is, up to a small padding term,
+    ``(1 - cos_mlp) + w**2 / 2 * ||p - p'||**2``: one cosine that mixes both, so galleries and indexes
+    need no second distance.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float, aux_outputs: int = 0,
+                 attribute_outputs: int = 0, attribute_weight: float = 0.15) -> None:
+        super().__init__()
+        self.register_buffer("feat_mean", torch.zeros(in_dim))
+        self.register_buffer("feat_std", torch.ones(in_dim))
+        self.mlp = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim)
+        )
+        self.aux = nn.Linear(out_dim, aux_outputs) if aux_outputs else None
+        self.attribute_weight = attribute_weight
+        if attribute_outputs:
+            self.attribute = nn.Linear(in_dim, attribute_outputs, bias=False)
+            nn.init.zeros_(self.attribute.weight)
+            self.attribute.weight.requires_grad_(False)
+            self.register_buffer("attribute_radius2", torch.tensor(1.0))
+        else:
+            self.attribute = None
+
+    def set_standardisation(self, feats: torch.Tensor) -> None:
+        """Fix the feature mean/std from training features (kept in the weights file)."""
+        self.feat_mean.copy_(feats.mean(0))
+        self.feat_std.copy_(feats.std(0).clamp_min(1e-6))
+
+    def forward(self, feats: torch.Tensor, with_aux: bool = False):
+        """The MLP's unit embedding (what the triplet loss trains), and the auxiliary output when asked."""
+        z = self.mlp((feats - self.feat_mean) / self.feat_std)
+        emb = z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        if with_aux:
+            return emb, (self.aux(z) if self.aux is not None else None)
+        return emb
+
+    def attributes(self, feats: torch.Tensor) -> torch.Tensor:
+        """Predicted rating-space coordinates (zeros until fitted)."""
+        if self.attribute is None:
+            raise PerFaceError("this model has no attribute head")
+        return self.attribute((feats - self.feat_mean) / self.feat_std)
+
+    def embed(self, feats: torch.Tensor, mirrored: torch.Tensor | None = None) -> torch.Tensor:
+        """The final unit embedding; with ``mirrored`` features, face and mirror image are averaged."""
+        emb = self(feats)
+        if mirrored is not None:
+            emb = emb + self(mirrored)
+            emb = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        if self.attribute is None:
+            return emb
+        p = self._weighted_attributes(feats, mirrored)
+        pad = (self.attribute_radius2 - 1.0 - (p**2).sum(1, keepdim=True)).clamp_min(0.0).sqrt()
+        out = torch.cat([emb, p, pad], dim=1)
+        return out / out.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def _weighted_attributes(self, feats: torch.Tensor, mirrored: torch.Tensor | None) -> torch.Tensor:
+        """``w p``: the attribute part of the embedding, averaged with the mirror image when given."""
+        p = self.attributes(feats)
+        if mirrored is not None:
+            p = 0.5 * (p + self.attributes(mirrored))
+        return self.attribute_weight * p
+
+    @torch.no_grad()
+    def fit_attributes(self, feats: torch.Tensor, mirrored: torch.Tensor | None, targets: torch.Tensor,
+                       ridge: float) -> None:
+        """Ridge regression (closed form, kernel side: few faces, many features) of targets on features.
+
+        Why not SGD: with a few hundred faces the closed form is exact, instant and has one knob.
+        """
+        if self.attribute is None:
+            raise PerFaceError("this model has no attribute head")
+        x = (feats - self.feat_mean) / self.feat_std
+        y = targets
+        if mirrored is not None:
+            x = torch.cat([x, (mirrored - self.feat_mean) / self.feat_std])
+            y = torch.cat([targets, targets])
+        x, y = x.double(), y.double()
+        alpha = torch.linalg.solve(x @ x.T + ridge * torch.eye(len(x), dtype=x.dtype), y)
+        self.attribute.weight.copy_((x.T @ alpha).T.float())
+        p = self._weighted_attributes(feats, mirrored)
+        # Leave headroom above the training faces so the padding entry stays real for new faces.
+        self.attribute_radius2.fill_(1.0 + 1.2 * float((p**2).sum(1).max()))
+
+
+FaceLike = Any  # np.ndarray image, str/Path, (image, Face), perface.face.pipeline.AnalyzedFace
+
+
+class PerFaceModel(nn.Module):
+    """Backbone + projection head. ``embed`` takes images, paths, or (image, Face) pairs."""
+
+    def __init__(self, config: ModelConfig | None = None, backbone: nn.Module | None = None,
+                 pretrained_backbone: bool = True) -> None:
+        super().__init__()
+        self.config = config or ModelConfig()
+        if backbone is None:
+            from perface.backbones import load_backbone
+
+            backbone = load_backbone(self.config.backbone, pretrained=pretrained_backbone)
+        self.features = BackboneFeatures(backbone, self.config.feature_levels, self.config.color_grid)
+        per_view = self.features.dims()
+        self.feature_dim = per_view * len(self.config.views)
+        self.head = ProjectionHead(self.feature_dim, self.config.hidden, self.config.embed_dim,
+                                   self.config.dropout, self.config.aux_outputs, self.config.attribute_outputs,
+                                   self.config.attribute_weight)
+        self.set_trainable()
+        self.model_id = "untrained"
+
+    # --------------------------------------------------------------- training support
+    def set_trainable(self) -> None:
+        """Freeze the backbone up to (not including) ``config.train_from``."""
+        bb = self.features.backbone
+        names = [n for n, _ in bb.stages()]
+        if self.config.train_from is None:
+            bb.freeze_until("head")
+        else:
+            idx = names.index(self.config.train_from)
+            bb.freeze_until(names[idx - 1] if idx > 0 else None)
+
+    def view_features(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Concatenated backbone features of all views (each an N,3,150,150 normalised batch)."""
+        return torch.cat([self.features(v) for v in views], dim=1)
+
+    def forward(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Final embeddings of aligned view batches (no mirror averaging)."""
+        return self.head.embed(self.view_features(views))
+
+    # --------------------------------------------------------------- inference
+    def align(self, image: np.ndarray, face) -> list[np.ndarray]:
+        """The model's input chips (one per view padding) for a detected face."""
+        from perface.face.align import dlib_chip
+
+        return [dlib_chip(image, face, 150, padding=p).crop for p in self.config.views]
+
+    def _to_views(self, items: Sequence[FaceLike]) -> list[list[np.ndarray]]:
+        from perface.face.detect import Face, detect
+        from perface.face.io import read_image
+
+        out: list[list[np.ndarray]] = [[] for _ in self.config.views]
+        for item in items:
+            if hasattr(item, "views") and item.views is not None:  # pre-aligned views
+                chips = list(item.views)
+            else:
+                if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Face):
+                    image, face = item
+                else:
+                    path = None
+                    if isinstance(item, str | os.PathLike):
+                        path = str(item)
+                        image = read_image(item)
+                    elif isinstance(item, np.ndarray) and item.ndim == 3:
+                        image = item if item.dtype == np.uint8 else np.clip(item, 0, 255).astype(np.uint8)
+                    else:
+                        raise PerFaceError(f"cannot embed an object of type {type(item).__name__}")
+                    faces = detect(image)
+                    if not faces:
+                        raise InputError(path, "no face found")
+                    face = max(faces, key=lambda f: f.width * f.height)
+                chips = self.align(image, face)
+            for i, c in enumerate(chips):
+                out[i].append(c)
+        return out
+
+    @torch.inference_mode()
+    def embed_views(self, views: list[list[np.ndarray]], batch_size: int = 64) -> np.ndarray:
+        """Embeddings for pre-aligned chips, ``views[v][i]`` = chip of face i for view v."""
+        n = len(views[0]) if views else 0
+        if n == 0:
+            return np.zeros((0, self.config.embedding_dim), dtype=np.float32)
+        self.eval()
+        bb = self.features.backbone
+        out = []
+        for s in range(0, n, batch_size):
+            batch = [bb.preprocess(v[s : s + batch_size]) for v in views]
+            mirrored = self.view_features([b.flip(3) for b in batch]) if self.config.flip_average else None
+            emb = self.head.embed(self.view_features(batch), mirrored)
+            out.append(emb.float().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    def embed(self, faces: Sequence[FaceLike], batch_size: int = 64) -> np.ndarray:
+        """(N, embedding_dim) unit embeddings of faces given as images (largest face), paths or (image, Face)."""
+        if isinstance(faces, np.ndarray) and faces.ndim == 3:
+            faces = [faces]
+        return self.embed_views(self._to_views(list(faces)), batch_size)
+
+    def similarity(self, a: FaceLike, b: FaceLike) -> float:
+        """Perceptual similarity (cosine, higher = more alike) of two faces."""
+        e = self.embed([a, b])
+        return float(e[0] @ e[1])
+
+    def distance(self, a: FaceLike, b: FaceLike) -> float:
+        """Perceptual distance ``1 - cosine`` (0 identical, up to 2)."""
+        return 1.0 - self.similarity(a, b)
+
+    # --------------------------------------------------------------- persistence
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Head weights plus any fine-tuned backbone stages (the pretrained rest is not saved)."""
+        keep = {}
+        tuned = set(self.features.backbone.trainable_stages()) if self.config.train_from else set()
+        for k, v in self.state_dict().items():
+            if k.startswith("head.") or any(k.startswith(f"features.backbone.{s}.") for s in tuned):
+                keep[k] = v.detach().cpu().contiguous()
+        return keep
+
+    def save(self, directory: str | os.PathLike[str], metadata: dict[str, Any] | None = None,
+             overwrite: bool = False) -> Path:
+        """Write ``model.safetensors`` and ``config.json`` into a folder (refuses to overwrite unless asked)."""
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        if (d / WEIGHTS_NAME).exists() and not overwrite:
+            raise InputError(d, "a model already exists here (pass overwrite=True to replace it)")
+        d.mkdir(parents=True, exist_ok=True)
+        state = self.trainable_state()
+        from perface.face.io import atomic_write
+
+        with atomic_write(d / WEIGHTS_NAME, overwrite=overwrite, what="model") as tmp:
+            save_file(state, str(tmp))
+        cfg = {"format": "perface-model/1", "model": dataclasses.asdict(self.config), "metadata": metadata or {}}
+        with atomic_write(d / CONFIG_NAME, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(cfg, indent=2, default=str))
+        return d
+
+
+def model_fingerprint(directory: Path) -> str:
+    """A short hash of a saved model's weights; galleries record it to detect a model change."""
+    h = hashlib.sha256((directory / WEIGHTS_NAME).read_bytes()).hexdigest()[:16]
+    return f"perface:{h}"
+
+
+def default_model_dir() -> Path:
+    return Path(str(resources.files("perface").joinpath("models", DEFAULT_MODEL_DIR)))
+
+
+def load(name_or_path: str | os.PathLike[str] = "default", device: str = "cpu") -> PerFaceModel:
+    """Load a PerFace model: ``"default"`` (shipped in the package) or a folder/``.safetensors`` path."""
+    from safetensors.torch import load_file
+
+    if str(name_or_path) == "default":
+        d = default_model_dir()
+    else:
+        d = Path(name_or_path)
+        if d.is_file():
+            d = d.parent
+    if not (d / CONFIG_NAME).is_file() or not (d / WEIGHTS_NAME).is_file():
+        raise InputError(d, f"not a PerFace model folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+    try:
+        cfg = json.loads((d / CONFIG_NAME).read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(d / CONFIG_NAME, f"invalid JSON ({exc})") from None
+    if cfg.get("format") != "perface-model/1":
+        raise InputError(d / CONFIG_NAME, f"unknown model format {cfg.get('format')!r}")
+    model = PerFaceModel(ModelConfig.from_dict(cfg["model"]))
+    state = load_file(str(d / WEIGHTS_NAME))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing_head = [k for k in missing if k.startswith("head.")]
+    if missing_head or unexpected:
+        raise InputError(d / WEIGHTS_NAME, f"weights do not fit the config (missing {missing_head[:3]}, "
+                                           f"unexpected {unexpected[:3]})")
+    model.model_id = model_fingerprint(d)
+    model.metadata = cfg.get("metadata", {})  # type: ignore[attr-defined]
+    model.eval()
+    return model.to(device)
+
+
+@dataclass
+class AlignedViews:
+    """Pre-aligned model inputs for one face (what galleries and caches store)."""
+
+    views: list[np.ndarray] = field(repr=False)

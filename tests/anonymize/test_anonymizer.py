@@ -1,0 +1,274 @@
+"""perface.anonymize.anonymizer: every face is swapped or hidden (fail closed), reports are complete, no metadata."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from perface.anonymize.anonymizer import AnonymizeConfig, Anonymizer, anonymize_files, obscure, output_paths
+from perface.face.detect import detect
+from perface.face.identity import SAME_PERSON_COSINE
+from perface.face.io import InputError, read_image
+
+ASTRO_BOX = (177, 76, 270, 170)
+
+
+@pytest.mark.parametrize("method", ["blur", "pixelate", "mask"])
+def test_obscure_changes_only_the_face_region(astronaut, method):
+    out = obscure(astronaut, ASTRO_BOX, method)
+    x1, y1, x2, y2 = ASTRO_BOX
+    inside = np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean()
+    assert inside > 10
+    assert np.array_equal(out[:40], astronaut[:40]) and np.array_equal(out[:, 400:], astronaut[:, 400:])
+
+
+
+def test_config_rejects_unknown_methods():
+    for bad in ({"method": "smudge"}, {"fallback": "swap"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            AnonymizeConfig(**bad)
+
+
+@pytest.fixture(scope="module")
+def swapper_anonymizer():
+    return Anonymizer(AnonymizeConfig())
+
+
+@pytest.fixture
+def gps_photo(tmp_path, astronaut):
+    p = tmp_path / "in" / "astro.jpg"
+    p.parent.mkdir()
+    exif = Image.Exif()
+    exif[0x010F] = "CameraMaker"
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 0.0)}
+    Image.fromarray(astronaut).save(p, exif=exif.tobytes(), quality=95)
+    assert Image.open(p).getexif().get_ifd(0x8825)  # the input really has GPS
+    return p
+
+
+def _identity(image, face):
+    from perface.face.align import dlib_chip
+    from perface.face.identity import get_embedder
+
+    return get_embedder().embed_chips([dlib_chip(image, face).crop])[0]
+
+
+def test_blur_method_strips_metadata_and_reports(tmp_path, gps_photo, astronaut):
+    an = Anonymizer(AnonymizeConfig(method="blur"))
+    rep = anonymize_files([gps_photo], tmp_path / "out", an)
+    out = tmp_path / "out" / "astro.jpg"
+    with Image.open(out) as im:
+        assert not im.getexif() and "exif" not in im.info
+    data = json.loads((tmp_path / "out" / "perface-report.json").read_text())
+    assert data["totals"]["faces_found"] == 1 and data["totals"]["faces_left_unanonymized"] == 0
+    face = data["images"][0]["faces"][0]
+    assert face["method"] == "blur" and face["reason"] == "requested"
+    assert rep.totals()["faces_obscured_on_request"] == 1
+    assert gps_photo.read_bytes()  # input untouched
+    f = detect(astronaut)[0]
+    assert float(_identity(astronaut, f) @ _identity(read_image(out), f)) < SAME_PERSON_COSINE
+
+
+def test_swap_every_face_is_replaced_or_hidden(swapper_anonymizer, group_image_path):
+    image = read_image(group_image_path)
+    out, records = swapper_anonymizer.anonymize_array(image)
+    assert len(records) == 3
+    assert {r.method for r in records} <= {"swap", "blur"}
+    donors = [r.donor_id for r in records if r.method == "swap"]
+    assert len(donors) == len(set(donors))  # no donor twice in one image
+    assert sum(r.method == "swap" for r in records) >= 2
+    for r in records:
+        f = min(detect(image), key=lambda d: np.abs(np.array(d.box) - r.box).sum())
+        sim = float(_identity(image, f) @ _identity(out, f))
+        assert sim < SAME_PERSON_COSINE, (r, sim)
+        if r.method == "swap":
+            assert r.group in ("young_male", "older_male", "young_female", "older_female")
+            assert r.identity_similarity_after is not None and r.identity_similarity_after < SAME_PERSON_COSINE
+            assert r.perceptual_similarity_donor is not None and r.perceptual_similarity_after is not None
+
+
+def test_failed_identity_check_falls_back_to_blur(swapper_anonymizer, astronaut):
+    strict = Anonymizer.__new__(Anonymizer)
+    strict.__dict__.update(swapper_anonymizer.__dict__)
+    # every swap "still matches"; no pre-screen, so that all max_tries donors get a swap
+    strict.config = replace(swapper_anonymizer.config, identity_threshold=-1.0, donor_identity_max=None)
+    out, (rec,) = strict.anonymize_array(astronaut)
+    assert rec.method == "blur" and "identity" in rec.reason and rec.tries == strict.config.select.max_tries
+    x1, y1, x2, y2 = ASTRO_BOX
+    assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
+
+
+def test_donors_close_in_identity_are_skipped_and_the_face_still_hidden(swapper_anonymizer, astronaut):
+    wary = Anonymizer.__new__(Anonymizer)
+    wary.__dict__.update(swapper_anonymizer.__dict__)
+    wary.config = replace(swapper_anonymizer.config, donor_identity_max=-1.0)  # every donor "looks like" her
+    out, (rec,) = wary.anonymize_array(astronaut)
+    assert rec.method == "blur" and "too close in identity" in rec.reason and rec.tries == 0
+    assert rec.donor_id is None
+    x1, y1, x2, y2 = ASTRO_BOX
+    assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
+
+
+def test_swapper_error_falls_back(swapper_anonymizer, astronaut, monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("swapper exploded")
+
+    monkeypatch.setattr(swapper_anonymizer.swapper, "swap", broken)
+    out, (rec,) = swapper_anonymizer.anonymize_array(astronaut)
+    assert rec.method == "blur" and "swapper exploded" in rec.reason
+    assert not np.array_equal(out, astronaut)
+
+
+def test_tiny_face_is_hidden_not_swapped(swapper_anonymizer, astronaut):
+    small = cv2.resize(astronaut, (80, 80), interpolation=cv2.INTER_AREA)  # face about 13 px, below 16
+    out, recs = swapper_anonymizer.anonymize_array(small)
+    assert len(recs) == 1 and recs[0].method == "blur" and "too small" in recs[0].reason
+    assert not np.array_equal(out, small)
+
+
+def test_outputs_never_replace_inputs(tmp_path, gps_photo):
+    # Output folder = the input folder: the output gets another name.
+    paths = output_paths([gps_photo], gps_photo.parent)
+    assert paths[0] != gps_photo
+    an = Anonymizer(AnonymizeConfig(method="pixelate"))
+    anonymize_files([gps_photo], tmp_path / "o", an)
+    with pytest.raises(InputError, match="already exists"):
+        anonymize_files([gps_photo], tmp_path / "o", an)
+
+
+def test_dry_run_writes_nothing(tmp_path, gps_photo):
+    an = Anonymizer(AnonymizeConfig(method="mask"))
+    rep = anonymize_files([gps_photo], tmp_path / "dry", an, dry_run=True)
+    assert not (tmp_path / "dry").exists()
+    assert rep.images[0].output is None and rep.totals()["faces_found"] == 1
+
+
+def test_unreadable_file_is_reported_not_fatal(tmp_path, gps_photo):
+    bad = tmp_path / "in" / "bad.jpg"
+    bad.write_bytes(b"")
+    rep = anonymize_files([bad, gps_photo], tmp_path / "o2", Anonymizer(AnonymizeConfig(method="blur")))
+    assert rep.images[0].error and "empty" in rep.images[0].error
+    assert rep.images[1].output and rep.totals()["images_failed"] == 1
+
+
+def _fake_predictor(monkeypatch, output_genders, output_ages=("young",)):
+    """Original reads as a confident young female; successive swap outputs read as ``output_genders`` and
+    ``output_ages`` (the last entry repeats)."""
+    import perface.face.attributes as attributes
+
+    calls = {"n": 0}
+
+    def fake(crops, boxes=None):
+        calls["n"] += 1
+        k = calls["n"] - 2
+        g = "female" if k < 0 else output_genders[min(k, len(output_genders) - 1)]
+        age = "young" if k < 0 else output_ages[min(k, len(output_ages) - 1)]
+        return [attributes.Attributes(g, 0.99, 30.0 if age == "young" else 50.0, age) for _ in crops]
+
+    monkeypatch.setattr(attributes, "predict_attributes", fake)
+    return calls
+
+
+def test_gender_check_tries_next_donor(swapper_anonymizer, astronaut, monkeypatch):
+    calls = _fake_predictor(monkeypatch, ["male", "male", "female"])
+    out, (rec,) = _without_prescreen(swapper_anonymizer).anonymize_array(astronaut)
+    assert rec.method == "swap" and rec.tries >= 3 and rec.gender_kept is True
+    assert calls["n"] == 4  # the original, then one check per identity-safe swap until one keeps the gender
+
+
+def test_gender_check_keeps_first_safe_swap_when_none_keeps_gender(swapper_anonymizer, astronaut, monkeypatch):
+    _fake_predictor(monkeypatch, ["male"])
+    every = Anonymizer.__new__(Anonymizer)  # no identity pre-screen: the astronaut is close to most donors
+    every.__dict__.update(swapper_anonymizer.__dict__)
+    every.config = replace(swapper_anonymizer.config, donor_identity_max=None)
+    out, (rec,) = every.anonymize_array(astronaut)
+    # a gender flip is a naturalness problem, not a privacy one: the face is still swapped, never left as is
+    assert rec.method == "swap" and rec.gender_kept is False
+    assert rec.tries == every.config.select.max_tries  # every donor was tried for a better one
+    assert not np.array_equal(out, astronaut)
+    off = Anonymizer.__new__(Anonymizer)
+    off.__dict__.update(every.__dict__)
+    off.config = replace(every.config, keep_gender=False)
+    _, (rec2,) = off.anonymize_array(astronaut)
+    assert rec2.method == "swap" and rec2.gender_kept is None and rec2.tries <= rec.tries
+
+
+def _without_prescreen(an: Anonymizer) -> Anonymizer:
+    """A copy that tries every donor: the identity pre-screen leaves the astronaut only a few older women."""
+    every = Anonymizer.__new__(Anonymizer)
+    every.__dict__.update(an.__dict__)
+    every.config = replace(an.config, donor_identity_max=None)
+    return every
+
+
+def test_attribute_check_prefers_gender_over_age(swapper_anonymizer, astronaut, monkeypatch):
+    """First output keeps the age group only, second the gender only, third neither: the second wins."""
+    calls = _fake_predictor(monkeypatch, ["male", "female", "male"], ["young", "older", "older"])
+    _, (rec,) = _without_prescreen(swapper_anonymizer).anonymize_array(astronaut)
+    assert rec.method == "swap" and rec.gender_kept is True and rec.age_group_kept is False
+    assert calls["n"] >= 4  # kept searching for a donor that keeps both
+
+
+def test_attribute_check_stops_when_both_kept(swapper_anonymizer, astronaut, monkeypatch):
+    calls = _fake_predictor(monkeypatch, ["female"], ["older", "young"])
+    _, (rec,) = swapper_anonymizer.anonymize_array(astronaut)
+    assert rec.gender_kept is True and rec.age_group_kept is True and calls["n"] == 3
+
+
+def test_swapper_options_reach_the_swapper(swapper_anonymizer):
+    an = Anonymizer(AnonymizeConfig(swapper_options={"max_yaw_deg": 10.0, "forehead": 0.6}))
+    assert an.swapper.max_yaw_deg == 10.0 and an.swapper.forehead == 0.6
+    assert an.swapper.min_face_px == 0.5 * an.config.min_face_px  # the anonymizer's own floor still applies
+    assert swapper_anonymizer.swapper.max_yaw_deg == 40.0
+
+
+def test_bad_swapper_options_fail_when_the_config_is_made():
+    with pytest.raises(ValueError, match="forehead must be within"):
+        AnonymizeConfig(swapper_options={"forehead": 2.0})
+    with pytest.raises(ValueError, match="swapper_options: .*no_such_option"):
+        AnonymizeConfig(swapper_options={"no_such_option": 1})
+
+
+def test_donors_far_in_skin_tone_are_tried_last(swapper_anonymizer, astronaut):
+    an = Anonymizer.__new__(Anonymizer)
+    an.__dict__.update(swapper_anonymizer.__dict__)
+    an.config = replace(swapper_anonymizer.config, max_skin_gap=50.0)
+    an._skin_cache = {"f": 220.0, "a": 100.0, "e": 90.0, "b": 200.0, "c": 160.0, "d": None}
+    ids = ["f", "a", "e", "b", "c", "d"]
+    sims = [0.6, 0.1, 0.5, 0.2, 0.3, 0.4]
+    order = list(an._by_skin(ids, sims, 150.0))
+    # within 50 (bounds included) and unknown skin keep the selector's order; the rest follow, closest first
+    assert [o[0] for o in order] == ["a", "b", "c", "d", "e", "f"]
+    assert order[0] == ("a", 0.1, -50.0) and order[3] == ("d", 0.4, None) and order[-1] == ("f", 0.6, 70.0)
+    an.config = replace(an.config, max_skin_gap=None)
+    assert [o[0] for o in an._by_skin(ids, sims, 150.0)] == ids  # off: the selector's order as is
+    # end to end: the astronaut's donor is within the window, and the report says by how much
+    an.config = replace(an.config, max_skin_gap=50.0)
+    an._skin_cache = {}
+    _, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method == "swap" and rec.skin_lightness_gap is not None and abs(rec.skin_lightness_gap) <= 50
+    with pytest.raises(ValueError, match="max_skin_gap"):
+        AnonymizeConfig(max_skin_gap=-1.0)
+
+
+def test_a_donor_who_is_someone_else_in_the_photo_is_never_used(swapper_anonymizer, astronaut, monkeypatch):
+    """A gallery may hold a person who is also in the photo: pasting them onto another face would show them."""
+    an = Anonymizer.__new__(Anonymizer)
+    an.__dict__.update(swapper_anonymizer.__dict__)
+    _, (rec,) = an.anonymize_array(astronaut)
+    first = rec.donor_id
+    assert rec.method == "swap" and first is not None
+    real = an._identities
+    donor = an.gallery.identity_of(first)
+
+    def donor_also_in_photo(image, faces):
+        return [*real(image, faces), donor / np.linalg.norm(donor)]  # a second person: the first donor
+
+    monkeypatch.setattr(an, "_identities", donor_also_in_photo)
+    _, (rec2,) = an.anonymize_array(astronaut)  # same seed, so the same candidate order
+    assert rec2.method == "swap" and rec2.donor_id != first

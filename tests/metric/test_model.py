@@ -1,0 +1,81 @@
+"""perface.metric.model: embeddings are unit vectors, similarity is symmetric, save/load round-trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from perface.face.io import InputError
+from perface.metric.model import ModelConfig, PerFaceModel, load
+
+CHIPS = Path(__file__).parents[1] / "data" / "chips"
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return PerFaceModel(ModelConfig(embed_dim=16, hidden=32))
+
+
+def test_embed_units_and_symmetry(model, astronaut):
+    e = model.embed([astronaut, str(CHIPS / "omi_1.jpg")])
+    assert e.shape == (2, 16)
+    assert np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
+    s = model.similarity(astronaut, str(CHIPS / "omi_1.jpg"))
+    assert s == pytest.approx(model.similarity(str(CHIPS / "omi_1.jpg"), astronaut), abs=1e-5)
+    assert model.distance(astronaut, astronaut) == pytest.approx(0, abs=1e-5)
+
+
+def test_flip_average_makes_mirror_images_equal(model, astronaut):
+    e = model.embed([astronaut, np.ascontiguousarray(astronaut[:, ::-1])])
+    assert float(e[0] @ e[1]) > 0.99
+
+
+def test_no_face_is_an_input_error(model):
+    with pytest.raises(InputError, match="no face"):
+        model.embed([np.full((120, 120, 3), 127, np.uint8)])
+
+
+def test_save_load_round_trip(model, tmp_path, astronaut):
+    d = model.save(tmp_path / "m", metadata={"trained_on": "test"})
+    assert json.loads((d / "config.json").read_text())["model"]["embed_dim"] == 16
+    m2 = load(d)
+    assert m2.model_id.startswith("perface:")
+    assert np.allclose(model.embed([astronaut]), m2.embed([astronaut]), atol=1e-5)
+    with pytest.raises(InputError, match="already exists"):
+        model.save(d)
+
+
+def test_only_head_weights_are_saved_for_a_frozen_backbone(model, tmp_path):
+    from safetensors.torch import load_file
+
+    d = model.save(tmp_path / "m2")
+    assert all(k.startswith("head.") for k in load_file(str(d / "model.safetensors")))
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(InputError, match="not a PerFace model"):
+        load(tmp_path)
+    (tmp_path / "config.json").write_text("{broken")
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(InputError, match="invalid JSON"):
+        load(tmp_path)
+
+
+def test_default_model_loads_offline(astronaut):
+    m = load("default")
+    e = m.embed([astronaut])
+    assert e.shape == (1, m.config.embedding_dim) and m.config.attribute_outputs > 0
+    assert abs(float(np.linalg.norm(e[0])) - 1.0) < 1e-5
+    assert "rating-derived" in m.metadata["trained_on"]
+
+
+def test_unknown_config_key():
+    from perface.face.io import PerFaceError
+
+    with pytest.raises(PerFaceError, match="unknown model config"):
+        ModelConfig.from_dict({"embed_dims": 3})

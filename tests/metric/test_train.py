@@ -1,0 +1,222 @@
+"""perface.metric.train: config parsing, and a tiny end-to-end run on CSV triplets that must learn them."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from perface.face.io import PerFaceError
+from perface.metric.train import config_from_dict, load_config, train
+
+CHIPS = Path(__file__).parents[1] / "data" / "chips"
+
+
+def test_unknown_keys_are_rejected():
+    with pytest.raises(PerFaceError, match="unknown key"):
+        config_from_dict({"optim": {"learning_rate": 0.1}})
+    with pytest.raises(PerFaceError, match="unknown key"):
+        config_from_dict({"epochz": 3})
+
+
+def test_default_config_file_parses():
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "default.yaml")
+    assert cfg.optim.lr == 0.01 and cfg.optim.momentum == 0.9 and cfg.optim.weight_decay == 5e-4
+    assert cfg.optim.batch_size == 32 and cfg.loss.margin == 0.1
+    assert cfg.data.kind == "omi" and Path(cfg.data.root).is_absolute()
+
+
+def test_tiny_training_run_learns_and_resumes(tmp_path):
+    # Triplets whose answer is "the same face (mirrored) is more similar than another face".
+    faces = sorted(CHIPS.glob("omi_*.jpg"))[:8]
+    mirrored = []
+    from PIL import Image, ImageOps
+
+    for f in faces:
+        m = tmp_path / f"m_{f.name}"
+        ImageOps.mirror(Image.open(f)).save(m, quality=95)
+        mirrored.append(m)
+    rows = []
+    for i, f in enumerate(faces):
+        for j in range(len(faces)):
+            if j != i:
+                rows.append([str(f), str(mirrored[i]), str(faces[j])])
+    with open(tmp_path / "triplets.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["anchor", "positive", "negative"])
+        w.writerows(rows)
+    raw = {"data": {"kind": "csv", "root": str(tmp_path / "triplets.csv"), "test_fraction": 0.2,
+                    "val_fraction": 0.2},
+           "model": {"views": [0.25], "hidden": 32, "embed_dim": 16, "flip_average": False},
+           "optim": {"epochs": 3, "patience": 5, "batch_size": 8},
+           "out": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache")}
+    res = train(config_from_dict(raw), progress=False, log=lambda m: None)
+    assert (res.model_dir / "model.safetensors").is_file()
+    assert len(res.history) == 3
+    assert res.history[-1]["train_acc"] >= 0.9  # mirrored copies are easy to tell apart from others
+    # A second call with more epochs resumes from the checkpoint instead of starting over.
+    raw["optim"]["epochs"] = 4
+    logs: list[str] = []
+    res2 = train(config_from_dict(raw), progress=False, log=logs.append)
+    assert any("resumed" in m for m in logs)
+    assert len(res2.history) == 4 and res2.history[:3] == res.history
+
+
+def _write_ring_triplets(path: Path) -> None:
+    """12 CSV triplets over 6 face chips: each face is "closer" to the next one than to the one opposite."""
+    faces = sorted(CHIPS.glob("omi_*.jpg"))[:6]
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["anchor", "positive", "negative"])
+        w.writerows([str(faces[i]), str(faces[(i + 1) % 6]), str(faces[(i + 3) % 6])] for i in range(6) for _ in (0, 1))
+
+
+def test_without_validation_split_trains_fixed_epochs_and_keeps_the_last(tmp_path):
+    _write_ring_triplets(tmp_path / "triplets.csv")
+    raw = {"data": {"kind": "csv", "root": str(tmp_path / "triplets.csv"), "test_fraction": 0.2, "val_fraction": 0},
+           "model": {"views": [0.25], "hidden": 16, "embed_dim": 8, "flip_average": False},
+           "optim": {"epochs": 2, "patience": 1, "batch_size": 4},
+           "out": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache")}
+    logs: list[str] = []
+    res = train(config_from_dict(raw), progress=False, log=logs.append)
+    assert res.best_val_accuracy is None and res.best_epoch == 2 and len(res.history) == 2
+    assert all(h["val_acc"] is None for h in res.history)
+    assert any("keeping the last" in m for m in logs)
+
+
+def _write_omi_like(root: Path, n_faces: int, seed: int = 0) -> dict[str, list[float]]:
+    """An OMI-layout folder (ratings with repeats, means, images) over the test face chips."""
+    import gzip
+    import shutil
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    means = {a: rng.uniform(10, 90, n_faces).round(1).tolist() for a in ("age", "hair", "skin")}
+    lines = ["rating,attribute,rating_type,stimulus"]
+    for a, values in means.items():
+        for f, v in enumerate(values):
+            lines += [f"{v + o:g},{a},normal,{f + 1}" for o in (-6, -3, 0, 3, 6) * 2]
+    (root / "images").mkdir(parents=True)
+    with gzip.open(root / "attribute_ratings.csv.gz", "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+    rows = [",".join([str(f + 1), *(f"{means[a][f]:g}" for a in means)]) for f in range(n_faces)]
+    (root / "attribute_means.csv").write_text("\n".join(["stimulus,age,hair,skin", *rows]) + "\n")
+    for f, chip in enumerate(sorted(CHIPS.glob("omi_*.jpg"))[:n_faces]):
+        shutil.copy(chip, root / "images" / f"{f + 1}.jpg")
+    return means
+
+
+def test_attribute_head_is_fitted_saved_and_mixed_into_the_embedding(tmp_path):
+    import numpy as np
+    import torch
+
+    from perface.metric.model import load
+
+    _write_omi_like(tmp_path / "omi", 12)
+    ratings = {"attributes": ["age", "hair", "skin"], "gender_matched_fraction": 0.0, "n_candidates": 300,
+               "bootstrap": 50, "threshold": 0.9}
+    raw = {"data": {"kind": "omi", "root": str(tmp_path / "omi"), "test_fraction": 0.25, "val_fraction": 0,
+                    "ratings": ratings, "test_candidates": 200},
+           "model": {"views": [0.25], "hidden": 16, "embed_dim": 8},
+           "optim": {"epochs": 1, "batch_size": 8},
+           "attribute_head": {"enabled": True, "ridge": 1.0, "weight": 0.2},
+           "out": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache")}
+    cfg = config_from_dict(raw)
+    res = train(cfg, progress=False, log=lambda m: None)
+    model = load(res.model_dir)
+    assert model.config.attribute_outputs == 3 and model.config.embedding_dim == 8 + 3 + 1
+    assert float(model.head.attribute_radius2) > 1.0
+    # On its training faces a lightly regularised ridge reproduces the rating-space coordinates.
+    from perface import datasets as ds
+    from perface.metric.features import bank_features, build_feature_bank
+    from perface.metric.train import _rating_config
+
+    rcfg = _rating_config(cfg.data)
+    space = ds.rating_space(ds.load_ratings(cfg.data.root, rcfg.rating_types, rcfg.needed_attributes), rcfg,
+                            res.splits.faces["train"])
+    paths = [str(tmp_path / "omi" / "images" / f"{f}.jpg") for f in space.face_ids]
+    bank = build_feature_bank(model, paths, cache_dir=None, progress=False)
+    rows = np.arange(len(bank))
+    with torch.no_grad():
+        f0, f1 = bank_features(model, bank, rows, 0 * rows), bank_features(model, bank, rows, 0 * rows + 1)
+        pred = (0.5 * (model.head.attributes(f0) + model.head.attributes(f1))).numpy()
+        final = model.head.embed(f0, f1)
+        mlp = model.head(f0) + model.head(f1)
+        mlp = mlp / mlp.norm(dim=1, keepdim=True)
+    target = space.features()
+    assert np.corrcoef(pred.ravel(), target.ravel())[0, 1] > 0.95
+    # 1 - cos(final) = [2 (1 - cos_mlp) + w^2 |p - p'|^2 + (pad - pad')^2] / (2 R^2), exactly.
+    r2, w = float(model.head.attribute_radius2), model.config.attribute_weight
+    p = torch.from_numpy(pred) * w
+    pad = (r2 - 1 - (p**2).sum(1)).sqrt()
+    lhs = 1 - final[0] @ final[1]
+    rhs = (2 * (1 - mlp[0] @ mlp[1]) + ((p[0] - p[1]) ** 2).sum() + (pad[0] - pad[1]) ** 2) / (2 * r2)
+    assert float(lhs) == pytest.approx(float(rhs), abs=1e-5)
+    assert np.allclose(model.embed([str(p) for p in paths[:2]]), final[:2].numpy(), atol=1e-4)
+
+
+def test_cv_split_partitions_faces_into_disjoint_folds():
+    from perface.metric.train import _cv_split
+
+    ids = tuple(str(i) for i in range(11))
+    vals = [_cv_split(ids, 3, k, seed=0)[1] for k in range(3)]
+    assert sorted(f for v in vals for f in v) == sorted(ids)  # every face validates exactly once
+    for k, v in enumerate(vals):
+        train_ids, _ = _cv_split(ids, 3, k, seed=0)
+        assert not set(train_ids) & set(v) and len(train_ids) + len(v) == 11
+    with pytest.raises(PerFaceError, match="cv_folds"):
+        _cv_split(ids, 1, 0, seed=0)
+
+
+def test_cross_validation_never_uses_the_test_faces(tmp_path):
+    from perface.metric.train import cross_validate, make_splits
+
+    _write_omi_like(tmp_path / "omi", 16, seed=1)
+    ratings = {"attributes": ["age", "hair", "skin"], "gender_matched_fraction": 0.0, "n_candidates": 300,
+               "bootstrap": 50, "threshold": 0.9}
+    raw = {"data": {"kind": "omi", "root": str(tmp_path / "omi"), "test_fraction": 0.25, "val_fraction": 0,
+                    "ratings": ratings,
+                    "test_candidates": 200},
+           "model": {"views": [0.25], "hidden": 16, "embed_dim": 8, "flip_average": False},
+           "optim": {"epochs": 2, "batch_size": 8},
+           "attribute_head": {"enabled": True, "ridge": 10.0},
+           "out": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache")}
+    cfg = config_from_dict(raw)
+    test_faces = set(make_splits(cfg.data).faces["test"])
+    for k in range(3):
+        fold = make_splits(config_from_dict({**raw, "data": {**raw["data"], "cv_folds": 3, "cv_fold": k}}).data)
+        assert set(fold.faces["test"]) == test_faces
+        assert not (set(fold.faces["train"]) | set(fold.faces["val"])) & test_faces
+    res = cross_validate(cfg, folds=3, progress=False, log=lambda m: None)
+    assert len(res.per_epoch) == 3 and all(len(c) == 2 for c in res.per_epoch)
+    assert all(0.0 <= a <= 1.0 for c in res.per_epoch for a in c)
+    assert len(res.final) == 3 and 0.0 <= res.mean_final() <= 1.0
+
+
+def test_weights_do_not_depend_on_the_feature_cache_or_the_callers_rng(tmp_path):
+    """Cold cache, warm cache after unrelated RNG use, and a resumed run all give the same weights."""
+    import numpy as np
+    import torch
+    from safetensors.numpy import load_file
+
+    _write_ring_triplets(tmp_path / "triplets.csv")
+
+    def run(out: str, epochs: int) -> dict[str, np.ndarray]:
+        raw = {"data": {"kind": "csv", "root": str(tmp_path / "triplets.csv"), "test_fraction": 0.2,
+                        "val_fraction": 0},
+               "model": {"views": [0.25], "hidden": 16, "embed_dim": 8, "flip_average": False, "dropout": 0.5},
+               "optim": {"epochs": epochs, "batch_size": 4, "cosine_schedule": False}, "flip_augment": False,
+               "out": str(tmp_path / out), "cache_dir": str(tmp_path / "cache")}
+        res = train(config_from_dict(raw), progress=False, log=lambda m: None)
+        return load_file(res.model_dir / "model.safetensors")
+
+    cold = run("cold", 2)
+    torch.rand(1000)  # a caller that used the global RNG before training
+    warm = run("warm", 2)
+    run("resumed", 1)
+    resumed = run("resumed", 2)
+    for k in cold:
+        assert np.array_equal(cold[k], warm[k]), k
+        assert np.array_equal(cold[k], resumed[k]), k
