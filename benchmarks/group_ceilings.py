@@ -21,9 +21,10 @@ from _common import REPO, shared_data, write_fragment
 
 from perface.datasets import load_utkface
 from perface.datasets.ratings import RatingTripletConfig, load_ratings, rating_space, split_faces
-from perface.evaluation.measures import _intersection_index, _reduce, make_groups
+from perface.evaluation.measures import _intersection_index, make_groups
 from perface.evaluation.protocols import bank_embeddings, baseline_embeddings
 from perface.metric.features import build_feature_bank
+from perface.metric.groups import _reduce
 from perface.metric.model import load
 
 CACHE = str(REPO / ".cache" / "perface")

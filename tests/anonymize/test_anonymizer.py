@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from perface.anonymize.anonymizer import AnonymizeConfig, Anonymizer, anonymize_files, obscure, output_paths
+from perface.anonymize.anonymizer import AnonymizeConfig, Anonymizer, anonymize_files, output_paths
+from perface.anonymize.obscure import obscure
 from perface.face.detect import detect
 from perface.face.identity import SAME_PERSON_COSINE
 from perface.face.io import InputError, read_image

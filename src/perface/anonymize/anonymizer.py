@@ -11,7 +11,6 @@ inputs; a JSON privacy report lists every face and what was done to it.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,17 +19,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 
-from perface.anonymize.select import DonorSelector, SelectConfig
+from perface.anonymize.obscure import Obscure, draw_overlay, obscure
+from perface.anonymize.report import REPORT_NAME, FaceRecord, ImageRecord, RunReport, rounded
+from perface.anonymize.select import DonorSelector, SelectConfig, Selection
 from perface.face.detect import DetectConfig, Face, detect
 from perface.face.identity import SAME_PERSON_COSINE, get_embedder
-from perface.face.io import InputError, PerFaceError, ReadConfig, atomic_write, read_image, write_image
+from perface.face.io import InputError, PerFaceError, ReadConfig, read_image, write_image
 
 Method = Literal["swap", "blur", "pixelate", "mask"]
-Obscure = Literal["blur", "pixelate", "mask"]
-REPORT_NAME = "perface-report.json"
 
 
 @dataclass(frozen=True)
@@ -77,88 +75,9 @@ class AnonymizeConfig:
                 raise ValueError(f"swapper_options: {exc}") from None
 
 
-@dataclass
-class FaceRecord:
-    """What happened to one face (the per-face part of the privacy report)."""
-
-    box: list[float]
-    score: float
-    method: str
-    reason: str | None = None
-    group: str | None = None
-    donor_id: str | None = None
-    tries: int = 0
-    perceptual_similarity_donor: float | None = None  # original face vs chosen donor (before)
-    perceptual_similarity_after: float | None = None  # original face vs output face
-    identity_similarity_donor: float | None = None
-    identity_similarity_after: float | None = None
-    gender_kept: bool | None = None  # predicted gender of the output equals the original's (None: not checked)
-    age_group_kept: bool | None = None  # likewise for the predicted age group
-    skin_lightness_gap: float | None = None  # donor's skin lightness minus the face's (LAB L, 0-255)
-
-
-@dataclass
-class ImageRecord:
-    """The report entry for one input file."""
-
-    input: str
-    output: str | None
-    faces: list[FaceRecord]
-    error: str | None = None
-    seconds: float = 0.0
-
-
-def _round(v):
-    return None if v is None else round(float(v), 4)
-
-
 def default_gallery_path() -> Path:
     """The bundled donor gallery (synthetic faces; see NOTICE.md for licences)."""
     return Path(str(resources.files("perface").joinpath("data", "default_gallery.sqlite")))
-
-
-def obscure(image: np.ndarray, box: Sequence[float], method: Obscure, scale: float = 1.3) -> np.ndarray:
-    """Hide a face region (an ellipse around the scaled box) by heavy blur, pixelation or a flat mask."""
-    h, w = image.shape[:2]
-    x1, y1, x2, y2 = box
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    rx, ry = max(2.0, (x2 - x1) * scale / 2), max(2.0, (y2 - y1) * scale / 2)
-    bx1, by1 = max(0, int(cx - rx)), max(0, int(cy - ry))
-    bx2, by2 = min(w, int(np.ceil(cx + rx))), min(h, int(np.ceil(cy + ry)))
-    if bx2 <= bx1 or by2 <= by1:
-        return image
-    out = image.copy()
-    roi = out[by1:by2, bx1:bx2]
-    if method == "blur":
-        k = max(3, int(max(roi.shape[:2]) // 3) | 1)
-        hidden = cv2.GaussianBlur(cv2.GaussianBlur(roi, (k, k), 0), (k, k), 0)
-        hidden = cv2.blur(hidden, (max(1, k // 2), max(1, k // 2)))
-    elif method == "pixelate":
-        cells = 6
-        small = cv2.resize(roi, (cells, max(1, int(cells * roi.shape[0] / max(1, roi.shape[1])))),
-                           interpolation=cv2.INTER_AREA)
-        hidden = cv2.resize(small, (roi.shape[1], roi.shape[0]), interpolation=cv2.INTER_NEAREST)
-    elif method == "mask":
-        hidden = np.zeros_like(roi)
-    else:
-        raise ValueError(f"unknown obscuring method {method!r}")
-    mask = np.zeros(roi.shape[:2], np.uint8)
-    cv2.ellipse(mask, (int(cx - bx1), int(cy - by1)), (int(rx), int(ry)), 0, 0, 360, 255, -1)
-    roi[mask > 0] = hidden[mask > 0]
-    return out
-
-
-def draw_overlay(image: np.ndarray, faces: Sequence[FaceRecord]) -> np.ndarray:
-    """Boxes, detector scores and the method used, drawn on the (already anonymized) output."""
-    out = image.copy()
-    colours = {"swap": (40, 200, 40), "blur": (230, 160, 0), "pixelate": (230, 160, 0), "mask": (230, 160, 0)}
-    for f in faces:
-        x1, y1, x2, y2 = (int(round(v)) for v in f.box)
-        c = colours.get(f.method, (255, 0, 0))
-        cv2.rectangle(out, (x1, y1), (x2, y2), c, 2)
-        cv2.putText(out, f"{f.score:.2f} {f.method}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, c, 1,
-                    cv2.LINE_AA)
-    return out
 
 
 class Anonymizer:
@@ -278,135 +197,179 @@ class Anonymizer:
     def _swap_face(self, out: np.ndarray, original: np.ndarray, face: Face, rec: FaceRecord, used: set[str],
                    rng: np.random.Generator, ident0: np.ndarray | None = None,
                    others: Sequence[np.ndarray] = ()) -> np.ndarray:
-        """Swap one face (trying donors in order, with the identity and attribute checks) or hide it.
+        """Swap one face, in the steps of the README's "How anonymization works", or hide it (fail closed).
 
         ``ident0``: the face's identity embedding; ``others``: those of the other faces in the photo. A donor
         whose identity matches any of them (cosine >= ``identity_threshold``) is never used."""
+        cfg = self.config
+        if face.size < cfg.min_face_px:
+            return self._fall_back(out, face, rec, f"face too small ({face.size:.0f} px < {cfg.min_face_px:.0f})")
+        target = self._describe(original, face, ident0, others)
+        sel = self._choose_donors(target, used, rng)  # steps 1 and 2: the group, then its ranked donors
+        rec.group = sel.group
+        if not sel.candidates:
+            return self._fall_back(out, face, rec, "no donor available in the chosen group")
+        best, reason = self._try_donors(out, face, target, sel, rec)  # steps 3-5: screen, swap, check
+        if best is None:
+            return self._fall_back(out, face, rec, reason)  # step 6: fail closed
+        self._record_swap(rec, best, target, face)
+        used.add(best.donor_id)
+        return best.image
+
+    def _fall_back(self, out: np.ndarray, face: Face, rec: FaceRecord, reason: str) -> np.ndarray:
+        """Hide the face with the fallback method and say why in its record."""
+        rec.method, rec.reason = self.config.fallback, reason
+        return obscure(out, face.box, self.config.fallback, self.config.mask_scale)
+
+    def _describe(self, original: np.ndarray, face: Face, ident0: np.ndarray | None,
+                  others: Sequence[np.ndarray]) -> _Target:
+        """What the steps need to know of the face: landmarks, embeddings, predicted attributes, skin."""
         from perface.face.attributes import predict_attributes
         from perface.face.landmarks import predict_landmarks68
 
         cfg = self.config
-
-        def fall_back(reason: str) -> np.ndarray:
-            rec.method, rec.reason = cfg.fallback, reason
-            return obscure(out, face.box, cfg.fallback, cfg.mask_scale)
-
-        if face.size < cfg.min_face_px:
-            return fall_back(f"face too small ({face.size:.0f} px < {cfg.min_face_px:.0f})")
         lm68 = predict_landmarks68(original, face.box)
         query = self.model.embed([(original, face)])[0]
         if ident0 is None:
             ident0 = self._identity_at(original, face)
-        others_m = np.stack(others) if len(others) else None
         box = tuple(int(round(v)) for v in face.box)
         predicted, age = None, None
         if cfg.select.group_by != "metric" or cfg.keep_gender or cfg.keep_age_group or cfg.select.max_age_gap:
             a = predict_attributes([original], [box])[0]
             predicted, age = (a.gender, a.gender_confidence, a.age_group), a.age
-        check_gender = cfg.keep_gender and predicted is not None and predicted[1] >= cfg.check_gender_above
-        check_age = cfg.keep_age_group and predicted is not None
-        sel = self.selector.select(query, exclude_ids=used, rng=rng, age=age,
-                                   predicted=predicted if cfg.select.group_by != "metric" else None)
-        rec.group = sel.group
-        if not sel.candidates:
-            return fall_back("no donor available in the chosen group")
-        last_reason = "no donor passed the identity check"
-        # Among identity-safe swaps, the first that keeps the checked attributes wins; otherwise the one that
-        # keeps the most (gender counts double), the earliest on ties. Attributes are about naturalness: a
-        # swap that changes them is still anonymous, so it is used rather than blurring the face.
-        best: tuple[int, np.ndarray, str, float, float, bool | None, bool | None, float | None] | None = None
-        full = 2 * check_gender + check_age
-        tries = 0
         skin = None
         if cfg.max_skin_gap is not None:
             from perface.anonymize.swap import skin_lightness
 
             skin = skin_lightness(original, lm68)
-        for donor_id, psim, gap in self._by_skin(sel.candidates, sel.similarities, skin):
-            if tries >= cfg.select.max_tries:
+        return _Target(
+            lm68=lm68, query=query, identity=ident0, others=np.stack(others) if len(others) else None, box=box,
+            predicted=predicted, age=age, skin=skin,
+            check_gender=cfg.keep_gender and predicted is not None and predicted[1] >= cfg.check_gender_above,
+            check_age=cfg.keep_age_group and predicted is not None,
+        )
+
+    def _choose_donors(self, target: _Target, used: set[str], rng: np.random.Generator) -> Selection:
+        """Step 1 (the attribute group) and step 2 (its donors, least similar first) of the paper."""
+        hybrid = self.config.select.group_by != "metric"
+        return self.selector.select(target.query, exclude_ids=used, rng=rng, age=target.age,
+                                    predicted=target.predicted if hybrid else None)
+
+    def _try_donors(self, out: np.ndarray, face: Face, target: _Target, sel: Selection, rec: FaceRecord
+                    ) -> tuple[_Swap | None, str]:
+        """Steps 3-5: donors in skin order, pre-screened, swapped and checked, up to ``max_tries`` swaps.
+
+        Among identity-safe swaps, the first that keeps the checked attributes wins; otherwise the one that
+        keeps the most (gender counts double), the earliest on ties. Attributes are about naturalness: a swap
+        that changes them is still anonymous, so it is used rather than blurring the face. Returns the best
+        swap (None if none was safe) and the reason the last donor failed."""
+        last_reason = "no donor passed the identity check"
+        best: _Swap | None = None
+        tries = 0
+        for donor_id, psim, gap in self._by_skin(sel.candidates, sel.similarities, target.skin):
+            if tries >= self.config.select.max_tries:
                 break
-            # Cheap pre-screens; skipped donors do not count as tries.
-            if (cfg.donor_identity_max is not None
-                    and self._donor_identity_similarity(ident0, donor_id) >= cfg.donor_identity_max):
+            skip = self._prescreen(target, donor_id)  # skipped donors do not count as tries
+            if skip is not None:
                 if tries == 0:
-                    last_reason = f"donors too close in identity (cosine >= {cfg.donor_identity_max:g})"
-                continue
-            if others_m is not None and self._donor_identity_similarity(others_m, donor_id) >= cfg.identity_threshold:
-                if tries == 0:
-                    last_reason = "the donors left are people in this photo"
+                    last_reason = skip
                 continue
             tries += 1
             rec.tries = tries
-            donor_img, donor_lm = self._donor(donor_id)
-            res = self.swapper.swap(out, lm68, donor_img, donor_lm)
-            if not res.ok:
-                last_reason = f"swap refused: {res.reason}"
-                if res.reason and "donor" not in res.reason:
-                    break  # the target itself cannot be swapped (size, pose, outside): no donor will do
+            swap, reason, hopeless = self._swap_and_check(out, face, target, donor_id, psim, gap)
+            if swap is None:
+                last_reason = reason
+                if hopeless:
+                    break
                 continue
-            ident_after = self._identity_at(res.image, face)
-            id_sim = float(ident0 @ ident_after)
-            if id_sim >= cfg.identity_threshold:
-                last_reason = f"identity still matched after swap (cosine {id_sim:.3f})"
-                continue
-            g_kept = a_kept = None
-            if check_gender or check_age:
-                after_attr = predict_attributes([res.image], [box])[0]
-                g_kept = after_attr.gender == predicted[0] if check_gender else None
-                a_kept = after_attr.age_group == predicted[2] if check_age else None
-            score = 2 * bool(g_kept) + bool(a_kept)
-            if best is None or score > best[0]:
-                best = (score, res.image, donor_id, psim, id_sim, g_kept, a_kept, gap)
-            if score == full:
+            if best is None or swap.score > best.score:
+                best = swap
+            if swap.score == target.full_score:
                 break
-        if best is not None:
-            _, image, donor_id, psim, id_sim, g_kept, a_kept, gap = best
-            rec.method, rec.reason, rec.donor_id = "swap", None, donor_id
-            rec.skin_lightness_gap = None if gap is None else round(float(gap), 1)
-            rec.gender_kept, rec.age_group_kept = g_kept, a_kept
-            rec.perceptual_similarity_donor = _round(psim)
-            rec.identity_similarity_donor = _round(self._donor_identity_similarity(ident0, donor_id))
-            rec.identity_similarity_after = _round(id_sim)
-            after = self.model.embed([(image, face)])[0]
-            rec.perceptual_similarity_after = _round(float(query @ after))
-            used.add(donor_id)
-            return image
-        return fall_back(last_reason)
+        return best, last_reason
+
+    def _prescreen(self, target: _Target, donor_id: str) -> str | None:
+        """Why a donor is skipped before any swap (None: try it): too close to the face, or in the photo."""
+        cfg = self.config
+        if (cfg.donor_identity_max is not None
+                and self._donor_identity_similarity(target.identity, donor_id) >= cfg.donor_identity_max):
+            return f"donors too close in identity (cosine >= {cfg.donor_identity_max:g})"
+        if (target.others is not None
+                and self._donor_identity_similarity(target.others, donor_id) >= cfg.identity_threshold):
+            return "the donors left are people in this photo"
+        return None
+
+    def _swap_and_check(self, out: np.ndarray, face: Face, target: _Target, donor_id: str, psim: float,
+                        gap: float | None) -> tuple[_Swap | None, str, bool]:
+        """Step 4, the swap, then step 5, the identity and attribute checks of its output.
+
+        Returns ``(swap, "", False)`` for an identity-safe swap, else ``(None, reason, hopeless)``; hopeless
+        means the target itself cannot be swapped (size, pose, outside the image), so no donor will do."""
+        from perface.face.attributes import predict_attributes
+
+        cfg = self.config
+        donor_img, donor_lm = self._donor(donor_id)
+        res = self.swapper.swap(out, target.lm68, donor_img, donor_lm)
+        if not res.ok:
+            return None, f"swap refused: {res.reason}", bool(res.reason and "donor" not in res.reason)
+        id_sim = float(target.identity @ self._identity_at(res.image, face))
+        if id_sim >= cfg.identity_threshold:
+            return None, f"identity still matched after swap (cosine {id_sim:.3f})", False
+        g_kept = a_kept = None
+        if target.check_gender or target.check_age:
+            after_attr = predict_attributes([res.image], [target.box])[0]
+            g_kept = after_attr.gender == target.predicted[0] if target.check_gender else None
+            a_kept = after_attr.age_group == target.predicted[2] if target.check_age else None
+        return _Swap(res.image, donor_id, psim, id_sim, g_kept, a_kept, gap), "", False
+
+    def _record_swap(self, rec: FaceRecord, swap: _Swap, target: _Target, face: Face) -> None:
+        """Fill the face's report record from the swap that was kept."""
+        rec.method, rec.reason, rec.donor_id = "swap", None, swap.donor_id
+        rec.skin_lightness_gap = None if swap.gap is None else round(float(swap.gap), 1)
+        rec.gender_kept, rec.age_group_kept = swap.gender_kept, swap.age_group_kept
+        rec.perceptual_similarity_donor = rounded(swap.perceptual_similarity)
+        rec.identity_similarity_donor = rounded(self._donor_identity_similarity(target.identity, swap.donor_id))
+        rec.identity_similarity_after = rounded(swap.identity_similarity)
+        after = self.model.embed([(swap.image, face)])[0]
+        rec.perceptual_similarity_after = rounded(float(target.query @ after))
 
 
 @dataclass
-class RunReport:
-    """The privacy report of one ``perface anonymize`` run."""
+class _Target:
+    """One face as the anonymizer's steps see it (computed once, before any donor is tried)."""
 
-    images: list[ImageRecord]
-    config: dict
-    gallery: str | None
-    model: str | None
-    started: str
-    seconds: float = 0.0
+    lm68: np.ndarray
+    query: np.ndarray  # perceptual embedding (the metric's)
+    identity: np.ndarray  # identity embedding (dlib's)
+    others: np.ndarray | None  # identity embeddings of the other faces in the photo, one per row
+    box: tuple[int, ...]
+    predicted: tuple[str, float, str] | None  # (gender, its confidence, age group) from the offline predictor
+    age: float | None
+    skin: float | None  # median LAB lightness of the face's skin
+    check_gender: bool
+    check_age: bool
 
-    def totals(self) -> dict[str, int]:
-        faces = [f for im in self.images for f in im.faces]
-        return {
-            "images": len(self.images),
-            "images_failed": sum(im.error is not None for im in self.images),
-            "faces_found": len(faces),
-            "faces_swapped": sum(f.method == "swap" for f in faces),
-            "faces_fallen_back": sum(f.method != "swap" and f.reason != "requested" for f in faces),
-            "faces_obscured_on_request": sum(f.reason == "requested" for f in faces),
-            "faces_left_unanonymized": 0,
-        }
+    @property
+    def full_score(self) -> int:
+        """The attribute score of a swap that keeps everything checked (gender counts double)."""
+        return 2 * self.check_gender + self.check_age
 
-    def to_dict(self) -> dict:
-        return {"perface_report": 1, "started": self.started, "seconds": round(self.seconds, 2),
-                "model": self.model, "gallery": self.gallery, "config": self.config, "totals": self.totals(),
-                "images": [asdict(im) for im in self.images]}
 
-    def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
-        p = Path(path)
-        with atomic_write(p, overwrite=overwrite, what="report") as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2))
-        return p
+@dataclass
+class _Swap:
+    """An identity-safe swap of one face with one donor, and what its output kept."""
+
+    image: np.ndarray
+    donor_id: str
+    perceptual_similarity: float
+    identity_similarity: float
+    gender_kept: bool | None
+    age_group_kept: bool | None
+    gap: float | None  # donor's skin lightness minus the face's
+
+    @property
+    def score(self) -> int:
+        return 2 * bool(self.gender_kept) + bool(self.age_group_kept)
 
 
 def output_paths(inputs: Sequence[Path], outdir: Path, suffix: str = "") -> list[Path]:

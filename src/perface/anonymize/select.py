@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from perface.anonymize.gallery import Gallery
-from perface.evaluation.measures import INTERSECTION_GROUPS, group_statistics
+from perface.metric.groups import INTERSECTION_GROUPS, group_statistics
 
 Strategy = Literal["paper", "band", "farthest"]
 GROUP_KEYS: dict[str, tuple[str, str]] = {
