@@ -12,7 +12,8 @@ ORDER = ["summary", "detection", "celeba_pairs", "pipeline", "backbones", "model
 def main() -> None:
     parts = ["# Benchmarks\n",
              "Every figure below was measured by the script named in its section, on the machine and date it gives.\n"
-             "Regenerate a section by running its script (`python benchmarks/<name>.py`), then "
+             "Regenerate a section by running its script (`python benchmarks/<name>.py`; one-off studies live in "
+             "`benchmarks/studies/`, see its README), then "
              "`python benchmarks/collect.py`.\n"]
     names = [n for n in ORDER if (FRAGMENTS / f"{n}.md").exists()]
     names += sorted(p.stem for p in FRAGMENTS.glob("*.md") if p.stem not in ORDER)

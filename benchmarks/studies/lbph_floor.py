@@ -9,11 +9,12 @@ Writes the `lbph_floor` section of docs/benchmarks.md.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
-from _common import celeba_reid_setup, write_fragment
 
 from perface.anonymize.anonymizer import AnonymizeConfig, default_gallery_path
 from perface.anonymize.gallery import Gallery
@@ -27,6 +28,9 @@ from perface.evaluation.anonymity import (
     rank1_hits,
 )
 from perface.face.landmarks import predict_landmarks68
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for _common
+from _common import celeba_reid_setup, write_fragment  # noqa: E402
 
 FOREHEADS = (0.4, 1.2)
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-
-from _common import REPO, shared_data, write_fragment
+import sys
+from pathlib import Path
 
 from perface.evaluation.anonymity import evaluate_anonymization, fit_gender_judge
 from perface.evaluation.protocols import write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for _common
+from _common import REPO, shared_data, write_fragment  # noqa: E402
 
 SEED = 1
 VARIANTS = {  # name: (step-1 rule, SelectConfig options, AnonymizeConfig options, ClassicSwapper options)

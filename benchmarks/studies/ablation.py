@@ -1,6 +1,6 @@
 """Ablation of the default model's options (colour layout, auxiliary attribute loss, more triplets).
 
-Usage: python benchmarks/ablation.py '{"name": {overrides}, ...}'  (override keys as in configs/default.yaml;
+Usage: python benchmarks/studies/ablation.py '{"name": {overrides}, ...}'  (override keys as in configs/default.yaml;
 unspecified keys take TrainConfig's defaults, 25 epochs, patience 6). Prints validation and held-out test
 triplet accuracy of each variant next to the dlib identity baseline on the same test triplets.
 """
@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-
-from _common import REPO, shared_data
+from pathlib import Path
 
 from perface.metric.features import build_feature_bank
 from perface.metric.model import load
 from perface.metric.train import accuracy_from_embeddings, bank_embeddings, config_from_dict, train, triplet_rows
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for _common
+from _common import REPO, shared_data  # noqa: E402
 
 
 def run(name: str, over: dict) -> None:

@@ -14,10 +14,11 @@ Writes the `group_ceilings` section of docs/benchmarks.md.
 from __future__ import annotations
 
 import csv
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
-from _common import REPO, shared_data, write_fragment
 
 from perface.datasets import load_utkface
 from perface.datasets.ratings import RatingTripletConfig, load_ratings, rating_space, split_faces
@@ -26,6 +27,9 @@ from perface.evaluation.protocols import bank_embeddings, baseline_embeddings
 from perface.metric.features import build_feature_bank
 from perface.metric.groups import _reduce
 from perface.metric.model import load
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for _common
+from _common import REPO, shared_data, write_fragment  # noqa: E402
 
 CACHE = str(REPO / ".cache" / "perface")
 LAMBDAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)

@@ -8,10 +8,11 @@ but the chi-square nearest neighbour is computed on a subset of LBPH's 8 x 8 gri
 
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
-from _common import celeba_reid_setup, write_fragment
 
 from perface.anonymize.anonymizer import AnonymizeConfig, Anonymizer
 from perface.anonymize.select import SelectConfig
@@ -24,6 +25,9 @@ from perface.evaluation.anonymity import (
 )
 from perface.face.align import arcface_crop
 from perface.face.landmarks import predict_landmarks68
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for _common
+from _common import celeba_reid_setup, write_fragment  # noqa: E402
 
 
 def main() -> None:
