@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 #: Names accepted by :func:`load_backbone`.
-BACKBONES: tuple[str, ...] = ("dlib-resnet", *IRESNET_LAYERS)
+BACKBONES: tuple[str, ...] = ("dlib-resnet", *IRESNET_LAYERS, "mobilefacenet", "faceres", "mobileface")
 
 
 def load_backbone(
@@ -51,6 +51,8 @@ def load_backbone(
     * ``"iresnet18"``/``"iresnet34"``/``"iresnet50"``/``"iresnet100"``: ArcFace backbones (512-d, 112 px).
       They need ``weights=PATH`` to an insightface ``backbone.pth`` (see :mod:`perface.backbones.iresnet`
       for where to get one); ``pretrained=False`` gives random init (for tests or training from scratch).
+    * ``"mobilefacenet"``/``"faceres"``/``"mobileface"``: the shipped TF.js recognizers as staged backbones
+      (:class:`perface.backbones.tfjs_backbone.TfjsBackbone`; 112, 224 and 112 px input).
     """
     key = name.lower().replace("_", "-")
     if key in ("dlib-resnet", "dlib"):
@@ -65,6 +67,12 @@ def load_backbone(
                 "(insightface model zoo, e.g. ms1mv3_arcface_r50_fp16/backbone.pth), "
                 "or pretrained=False for random init"
             )
+    elif key in ("mobilefacenet", "faceres", "mobileface"):
+        from .tfjs_backbone import TfjsBackbone
+
+        if weights is not None or not pretrained:
+            raise ValueError(f"{key} ships its weights; weights= and pretrained=False are not supported for it")
+        model = TfjsBackbone(key)
     else:
         raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
     return model.to(device).eval()

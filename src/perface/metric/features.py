@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -116,8 +117,10 @@ def build_feature_bank(
                 x = bb.preprocess(arr)
                 if v == 0 and not flip:
                     # dlib's own (pretrained) descriptor, even when the model fine-tunes its backbone copy:
-                    # this is the identity baseline.
-                    identity.append(get_embedder("torch").embed_chips(list(arr)))
+                    # this is the identity baseline (chips of another backbone's size are resized to dlib's 150 px).
+                    ident_chips = arr if arr.shape[1] == 150 else np.stack(
+                        [cv2.resize(c, (150, 150), interpolation=cv2.INTER_LINEAR) for c in arr])
+                    identity.append(get_embedder("torch").embed_chips(list(ident_chips)))
                 pooled_v, act = _run_until(model, x, start)
                 feats.append(pooled_v)
                 if cfg.train_from is not None:

@@ -87,7 +87,8 @@ class BackboneFeatures(nn.Module):
 
     def dims(self) -> int:
         with torch.no_grad():
-            x = torch.zeros(1, 3, 150, 150)
+            side = int(getattr(self.backbone, "input_size", 150))
+            x = torch.zeros(1, 3, side, side)
             return int(self.forward(x).shape[1])
 
     def forward(self, x: torch.Tensor, start: int = 0, cached: list[torch.Tensor] | None = None) -> torch.Tensor:
@@ -247,7 +248,7 @@ class PerFaceModel(nn.Module):
             bb.freeze_until(names[idx - 1] if idx > 0 else None)
 
     def view_features(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Concatenated backbone features of all views (each an N,3,150,150 normalised batch)."""
+        """Concatenated backbone features of all views (each an N,3,S,S normalised batch; S = 150 for dlib)."""
         return torch.cat([self.features(v) for v in views], dim=1)
 
     def forward(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -259,7 +260,8 @@ class PerFaceModel(nn.Module):
         """The model's input chips (one per view padding) for a detected face."""
         from perface.face.align import dlib_chip
 
-        return [dlib_chip(image, face, 150, padding=p).crop for p in self.config.views]
+        side = int(getattr(self.features.backbone, "input_size", 150))
+        return [dlib_chip(image, face, side, padding=p).crop for p in self.config.views]
 
     def _to_views(self, items: Sequence[FaceLike]) -> list[list[np.ndarray]]:
         from perface.face.detect import Face, detect
@@ -325,9 +327,12 @@ class PerFaceModel(nn.Module):
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """Head weights plus any fine-tuned backbone stages (the pretrained rest is not saved)."""
         keep = {}
-        tuned = set(self.features.backbone.trainable_stages()) if self.config.train_from else set()
+        bb = self.features.backbone
+        tuned = set(bb.trainable_stages()) if self.config.train_from else set()
+        keys_of = getattr(bb, "stage_state_keys", None)  # backbones whose stages do not own their weights
+        exact = {f"features.backbone.{k}" for s in tuned for k in keys_of(s)} if keys_of else set()
         for k, v in self.state_dict().items():
-            if k.startswith("head.") or any(k.startswith(f"features.backbone.{s}.") for s in tuned):
+            if k.startswith("head.") or k in exact or any(k.startswith(f"features.backbone.{s}.") for s in tuned):
                 keep[k] = v.detach().cpu().contiguous()
         return keep
 
