@@ -18,11 +18,12 @@ from perface.anonymize.gallery import Gallery
 from perface.evaluation.anonymity import AnonymityResult, evaluate_anonymization, fit_gender_judge
 from perface.evaluation.protocols import write_json
 
-VARIANTS = {  # name: (method, step-1 rule, ClassicSwapper options)
-    "swap": ("swap", "hybrid", {}),  # the defaults
-    "swap-paper": ("swap", "metric", {}),  # the paper's step 1 alone
-    "swap-forehead": ("swap", "hybrid", {"forehead": 1.2}),  # the option that also replaces the hairline
-    "blur": ("blur", "hybrid", {}),
+VARIANTS = {  # name: (method, step-1 rule, ClassicSwapper options, AnonymizeConfig options)
+    "swap": ("swap", "hybrid", {}, {}),  # the defaults (dlib + MobileFaceNet consulted)
+    "swap-dlib-only": ("swap", "hybrid", {}, {"recognizers": ()}),  # the identity check before the ensemble
+    "swap-paper": ("swap", "metric", {}, {}),  # the paper's step 1 alone
+    "swap-forehead": ("swap", "hybrid", {"forehead": 1.2}, {}),  # the option that also replaces the hairline
+    "blur": ("blur", "hybrid", {}, {}),
 }
 
 
@@ -54,12 +55,12 @@ def main() -> None:
         agree = float(np.mean(judge.is_male(ident) == np.array([d.gender == "male" for d in donors])))
         write_json(REPO / "runs" / "anonymity_judge.json", {"donors": len(donors), "agrees_with_donor_gender": agree})
     for name in [] if args.report_only else args.variants:
-        method, group_by, swapper_options = VARIANTS[name]
+        method, group_by, swapper_options, options = VARIANTS[name]
         res = evaluate_anonymization(root, n_probes=150, method=method, seed=0, progress=False, group_by=group_by,
-                                     gender_judge=judge, swapper_options=swapper_options)
+                                     gender_judge=judge, swapper_options=swapper_options, anonymize_options=options)
         write_json(REPO / "runs" / f"anonymity_{name}.json", res.to_dict())
     parts = []
-    for name, (method, group_by, swapper_options) in VARIANTS.items():
+    for name, (method, group_by, swapper_options, options) in VARIANTS.items():
         p = REPO / "runs" / f"anonymity_{name}.json"
         if p.exists():
             d = json.loads(p.read_text())
@@ -67,12 +68,16 @@ def main() -> None:
             res = AnonymityResult(**d, seconds=json.loads(p.read_text())["seconds"])
             title = f"**`--method {method}`**" + (f", step 1 `--group-by {group_by}`" if method == "swap" else "")
             title += "".join(f", `--{k} {v}`" for k, v in swapper_options.items())
+            title += "".join(f", `--{k} {','.join(v) or 'none'}`" for k, v in options.items())
             title += " (the defaults)" if name == "swap" else ""
             title += (" (an option, not the default: it paints skin over fringes and caps; see the tuning draw)"
                       if swapper_options else "")
             parts.append(title + "\n\n" + res.to_markdown())
-    body = ("Targets (swap): rank-1 re-ID <= 5% with every recognizer, a face still detected in >= 95% of outputs, "
-            "gender kept in >= 95%, zero faces left unanonymized.\n\n"
+    body = ("Targets (swap, issue 17): rank-1 re-ID <= 2% and still verified at FAR 1% <= 2% with every ArcFace- or "
+            "VGGFace2-class recognizer, including **FaceRes, which the anonymizer never consults** (neither its "
+            "identity descriptor nor its gender and age heads); a face still detected in >= 98% of outputs; gender "
+            "kept >= 97% by an independent judge; zero faces left unanonymized. (Issue 5's targets: re-ID <= 5%, "
+            "detected >= 95%, gender kept >= 95%.)\n\n"
             "Read 'gender kept' with care: the anonymizer's attribute check (`keep_gender`, on by default) asks the "
             "same offline predictor that scores it here, so for swapped faces it measures how well that check "
             "works, not an independent judgement; the row 'independent judge' is one: a linear probe on dlib "
@@ -84,7 +89,8 @@ def main() -> None:
             "LBPH's rank-1 hits churn with the donor draw: between two runs with different defaults, 12 probes "
             "became hits and 6 stopped being hits, so its rate moves by a few points from run to run.\n\n"
             + "\n\n".join(parts) + "\n\n" + TUNING)
-    write_fragment("anonymity", "Anonymization: re-identification and utility on CelebA (issue 5)", body)
+    write_fragment("anonymity", "Anonymization: re-identification by every recognizer, and utility, on CelebA "
+                   "(issues 5 and 17)", body)
 
 
 if __name__ == "__main__":

@@ -169,3 +169,18 @@ def test_gallery_build_bad_options_one_line_error(tmp_path, astro_file, extra, r
     assert res.exit_code == 2
     assert reason in _one_line_error(res)
     assert not (tmp_path / "g.sqlite").exists()
+
+
+def test_similarity_reports_every_recognizer(tmp_path, astro_file, astronaut):
+    from perface.face.recognizers import RECOGNIZERS
+
+    flipped = tmp_path / "flipped.png"
+    Image.fromarray(np.ascontiguousarray(astronaut[:, ::-1])).save(flipped)
+    res = runner.invoke(app, ["similarity", str(astro_file), str(flipped), "--json", "--model", "none"])
+    assert res.exit_code == 0, res.output
+    rec = json.loads(res.stdout)["recognizers"]
+    assert set(rec) == set(RECOGNIZERS)
+    for name in ("dlib", "mobilefacenet", "faceres"):  # a mirrored photo is the same person for each network
+        assert rec[name]["same_person"] is True, (name, rec[name])
+    bad = runner.invoke(app, ["similarity", str(astro_file), str(flipped), "--recognizers", "dlib,arcface"])
+    assert bad.exit_code == 2 and "arcface" in _one_line_error(bad)

@@ -20,11 +20,11 @@ from perface.anonymize.swap import ClassicSwapper, forehead_points
 from perface.evaluation.anonymity import (
     _best_face,
     _read_with_face,
-    chi_square_nearest,
     face_features,
 )
 from perface.face.align import arcface_crop
 from perface.face.landmarks import predict_landmarks68
+from perface.face.lbph import chi_square_nearest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for _common
 from _common import celeba_reid_setup, write_fragment  # noqa: E402

@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -139,6 +140,24 @@ def embed_cmd(
     typer.echo(f"{ok} image(s) read, {len(res.failed)} skipped, {len(res.embeddings)} face(s) embedded -> {out}")
 
 
+def _recognizer_names(spec: str, known: Sequence[str]) -> tuple[str, ...]:
+    """'all', 'none' or a comma-separated list of recognizer names, checked."""
+    if spec == "all":
+        return tuple(known)
+    if spec in ("none", ""):
+        return ()
+    names = tuple(n.strip() for n in spec.split(",") if n.strip())
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise PerFaceError(f"--recognizers: unknown recognizer {unknown[0]!r}; choose from {', '.join(known)}")
+    return names
+
+
+def _consulted(spec: str) -> tuple[str, ...]:
+    """The --recognizers option of anonymize: network recognizers consulted besides dlib."""
+    return () if spec.strip() in ("none", "") else tuple(n.strip() for n in spec.split(",") if n.strip())
+
+
 @app.command("similarity")
 @guarded
 def similarity_cmd(
@@ -147,21 +166,30 @@ def similarity_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     model: Annotated[str | None, typer.Option(help="Perceptual model: 'default', a path, or 'none'.")] = "default",
     detector: Backend = "centerface",
+    recognizers: Annotated[str, typer.Option(help="Comma-separated recognizers to report, or 'all' / 'none'.")
+                           ] = "all",
 ) -> None:
-    """Identity and perceptual similarity of the main faces of two images (cosine, higher = more alike)."""
+    """Identity (every recognizer) and perceptual similarity of the main faces of two images."""
     from perface.face.pipeline import compare_files
+    from perface.face.recognizers import RECOGNIZERS
+
+    names = _recognizer_names(recognizers, RECOGNIZERS)
 
     perceptual = None
     if model and model != "none":
         from perface.metric.model import load
 
         perceptual = load(model)
-    res = compare_files(image_a, image_b, _detect_config(detector), perceptual=perceptual)
+    res = compare_files(image_a, image_b, _detect_config(detector), perceptual=perceptual, recognizers=names)
     if as_json:
         typer.echo(json.dumps(res.to_dict(), indent=2))
         return
     rows = [{"measure": "identity (dlib cosine)", "value": f"{res.identity_similarity:.4f}"},
             {"measure": "same person (identity >= threshold)", "value": str(res.same_person)}]
+    for name, r in res.recognizers.items():
+        verdict = "same person" if r["same_person"] else "different"
+        rows.append({"measure": f"{name} score (same person at >= {r['threshold']:.3f}, FAR 0.1%)",
+                     "value": f"{r['score']:.4f} ({verdict})"})
     if res.perceptual_similarity is not None:
         rows.append({"measure": "perceptual (PerFace cosine)", "value": f"{res.perceptual_similarity:.4f}"})
     _print_table(rows, ["measure", "value"], title=f"{image_a} vs {image_b}")
@@ -322,6 +350,10 @@ def anonymize_cmd(
     max_skin_gap: Annotated[float, typer.Option(
         help="Try donors whose skin lightness (LAB L, 0-255) is within this of the face's first; the others "
              "follow, closest first (0: skin tone is not considered).")] = 50.0,
+    recognizers: Annotated[str, typer.Option(
+        help="Recognizers consulted besides dlib, comma-separated, or 'none': a swap is kept only when each one "
+             "scores it below its same-person threshold (FAR 1%); donors any of them finds close are skipped. "
+             "FaceRes is left out so the evaluation has a judge that was never consulted.")] = "mobilefacenet",
     forehead: Annotated[float, typer.Option(
         help="How far above the brows the donor's face reaches, as a fraction of the brow-to-nose height "
              "(0-1.5). Higher replaces more forehead and hairline: more anonymous, but can paint skin over "
@@ -352,7 +384,8 @@ def anonymize_cmd(
                               detect=DetectConfig(threshold=threshold), draw_scores=draw_scores,
                               overwrite=overwrite, keep_gender=keep_gender,
                               donor_identity_max=None if donor_identity_max >= 1 else donor_identity_max,
-                              max_skin_gap=max_skin_gap or None, swapper_options={"forehead": forehead})
+                              max_skin_gap=max_skin_gap or None, swapper_options={"forehead": forehead},
+                              recognizers=_consulted(recognizers))
     except ValueError as exc:
         raise PerFaceError(str(exc)) from None
     paths = iter_image_paths(inputs)
@@ -410,19 +443,24 @@ def evaluate_anonymization_cmd(
                                             "donor's face reaches (0-1.5).")] = 0.4,
     judge_utkface: Annotated[Path | None, typer.Option(help="UTKFace folder: also score gender kept with an "
                                                        "independent judge fitted on its adults.")] = None,
+    recognizers: Annotated[str, typer.Option(
+        help="Recognizers consulted besides dlib, comma-separated, or 'none': a swap is kept only when each one "
+             "scores it below its same-person threshold (FAR 1%); donors any of them finds close are skipped. "
+             "FaceRes is left out so the evaluation has a judge that was never consulted.")] = "mobilefacenet",
 ) -> None:
     """Re-identification, detection and attribute agreement after anonymizing probe photos."""
     from perface.anonymize.anonymizer import AnonymizeConfig
     from perface.evaluation.anonymity import evaluate_anonymization, fit_gender_judge
 
     try:  # the same check evaluate_anonymization's config makes, before the judge and gallery take minutes
-        AnonymizeConfig(swapper_options={"forehead": forehead})
+        AnonymizeConfig(swapper_options={"forehead": forehead}, recognizers=_consulted(recognizers))
     except ValueError as exc:
         raise PerFaceError(str(exc)) from None
     judge = fit_gender_judge(judge_utkface) if judge_utkface is not None else None
     res = evaluate_anonymization(celeba, n_probes=probes, gallery=gallery, model=model, method=method, seed=seed,
                                  log=lambda m: typer.echo(m, err=True), group_by=group_by, gender_judge=judge,
-                                 swapper_options={"forehead": forehead})
+                                 swapper_options={"forehead": forehead},
+                                 anonymize_options={"recognizers": _consulted(recognizers)})
     typer.echo(res.to_markdown())
     if out is not None:
         from perface.evaluation.protocols import write_json

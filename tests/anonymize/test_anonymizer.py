@@ -115,6 +115,45 @@ def test_donors_close_in_identity_are_skipped_and_the_face_still_hidden(swapper_
     assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
 
 
+def test_every_consulted_recognizer_must_pass_or_the_face_is_blurred(swapper_anonymizer, astronaut, monkeypatch):
+    """The ensemble check: dlib passes but MobileFaceNet still "matches" every swap, so none is kept."""
+    ensemble = Anonymizer.__new__(Anonymizer)
+    ensemble.__dict__.update(swapper_anonymizer.__dict__)
+    ensemble.config = replace(swapper_anonymizer.config, recognizer_prescreen_at=None, donor_identity_max=None,
+                              identity_threshold=1.01)  # dlib alone would accept every swap
+    rec_mfn = ensemble.recognizers["mobilefacenet"]
+    monkeypatch.setattr(rec_mfn, "threshold", lambda at="far_1e-3": -1.0)  # any score is "the same person"
+    out, (rec,) = ensemble.anonymize_array(astronaut)
+    assert rec.method == "blur" and "mobilefacenet still matched" in rec.reason
+    assert rec.tries == ensemble.config.select.max_tries and rec.donor_id is None
+    x1, y1, x2, y2 = ASTRO_BOX
+    assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
+
+
+def test_ensemble_prescreen_skips_donors_and_the_report_names_each_recognizer(swapper_anonymizer, astronaut,
+                                                                               monkeypatch):
+    out, (rec,) = swapper_anonymizer.anonymize_array(astronaut)
+    assert rec.method == "swap"
+    assert set(rec.recognizers_after) == {"dlib", "mobilefacenet"} == set(rec.recognizers_donor)
+    mfn = swapper_anonymizer.recognizers["mobilefacenet"]
+    assert rec.recognizers_after["mobilefacenet"] < mfn.threshold("far_1e-2")
+    assert rec.recognizers_after["dlib"] == rec.identity_similarity_after
+    wary = Anonymizer.__new__(Anonymizer)
+    wary.__dict__.update(swapper_anonymizer.__dict__)
+    wary.config = replace(swapper_anonymizer.config, donor_identity_max=None)  # dlib's own pre-screen off
+    monkeypatch.setattr(mfn, "threshold", lambda at="far_1e-3": -1.0)  # every donor "looks like" her
+    _, (rec2,) = wary.anonymize_array(astronaut)
+    assert rec2.method == "blur" and "donors too close for mobilefacenet" in rec2.reason and rec2.tries == 0
+
+
+def test_config_refuses_unknown_recognizers_and_operating_points():
+    with pytest.raises(ValueError, match="recognizers"):
+        AnonymizeConfig(recognizers=("arcface",))
+    with pytest.raises(ValueError, match="recognizer_check_at"):
+        AnonymizeConfig(recognizer_check_at="far_5")
+    assert AnonymizeConfig(recognizers=()).recognizers == ()
+
+
 def test_swapper_error_falls_back(swapper_anonymizer, astronaut, monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("swapper exploded")

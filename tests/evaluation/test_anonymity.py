@@ -13,10 +13,8 @@ from perface.evaluation.anonymity import (
     AnonymityResult,
     GenderJudge,
     _iou,
-    chi_square_nearest,
     evaluate_anonymization,
     fit_gender_judge,
-    lbph_descriptor,
     split_probes,
 )
 from perface.face.io import InputError
@@ -31,34 +29,6 @@ def _write_labels(root: Path, rows: list[tuple[str, str]]) -> None:
         w.writerow(["image", "identity", "Male", "Young"])
         for image, ident in rows:
             w.writerow([image, ident, 1, 1])
-
-
-def test_lbph_descriptor_is_one_normalised_histogram_per_cell() -> None:
-    rng = np.random.default_rng(0)
-    crop = rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)
-    d = lbph_descriptor(crop, grid=4)
-    assert d.shape == (4 * 4 * 59,)
-    np.testing.assert_allclose(d.reshape(16, 59).sum(1), 1.0, atol=1e-5)
-
-
-def test_lbph_descriptor_separates_textures() -> None:
-    """Two noisy copies of one texture are nearer (chi-square) than a different texture."""
-    rng = np.random.default_rng(1)
-    base = cv2.resize(rng.integers(0, 256, (28, 28, 3), dtype=np.uint8), (112, 112))
-    stripes = np.tile((np.arange(112) // 4 % 2 * 255).astype(np.uint8)[None, :, None], (112, 1, 3))
-
-    def noisy(x: np.ndarray) -> np.ndarray:
-        return np.clip(x.astype(int) + rng.integers(-3, 4, x.shape), 0, 255).astype(np.uint8)
-
-    gallery = np.stack([lbph_descriptor(noisy(stripes)), lbph_descriptor(noisy(base))])
-    assert chi_square_nearest(lbph_descriptor(noisy(base))[None], gallery).tolist() == [1]
-
-
-def test_chi_square_nearest_matches_brute_force() -> None:
-    rng = np.random.default_rng(2)
-    probes, gallery = rng.random((7, 20)), rng.random((11, 20))
-    brute = [int(np.argmin([((p - g) ** 2 / (p + g + 1e-9)).sum() for g in gallery])) for p in probes]
-    assert chi_square_nearest(probes, gallery, chunk=3).tolist() == brute
 
 
 def test_iou() -> None:
@@ -132,6 +102,16 @@ def test_evaluate_anonymization_end_to_end_with_blur(tmp_path: Path) -> None:
     assert "skin_gap_large" not in res.rates["anonymized"]
     assert all(isinstance(p["reid_dlib"], bool) and isinstance(p["reid_lbph"], bool) for p in res.probes)
     assert sum(p["reid_dlib"] for p in res.probes) / 3 == pytest.approx(res.rates["anonymized"]["reid_dlib"])
+    # every recognizer has its row; none was consulted by a blur; the networks re-identify the originals
+    rec = res.rates["recognizers"]
+    assert set(rec) == {"dlib", "mobilefacenet", "faceres", "mobileface", "lbph"}
+    assert not any(r["consulted"] for r in rec.values())
+    for name in ("dlib", "mobilefacenet", "faceres"):
+        assert rec[name]["rank1_original"]["rate"] == 1.0, name
+        v = rec[name]["verified_far_1e-2"]
+        assert v["n"] == 3 and 0.0 <= v["low"] <= v["rate"] <= v["high"] <= 1.0
+    assert "consulted by the anonymizer" in res.to_markdown()
+
 
 
 def test_gender_judge_learns_a_linear_split_and_needs_both_genders() -> None:
@@ -154,3 +134,15 @@ def test_fit_gender_judge_reads_utkface_names_and_skips_children(tmp_path: Path)
     assert judge.w.shape == (129,)  # 128 dlib dimensions + bias, fitted on the four adults
     with pytest.raises(InputError, match="both genders"):
         fit_gender_judge(tmp_path, n=10, min_age=35, progress=False)  # only the 41-year-old woman is left
+
+
+def test_wilson_interval_matches_the_formula() -> None:
+    from perface.evaluation.anonymity import wilson_interval
+
+    k, n, z = 3, 150, 1.959963984540054
+    p = k / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (
+        1 + z * z / n)
+    lo, hi = wilson_interval(k, n)
+    assert lo == pytest.approx(centre - half, abs=1e-9) and hi == pytest.approx(centre + half, abs=1e-9)
+    assert all(np.isnan(wilson_interval(0, 0)))

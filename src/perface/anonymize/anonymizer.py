@@ -43,6 +43,14 @@ class AnonymizeConfig:
     # Skip donors whose own identity embedding is this close to the face's (cosine): a swap keeps the head and
     # jaw line, so a donor a recognizer already finds similar gives a likely re-identifiable result. None: off.
     donor_identity_max: float | None = 0.88
+    # Recognizers consulted besides dlib (whose thresholds are the two above): a swap is kept only when every one
+    # of them scores the output below its same-person threshold at ``recognizer_check_at`` (calibrated on CelebA
+    # pairs), and donors that any of them scores at or above its ``recognizer_prescreen_at`` threshold against
+    # the face are skipped. FaceRes is left out on purpose: the evaluation keeps it as the judge that the
+    # anonymizer never consulted (a VGGFace2 network; dlib and MobileFaceNet learned from other data).
+    recognizers: tuple[str, ...] = ("mobilefacenet",)
+    recognizer_check_at: str = "far_1e-2"
+    recognizer_prescreen_at: str | None = "eer"
     # Try donors whose skin lightness (median LAB L, 0-255) is within this of the face's first; the others follow,
     # closest first. The colour transfer bridges moderate gaps, but a dark donor on a pale face (or the reverse)
     # comes out grey-eyed and washed out. None: off.
@@ -64,6 +72,16 @@ class AnonymizeConfig:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         if self.donor_identity_max is not None and not -1.0 <= self.donor_identity_max <= 1.0:
             raise ValueError(f"donor_identity_max must be a cosine in [-1, 1] or None, got {self.donor_identity_max}")
+        from perface.face.recognizers import NETWORKS, OPERATING_POINTS
+
+        for name in self.recognizers:
+            if name not in NETWORKS:
+                raise ValueError(f"recognizers: {name!r} is not a network recognizer besides dlib "
+                                 f"({', '.join(NETWORKS)})")
+        for name, point in (("recognizer_check_at", self.recognizer_check_at),
+                            ("recognizer_prescreen_at", self.recognizer_prescreen_at)):
+            if point is not None and point not in OPERATING_POINTS:
+                raise ValueError(f"{name} must be one of {', '.join(OPERATING_POINTS)}, got {point!r}")
         if self.max_skin_gap is not None and not 0 <= self.max_skin_gap <= 255:
             raise ValueError(f"max_skin_gap must be within 0..255 (LAB lightness) or None, got {self.max_skin_gap}")
         if self.swapper_options:  # checked here, so a bad setting fails before any model or gallery loads
@@ -108,6 +126,10 @@ class Anonymizer:
         self._donor_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._skin_cache: dict[str, float | None] = {}
         self._identity_cache: dict[str, np.ndarray] = {}  # donor id -> unit identity embedding
+        self._donor_feats: dict[tuple[str, str], np.ndarray] = {}  # (recognizer, donor id) -> its features
+        from perface.face.recognizers import get_recognizer
+
+        self.recognizers = {n: get_recognizer(n) for n in self.config.recognizers}
 
     def _donor(self, donor_id: str) -> tuple[np.ndarray, np.ndarray]:
         if donor_id not in self._donor_cache:
@@ -155,6 +177,19 @@ class Anonymizer:
             d = self.gallery.identity_of(donor_id)
             self._identity_cache[donor_id] = d / np.linalg.norm(d)
         return float(np.max(ident @ self._identity_cache[donor_id]))
+
+    def _donor_features(self, name: str, donor_id: str) -> np.ndarray:
+        """A consulted recognizer's features of a donor, from its stored crop and landmarks (cached)."""
+        key = (name, donor_id)
+        if key not in self._donor_feats:
+            from perface.face.detect import five_from_68
+
+            crop, lm = self._donor(donor_id)
+            x1, y1 = lm.min(0)
+            x2, y2 = lm.max(0)
+            face = Face(box=(float(x1), float(y1), float(x2), float(y2)), score=1.0, landmarks=five_from_68(lm))
+            self._donor_feats[key] = self.recognizers[name].embed(crop, [face])[0]
+        return self._donor_feats[key]
 
     def anonymize_array(self, image: np.ndarray, seed: int | None = None) -> tuple[np.ndarray, list[FaceRecord]]:
         """Anonymize every face of an RGB image; returns the new image and one record per face."""
@@ -204,6 +239,8 @@ class Anonymizer:
         cfg = self.config
         if face.size < cfg.min_face_px:
             return self._fall_back(out, face, rec, f"face too small ({face.size:.0f} px < {cfg.min_face_px:.0f})")
+        if getattr(face, "rotation", 0):  # the swapper works on upright faces only: hide, never paste askew
+            return self._fall_back(out, face, rec, f"face turned by {face.rotation} degrees (not swapped upright)")
         target = self._describe(original, face, ident0, others)
         sel = self._choose_donors(target, used, rng)  # steps 1 and 2: the group, then its ranked donors
         rec.group = sel.group
@@ -242,8 +279,10 @@ class Anonymizer:
             from perface.anonymize.swap import skin_lightness
 
             skin = skin_lightness(original, lm68)
+        feats = {n: r.embed(original, [face])[0] for n, r in self.recognizers.items()}
         return _Target(
             lm68=lm68, query=query, identity=ident0, others=np.stack(others) if len(others) else None, box=box,
+            features=feats,
             predicted=predicted, age=age, skin=skin,
             check_gender=cfg.keep_gender and predicted is not None and predicted[1] >= cfg.check_gender_above,
             check_age=cfg.keep_age_group and predicted is not None,
@@ -297,6 +336,11 @@ class Anonymizer:
         if (target.others is not None
                 and self._donor_identity_similarity(target.others, donor_id) >= cfg.identity_threshold):
             return "the donors left are people in this photo"
+        if cfg.recognizer_prescreen_at is not None:
+            for name, rec in self.recognizers.items():
+                th = rec.threshold(cfg.recognizer_prescreen_at)  # type: ignore[arg-type]
+                if float(rec.score(target.features[name], self._donor_features(name, donor_id))[0]) >= th:
+                    return f"donors too close for {name} (score >= {th:.3f}, its {cfg.recognizer_prescreen_at})"
         return None
 
     def _swap_and_check(self, out: np.ndarray, face: Face, target: _Target, donor_id: str, psim: float,
@@ -315,12 +359,19 @@ class Anonymizer:
         id_sim = float(target.identity @ self._identity_at(res.image, face))
         if id_sim >= cfg.identity_threshold:
             return None, f"identity still matched after swap (cosine {id_sim:.3f})", False
+        after: dict[str, float] = {"dlib": id_sim}
+        for name, rec in self.recognizers.items():
+            score = float(rec.score(target.features[name], rec.embed(res.image, [face]))[0])
+            th = rec.threshold(cfg.recognizer_check_at)  # type: ignore[arg-type]
+            if score >= th:
+                return None, f"{name} still matched after swap (score {score:.3f} >= {th:.3f})", False
+            after[name] = score
         g_kept = a_kept = None
         if target.check_gender or target.check_age:
             after_attr = predict_attributes([res.image], [target.box])[0]
             g_kept = after_attr.gender == target.predicted[0] if target.check_gender else None
             a_kept = after_attr.age_group == target.predicted[2] if target.check_age else None
-        return _Swap(res.image, donor_id, psim, id_sim, g_kept, a_kept, gap), "", False
+        return _Swap(res.image, donor_id, psim, id_sim, g_kept, a_kept, gap, after), "", False
 
     def _record_swap(self, rec: FaceRecord, swap: _Swap, target: _Target, face: Face) -> None:
         """Fill the face's report record from the swap that was kept."""
@@ -330,6 +381,10 @@ class Anonymizer:
         rec.perceptual_similarity_donor = rounded(swap.perceptual_similarity)
         rec.identity_similarity_donor = rounded(self._donor_identity_similarity(target.identity, swap.donor_id))
         rec.identity_similarity_after = rounded(swap.identity_similarity)
+        rec.recognizers_after = {n: rounded(v) for n, v in swap.recognizer_scores.items()}
+        rec.recognizers_donor = {"dlib": rec.identity_similarity_donor, **{
+            n: rounded(float(r.score(target.features[n], self._donor_features(n, swap.donor_id))[0]))
+            for n, r in self.recognizers.items()}}
         after = self.model.embed([(swap.image, face)])[0]
         rec.perceptual_similarity_after = rounded(float(target.query @ after))
 
@@ -342,6 +397,7 @@ class _Target:
     query: np.ndarray  # perceptual embedding (the metric's)
     identity: np.ndarray  # identity embedding (dlib's)
     others: np.ndarray | None  # identity embeddings of the other faces in the photo, one per row
+    features: dict[str, np.ndarray]  # the other consulted recognizers' features of the face
     box: tuple[int, ...]
     predicted: tuple[str, float, str] | None  # (gender, its confidence, age group) from the offline predictor
     age: float | None
@@ -366,6 +422,7 @@ class _Swap:
     gender_kept: bool | None
     age_group_kept: bool | None
     gap: float | None  # donor's skin lightness minus the face's
+    recognizer_scores: dict[str, float]  # every consulted recognizer's score of output vs original
 
     @property
     def score(self) -> int:

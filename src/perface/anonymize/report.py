@@ -27,6 +27,8 @@ class FaceRecord:
     perceptual_similarity_after: float | None = None  # original face vs output face
     identity_similarity_donor: float | None = None
     identity_similarity_after: float | None = None
+    recognizers_donor: dict[str, float | None] | None = None  # each consulted recognizer: face vs chosen donor
+    recognizers_after: dict[str, float | None] | None = None  # each consulted recognizer: face vs output
     gender_kept: bool | None = None  # predicted gender of the output equals the original's (None: not checked)
     age_group_kept: bool | None = None  # likewise for the predicted age group
     skin_lightness_gap: float | None = None  # donor's skin lightness minus the face's (LAB L, 0-255)

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -34,63 +33,9 @@ from perface.face.align import arcface_crop
 from perface.face.detect import DetectConfig, Face, detect
 from perface.face.identity import get_embedder
 from perface.face.io import InputError, read_image
+from perface.face.lbph import chi_square_nearest, lbph_descriptor
 
 LARGE_SKIN_GAP = 50.0  # donor vs face skin lightness (LAB L, 0-255) above which a classic swap looks washed out
-# ------------------------------------------------------------------------------------------ LBPH
-
-
-def _lbp_codes(gray: np.ndarray) -> np.ndarray:
-    """8-neighbour, radius-1 LBP codes mapped to the 59 uniform-pattern bins."""
-    g = gray.astype(np.int16)
-    c = g[1:-1, 1:-1]
-    shifts = [(-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1)]
-    code = np.zeros_like(c, dtype=np.uint8)
-    for bit, (dy, dx) in enumerate(shifts):
-        nb = g[1 + dy : g.shape[0] - 1 + dy, 1 + dx : g.shape[1] - 1 + dx]
-        code |= ((nb >= c).astype(np.uint8) << bit)
-    return _UNIFORM[code]
-
-
-def _uniform_table() -> np.ndarray:
-    table = np.full(256, 58, dtype=np.uint8)
-    k = 0
-    for v in range(256):
-        bits = [(v >> i) & 1 for i in range(8)]
-        transitions = sum(bits[i] != bits[(i + 1) % 8] for i in range(8))
-        if transitions <= 2:
-            table[v] = k
-            k += 1
-    return table
-
-
-_UNIFORM = _uniform_table()
-
-
-def lbph_descriptor(crop_rgb: np.ndarray, grid: int = 8) -> np.ndarray:
-    """Concatenated, normalised uniform-LBP histograms over a grid x grid tiling of an aligned crop."""
-    gray = cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2GRAY)
-    gray = cv2.equalizeHist(gray)
-    codes = _lbp_codes(gray)
-    h, w = codes.shape
-    hists = []
-    for i in range(grid):
-        for j in range(grid):
-            cell = codes[i * h // grid : (i + 1) * h // grid, j * w // grid : (j + 1) * w // grid]
-            hist = np.bincount(cell.ravel(), minlength=59).astype(np.float32)
-            hists.append(hist / max(1.0, hist.sum()))
-    return np.concatenate(hists)
-
-
-def chi_square_nearest(probes: np.ndarray, gallery: np.ndarray, chunk: int = 4) -> np.ndarray:
-    """Index of the chi-square-nearest gallery row for every probe row (chunked: memory ~ chunk x gallery x d)."""
-    out = np.empty(len(probes), dtype=np.int64)
-    for s in range(0, len(probes), chunk):
-        p = probes[s : s + chunk, None, :]
-        d = ((p - gallery[None]) ** 2 / (p + gallery[None] + 1e-9)).sum(-1)
-        out[s : s + chunk] = d.argmin(1)
-    return out
-
-
 # ------------------------------------------------------------------------------------------ protocol
 
 
@@ -171,12 +116,21 @@ class AnonymityResult:
             *([f"| swapped faces whose donor's skin lightness differs by more than {LARGE_SKIN_GAP:g} (LAB L, "
                f"0-255) | - | {r['anonymized']['skin_gap_large']:.3f} |"]
               if "skin_gap_large" in r["anonymized"] else []),
+            *([f"| gender kept, FaceRes gender head (a network the anonymizer never runs) | - | "
+               f"{r['anonymized']['gender_kept_faceres']:.3f} |"] if "gender_kept_faceres" in r["anonymized"] else []),
+            *([f"| FaceRes gender head agrees with the dataset's gender label | "
+               f"{r['original']['faceres_matches_label']:.3f} | {r['anonymized']['faceres_matches_label']:.3f} |"]
+              if "faceres_matches_label" in r["anonymized"] else []),
             *([f"| independent judge agrees with the dataset's gender label | "
                f"{r['original']['judge_matches_label']:.3f} | {r['anonymized']['judge_matches_label']:.3f} |"]
               if "judge_matches_label" in r["anonymized"] else []),
             "",
             "Faces: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in self.totals.items()) + ".",
         ]
+        if "recognizers" in r:
+            lines += ["", "Every recognizer (95% Wilson intervals; 'still verified' = the output and the original "
+                      "are one person for that recognizer at its threshold, calibrated on CelebA pairs):", "",
+                      recognizer_table(r["recognizers"])]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -310,6 +264,101 @@ def split_probes(root: Path, n_probes: int = 150, seed: int = 0) -> tuple[list[t
     return probe_rows, gallery_rows
 
 
+def wilson_interval(k: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion k / n (scipy's binomtest); (nan, nan) when n = 0."""
+    if n == 0:
+        return float("nan"), float("nan")
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(k), int(n)).proportion_ci(0.95, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def _rate(hits: Sequence[bool]) -> dict[str, float]:
+    k, n = int(np.sum(hits)), len(hits)
+    lo, hi = wilson_interval(k, n)
+    return {"rate": k / n if n else float("nan"), "low": lo, "high": hi, "k": k, "n": n}
+
+
+_RECOGNIZER_GALLERY: dict[tuple, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+
+
+def recognizer_gallery(root: Path, rows: list[tuple[str, str]], det: DetectConfig, names: Sequence[str],
+                       progress: bool, batch: int = 32) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Gallery identities and every named recognizer's features of each gallery photo's face (cached per run)."""
+    from perface.face.recognizers import get_recognizer
+
+    key = (str(root.resolve()), tuple(rows), tuple(names))
+    if key in _RECOGNIZER_GALLERY:
+        return _RECOGNIZER_GALLERY[key]
+    ids, feats = [], {n: [] for n in names}
+    pending: list[tuple[np.ndarray, Face]] = []
+
+    def flush() -> None:
+        for n in names:
+            rec = get_recognizer(n)
+            feats[n].append(rec.embed_crops([rec.crop(im, f) for im, f in pending]))
+        pending.clear()
+
+    for ident, im in tqdm(rows, desc="re-ID gallery, every recognizer", disable=not progress):
+        found = _read_with_face(root / "images" / im, det)
+        if found is None:
+            continue
+        ids.append(ident)
+        pending.append(found)
+        if len(pending) >= batch:
+            flush()
+    if pending:
+        flush()
+    out = (np.asarray(ids), {n: np.concatenate(v) for n, v in feats.items()})
+    _RECOGNIZER_GALLERY.clear()
+    _RECOGNIZER_GALLERY[key] = out
+    return out
+
+
+def recognizer_rates(names: Sequence[str], consulted: Sequence[str], originals: list[tuple[np.ndarray, Face]],
+                     outputs: list[tuple[np.ndarray, Face]], truth: Sequence[str], gallery_ids: np.ndarray,
+                     gallery: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Per recognizer: rank-1 re-ID of originals and outputs against the gallery, and the share of outputs it
+    still verifies as the original person at its FAR 1%, FAR 0.1% and equal-error thresholds (95% intervals)."""
+    from perface.face.recognizers import get_recognizer
+
+    t = np.asarray(truth)
+    out: dict[str, dict[str, Any]] = {}
+    for n in names:
+        rec = get_recognizer(n)
+        fo = rec.embed_crops([rec.crop(im, f) for im, f in originals])
+        fa = rec.embed_crops([rec.crop(im, f) for im, f in outputs])
+        rank_o = gallery_ids[rec.score_matrix(fo, gallery[n]).argmax(1)] == t
+        rank_a = gallery_ids[rec.score_matrix(fa, gallery[n]).argmax(1)] == t
+        pair = rec.score(fo, fa)
+        row: dict[str, Any] = {"consulted": n in consulted, "network": rec.network,
+                               "training_data": rec.training_data,
+                               "rank1_original": _rate(rank_o.tolist()), "rank1_anonymized": _rate(rank_a.tolist())}
+        if rec.calibration is not None:
+            for point in ("far_1e-2", "far_1e-3", "eer"):
+                row[f"verified_{point}"] = _rate((pair >= rec.threshold(point)).tolist())  # type: ignore[arg-type]
+        row["auc"] = rec.calibration.auc if rec.calibration is not None else None
+        out[n] = row
+    return out
+
+
+def recognizer_table(rows: dict[str, dict[str, Any]]) -> str:
+    """The per-recognizer markdown table of :func:`recognizer_rates`."""
+    def cell(r: dict[str, float]) -> str:
+        return f"{r['rate']:.3f} [{r['low']:.3f}, {r['high']:.3f}]"
+
+    lines = ["| recognizer (training data) | consulted by the anonymizer | CelebA-pair AUC | rank-1, originals "
+             "| rank-1, anonymized | still verified at FAR 1% | at FAR 0.1% | at EER |",
+             "|---|---|---|---|---|---|---|---|"]
+    for n, r in rows.items():
+        auc = "-" if r.get("auc") is None else f"{r['auc']:.3f}"
+        ver = [cell(r[k]) if k in r else "-" for k in ("verified_far_1e-2", "verified_far_1e-3", "verified_eer")]
+        lines.append(f"| {n} ({r['training_data']}) | {'**yes**' if r['consulted'] else 'no'} | {auc} | "
+                     f"{cell(r['rank1_original'])} | {cell(r['rank1_anonymized'])} | {' | '.join(ver)} |")
+    return "\n".join(lines)
+
+
 def evaluate_anonymization(
     root: str | Path,
     n_probes: int = 150,
@@ -324,13 +373,18 @@ def evaluate_anonymization(
     swapper_options: dict[str, Any] | None = None,
     select_options: dict[str, Any] | None = None,
     anonymize_options: dict[str, Any] | None = None,
+    recognizers: Sequence[str] | None = None,
 ) -> AnonymityResult:
     """Run the protocol in the module docstring on a CelebA-layout folder.
 
     ``gender_judge``: also score gender kept (and agreement with the folder's ``Male`` labels) with a
     judge independent of the anonymizer's own attribute check. ``swapper_options``, ``select_options``,
     ``anonymize_options``: ClassicSwapper, SelectConfig and AnonymizeConfig settings to evaluate instead
-    of the defaults (e.g. ``{"max_yaw_deg": 32}``, ``{"max_age_gap": None}``)."""
+    of the defaults (e.g. ``{"max_yaw_deg": 32}``, ``{"max_age_gap": None}``). ``recognizers``: the recognizers
+    to score re-ID and verification with (default: every one the project has; ``()`` for none)."""
+    from perface.face.recognizers import RECOGNIZERS
+
+    recognizers = tuple(RECOGNIZERS if recognizers is None else recognizers)
     from perface.anonymize.anonymizer import AnonymizeConfig, Anonymizer
     from perface.anonymize.select import SelectConfig
     from perface.anonymize.swap import skin_lightness
@@ -358,6 +412,7 @@ def evaluate_anonymization(
     orig_f, anon_f, detected, g_keep, a_keep = [], [], [], [], []
     totals = {"found": 0, "swapped": 0, "hidden_by_fallback": 0, "hidden_as_requested": 0, "left_unanonymized": 0}
     truth, probes = [], []
+    originals, outputs = [], []  # (image, face) of each probe before and after, for every recognizer
     reasons: dict[str, int] = {}
     for ident, im in tqdm(probe_rows, desc="anonymize probes", disable=not progress):
         found = _read_with_face(root / "images" / im, det)
@@ -382,6 +437,8 @@ def evaluate_anonymization(
         # see the same region as the original face (what an attacker cropping that spot would get).
         probe_face = after or face
         anon_f.append(face_features(out, probe_face))
+        originals.append((image, face))
+        outputs.append((out, probe_face))
         box = tuple(int(round(v)) for v in face.box)
         pa, pb = predict_attributes([image, out], [box, tuple(int(round(v)) for v in probe_face.box)])
         g_keep.append(pa.gender == pb.gender)
@@ -419,8 +476,33 @@ def evaluate_anonymization(
         rates["anonymized"]["skin_gap_large"] = float(np.mean(np.array(gaps) > LARGE_SKIN_GAP))
     if gender_judge is not None:
         _judge_rates(gender_judge, root, orig_f, anon_f, probes, rates)
+    if "faceres" in recognizers and originals:
+        # a second independent gender judge: FaceRes's gender head (a VGGFace2 network the anonymizer never runs)
+        from perface.face.attribute_networks import FaceResPredictor
+
+        fr = FaceResPredictor()
+        before = fr.predict([im for im, _ in originals], [tuple(int(round(v)) for v in f.box) for _, f in originals])
+        after_ = fr.predict([im for im, _ in outputs], [tuple(int(round(v)) for v in f.box) for _, f in outputs])
+        kept = [a.gender == b.gender for a, b in zip(before, after_, strict=True)]
+        rates["anonymized"]["gender_kept_faceres"] = float(np.mean(kept))
+        male = _read_male_labels(root)
+        labelled = [(p["image"] in male, male.get(p["image"]), a, b) for p, a, b in zip(probes, before, after_,
+                                                                                       strict=True)]
+        if any(has for has, *_ in labelled):
+            rates["original"]["faceres_matches_label"] = float(np.mean(
+                [(a.gender == "male") == m for has, m, a, _ in labelled if has]))
+            rates["anonymized"]["faceres_matches_label"] = float(np.mean(
+                [(b.gender == "male") == m for has, m, _, b in labelled if has]))
+        for row, a, b in zip(probes, before, after_, strict=True):
+            row["faceres_gender_before"], row["faceres_gender_after"] = a.gender, b.gender
+    if recognizers:
+        consulted = ("dlib", *cfg.recognizers) if method == "swap" else ()
+        g_ids_r, g_feats = recognizer_gallery(root, gallery_rows, det, recognizers, progress)
+        rates["recognizers"] = recognizer_rates(recognizers, consulted, originals, outputs, truth, g_ids_r,
+                                                g_feats)
     return AnonymityResult(root.name, method, len(truth), len(g_ids_a), rates, totals, time.perf_counter() - t0,
                            {"seed": seed, "group_by": group_by, "swapper_options": swapper_options,
                             "select_options": select_options, "anonymize_options": anonymize_options,
                             "fallback_reasons": reasons,
-                            "recognizers": ["dlib ResNet (cosine)", "LBPH (chi-square)"]}, probes)
+                            "recognizers": list(recognizers),
+                            "consulted": ["dlib", *cfg.recognizers] if method == "swap" else []}, probes)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,9 +76,14 @@ class Comparison:
     identity_similarity: float
     same_person: bool
     perceptual_similarity: float | None = None
+    #: every recognizer's verdict: name -> {"score", "threshold" (FAR 0.1%), "same_person"}
+    recognizers: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        out = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        out["recognizers"] = {n: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}
+                              for n, r in self.recognizers.items()}
+        return out
 
 
 def compare_files(
@@ -86,8 +91,12 @@ def compare_files(
     path_b: str | os.PathLike[str],
     detect_config: DetectConfig | None = None,
     perceptual=None,
+    recognizers: Sequence[str] = (),
 ) -> Comparison:
-    """Compare the largest face of each image; raises :class:`InputError` when one has no face."""
+    """Compare the largest face of each image; raises :class:`InputError` when one has no face.
+
+    ``recognizers`` (names from :data:`perface.face.recognizers.RECOGNIZERS`) adds each one's score and its
+    same-person verdict at its calibrated FAR 0.1% threshold."""
     from perface.face.identity import SAME_PERSON_COSINE
 
     a, b = analyze_file(path_a, detect_config), analyze_file(path_b, detect_config)
@@ -102,7 +111,17 @@ def compare_files(
 
         e = perceptual.embed([(_read(path_a), fa.face), (_read(path_b), fb.face)])
         psim = float(e[0] @ e[1])
-    return Comparison(str(path_a), str(path_b), sim, sim >= SAME_PERSON_COSINE, psim)
+    verdicts: dict[str, dict] = {}
+    if recognizers:
+        from perface.face.recognizers import get_recognizer
+
+        images = (read_image(path_a), read_image(path_b))
+        for name in recognizers:
+            rec = get_recognizer(name)
+            ea, eb = rec.embed(images[0], [fa.face]), rec.embed(images[1], [fb.face])
+            score, th = float(rec.score(ea, eb)[0]), rec.threshold("far_1e-3")
+            verdicts[name] = {"score": score, "threshold": th, "same_person": score >= th}
+    return Comparison(str(path_a), str(path_b), sim, sim >= SAME_PERSON_COSINE, psim, verdicts)
 
 
 @dataclass
