@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from perface.datasets import load_utkface
 from perface.face import attribute_networks as A
+from perface.face.align import region_crop
 from perface.face.detect import detect
 from perface.face.io import read_image
 
@@ -44,10 +45,10 @@ class _GearVariant(A.GearPredictor):
         w, h = x2 - x1, y2 - y1
         x1, y1, x2, y2 = x1 - self.margin * w, y1 - self.margin * h, x2 + self.margin * w, y2 + self.margin * h
         w, h = x2 - x1, y2 - y1
-        return A._warp(image, x1 + 0.1 * w, y1, x1 + 0.9 * w, y1 + 0.9 * h, self.size)
+        return region_crop(image, x1 + 0.1 * w, y1, x1 + 0.9 * w, y1 + 0.9 * h, self.size)
 
     def probabilities(self, images, boxes):
-        crops = np.stack([self.crop(im, None if boxes is None else boxes[i]) for i, im in enumerate(images)])
+        crops = self.crops(images, boxes)
         out = self._run(crops.astype(np.float32) * self.scale, ["Identity_1", "Identity"])
         g = out["Identity_1"].reshape(len(crops), -1)[:, 1 if self.flip_gender else 0]
         age_p = out["Identity"].reshape(len(crops), -1).astype(np.float64)

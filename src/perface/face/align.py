@@ -101,3 +101,11 @@ def dlib_chip(image: np.ndarray, face: Face, size: int = 150, padding: float = 0
     details = dlib.get_face_chip_details(shape, size, padding)
     chip = dlib.extract_image_chip(image, details)
     return AlignedFace(crop=np.asarray(chip, dtype=np.uint8), matrix=_dlib_chip_matrix(details))
+
+
+def region_crop(image: np.ndarray, x1: float, y1: float, x2: float, y2: float, size: int) -> np.ndarray:
+    """The axis-aligned region (x1, y1)-(x2, y2) resized to ``size`` x ``size``; outside the image, its border
+    is replicated (the box crops of HSE FaceRes and GEAR, which are not landmark-aligned)."""
+    sx, sy = size / max(1e-6, x2 - x1), size / max(1e-6, y2 - y1)
+    mat = np.array([[sx, 0, -x1 * sx], [0, sy, -y1 * sy]])
+    return cv2.warpAffine(image, mat, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -22,9 +22,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 
+from perface.face.align import region_crop
 from perface.face.attributes import AttributePredictor, Attributes, Box, age_group_of
 
 GEAR_AGE_CENTRES = np.array([15.0, 23.0, 28.0, 35.5, 45.5, 55.5, 65.0])
@@ -34,13 +34,6 @@ CAFFE_BGR_MEANS = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 def _box_of(image: np.ndarray, box: Box | None) -> tuple[float, float, float, float]:
     h, w = image.shape[:2]
     return (0.0, 0.0, float(w), float(h)) if box is None else tuple(float(v) for v in box)  # type: ignore[return-value]
-
-
-def _warp(image: np.ndarray, x1: float, y1: float, x2: float, y2: float, size: int) -> np.ndarray:
-    """The region (x1, y1)-(x2, y2) resized to size x size; outside the image, its border is replicated."""
-    sx, sy = size / max(1e-6, x2 - x1), size / max(1e-6, y2 - y1)
-    mat = np.array([[sx, 0, -x1 * sx], [0, sy, -y1 * sy]])
-    return cv2.warpAffine(image, mat, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 class _TfjsPredictor:
@@ -74,6 +67,10 @@ class _TfjsPredictor:
     def crop(self, image: np.ndarray, box: Box | None) -> np.ndarray:
         raise NotImplementedError
 
+    def crops(self, images: Sequence[np.ndarray], boxes: Sequence[Box | None] | None) -> np.ndarray:
+        """(N, size, size, 3) uint8 crops of every face."""
+        return np.stack([self.crop(im, None if boxes is None else boxes[i]) for i, im in enumerate(images)])
+
     def probabilities(self, images: Sequence[np.ndarray], boxes: Sequence[Box | None] | None
                       ) -> tuple[np.ndarray, np.ndarray]:
         """P(male) and the expected age of every face."""
@@ -105,11 +102,10 @@ class FaceResPredictor(_TfjsPredictor):
     def crop(self, image: np.ndarray, box: Box | None) -> np.ndarray:
         x1, y1, x2, y2 = _box_of(image, box)
         mw, mh = 0.1 * (x2 - x1), 0.1 * (y2 - y1)
-        return _warp(image, x1 - mw, y1 - mh, x2 + mw, y2 + mh, self.size)
+        return region_crop(image, x1 - mw, y1 - mh, x2 + mw, y2 + mh, self.size)
 
     def probabilities(self, images, boxes):
-        crops = np.stack([self.crop(im, None if boxes is None else boxes[i]) for i, im in enumerate(images)])
-        batch = crops[..., ::-1].astype(np.float32) - CAFFE_BGR_MEANS
+        batch = self.crops(images, boxes)[..., ::-1].astype(np.float32) - CAFFE_BGR_MEANS
         out = self._run(batch, ["gender_pred/Sigmoid", "age_pred/Softmax"])
         ages = out["age_pred/Softmax"].astype(np.float64) @ np.arange(100, dtype=np.float64)
         return out["gender_pred/Sigmoid"].reshape(-1).astype(np.float64), ages
@@ -125,10 +121,10 @@ class GearPredictor(_TfjsPredictor):
     def crop(self, image: np.ndarray, box: Box | None) -> np.ndarray:
         x1, y1, x2, y2 = _box_of(image, box)
         w, h = x2 - x1, y2 - y1
-        return _warp(image, x1 + 0.1 * w, y1, x1 + 0.9 * w, y1 + 0.9 * h, self.size)
+        return region_crop(image, x1 + 0.1 * w, y1, x1 + 0.9 * w, y1 + 0.9 * h, self.size)
 
     def probabilities(self, images, boxes):
-        crops = np.stack([self.crop(im, None if boxes is None else boxes[i]) for i, im in enumerate(images)])
+        crops = self.crops(images, boxes)
         out = self._run(crops.astype(np.float32) / 255.0, ["Identity_1", "Identity"])  # gender, age (signature)
         gender = out["Identity_1"].reshape(len(crops), -1)
         age_p = out["Identity"].reshape(len(crops), -1).astype(np.float64)

@@ -28,10 +28,9 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 
-from perface.face.align import arcface_crop
+from perface.face.align import arcface_crop, region_crop
 from perface.face.detect import Face
 from perface.face.identity import get_embedder, l2_normalize
 from perface.face.lbph import chi_square_distances, lbph_descriptor
@@ -62,10 +61,7 @@ def box_crop(image: np.ndarray, face: Face, size: int, margin: float) -> np.ndar
     Parts outside the image are filled by replicating its border."""
     x1, y1, x2, y2 = face.box
     w, h = x2 - x1, y2 - y1
-    x1, x2 = x1 - margin * w, x2 + margin * w
-    y1, y2 = y1 - margin * h, y2 + margin * h
-    mat = np.array([[size / (x2 - x1), 0, -x1 * size / (x2 - x1)], [0, size / (y2 - y1), -y1 * size / (y2 - y1)]])
-    return cv2.warpAffine(image, mat, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return region_crop(image, x1 - margin * w, y1 - margin * h, x2 + margin * w, y2 + margin * h, size)
 
 
 class Recognizer:
