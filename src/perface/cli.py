@@ -140,22 +140,18 @@ def embed_cmd(
     typer.echo(f"{ok} image(s) read, {len(res.failed)} skipped, {len(res.embeddings)} face(s) embedded -> {out}")
 
 
+def _split_names(spec: str) -> tuple[str, ...]:
+    """A comma-separated list of names; 'none' or '' is the empty list."""
+    return () if spec.strip() in ("none", "") else tuple(n.strip() for n in spec.split(",") if n.strip())
+
+
 def _recognizer_names(spec: str, known: Sequence[str]) -> tuple[str, ...]:
     """'all', 'none' or a comma-separated list of recognizer names, checked."""
-    if spec == "all":
-        return tuple(known)
-    if spec in ("none", ""):
-        return ()
-    names = tuple(n.strip() for n in spec.split(",") if n.strip())
+    names = tuple(known) if spec == "all" else _split_names(spec)
     unknown = [n for n in names if n not in known]
     if unknown:
         raise PerFaceError(f"--recognizers: unknown recognizer {unknown[0]!r}; choose from {', '.join(known)}")
     return names
-
-
-def _consulted(spec: str) -> tuple[str, ...]:
-    """The --recognizers option of anonymize: network recognizers consulted besides dlib."""
-    return () if spec.strip() in ("none", "") else tuple(n.strip() for n in spec.split(",") if n.strip())
 
 
 @app.command("similarity")
@@ -385,7 +381,7 @@ def anonymize_cmd(
                               overwrite=overwrite, keep_gender=keep_gender,
                               donor_identity_max=None if donor_identity_max >= 1 else donor_identity_max,
                               max_skin_gap=max_skin_gap or None, swapper_options={"forehead": forehead},
-                              recognizers=_consulted(recognizers))
+                              recognizers=_split_names(recognizers))
     except ValueError as exc:
         raise PerFaceError(str(exc)) from None
     paths = iter_image_paths(inputs)
@@ -453,14 +449,14 @@ def evaluate_anonymization_cmd(
     from perface.evaluation.anonymity import evaluate_anonymization, fit_gender_judge
 
     try:  # the same check evaluate_anonymization's config makes, before the judge and gallery take minutes
-        AnonymizeConfig(swapper_options={"forehead": forehead}, recognizers=_consulted(recognizers))
+        AnonymizeConfig(swapper_options={"forehead": forehead}, recognizers=_split_names(recognizers))
     except ValueError as exc:
         raise PerFaceError(str(exc)) from None
     judge = fit_gender_judge(judge_utkface) if judge_utkface is not None else None
     res = evaluate_anonymization(celeba, n_probes=probes, gallery=gallery, model=model, method=method, seed=seed,
                                  log=lambda m: typer.echo(m, err=True), group_by=group_by, gender_judge=judge,
                                  swapper_options={"forehead": forehead},
-                                 anonymize_options={"recognizers": _consulted(recognizers)})
+                                 anonymize_options={"recognizers": _split_names(recognizers)})
     typer.echo(res.to_markdown())
     if out is not None:
         from perface.evaluation.protocols import write_json

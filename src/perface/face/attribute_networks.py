@@ -26,9 +26,9 @@ import numpy as np
 
 from perface.face.align import region_crop
 from perface.face.attributes import AttributePredictor, Attributes, Box, age_group_of
+from perface.face.recognizers import _bgr_caffe
 
 GEAR_AGE_CENTRES = np.array([15.0, 23.0, 28.0, 35.5, 45.5, 55.5, 65.0])
-CAFFE_BGR_MEANS = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
 
 def _box_of(image: np.ndarray, box: Box | None) -> tuple[float, float, float, float]:
@@ -105,7 +105,7 @@ class FaceResPredictor(_TfjsPredictor):
         return region_crop(image, x1 - mw, y1 - mh, x2 + mw, y2 + mh, self.size)
 
     def probabilities(self, images, boxes):
-        batch = self.crops(images, boxes)[..., ::-1].astype(np.float32) - CAFFE_BGR_MEANS
+        batch = _bgr_caffe(self.crops(images, boxes))
         out = self._run(batch, ["gender_pred/Sigmoid", "age_pred/Softmax"])
         ages = out["age_pred/Softmax"].astype(np.float64) @ np.arange(100, dtype=np.float64)
         return out["gender_pred/Sigmoid"].reshape(-1).astype(np.float64), ages
