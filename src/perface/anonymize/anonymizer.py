@@ -25,7 +25,7 @@ from perface.anonymize.obscure import Obscure, draw_overlay, obscure
 from perface.anonymize.report import REPORT_NAME, FaceRecord, ImageRecord, RunReport, rounded
 from perface.anonymize.select import DonorSelector, SelectConfig, Selection
 from perface.face.detect import DetectConfig, Face, detect
-from perface.face.identity import SAME_PERSON_COSINE, get_embedder
+from perface.face.identity import SAME_PERSON_COSINE, get_embedder, l2_normalize
 from perface.face.io import InputError, PerFaceError, ReadConfig, read_image, write_image
 
 Method = Literal["swap", "blur", "pixelate", "mask"]
@@ -111,9 +111,9 @@ class Anonymizer:
         if self.config.method == "swap":
             from perface.anonymize.gallery import Gallery
             from perface.anonymize.swap import get_swapper
-            from perface.metric.model import load
+            from perface.metric.onnx_model import load_inference
 
-            self.model = load(model)
+            self.model = load_inference(model)  # ONNX Runtime when the model fits it, else PyTorch
             gpath = Path(gallery) if gallery else default_gallery_path()
             if not gpath.is_file():
                 raise InputError(gpath, "donor gallery not found (build one with `perface gallery build`)")
@@ -127,6 +127,8 @@ class Anonymizer:
         self._skin_cache: dict[str, float | None] = {}
         self._identity_cache: dict[str, np.ndarray] = {}  # donor id -> unit identity embedding
         self._donor_feats: dict[tuple[str, str], np.ndarray] = {}  # (recognizer, donor id) -> its features
+        # perceptual embeddings made beside the identities of one image, by (id(image), id(face))
+        self._queries: dict[tuple[int, int], np.ndarray] = {}
         from perface.face.recognizers import get_recognizer
 
         self.recognizers = {n: get_recognizer(n) for n in self.config.recognizers}
@@ -220,13 +222,29 @@ class Anonymizer:
         return out, records
 
     def _identities(self, image: np.ndarray, faces: Sequence[Face]) -> list[np.ndarray | None]:
-        """dlib identity embedding of every detected face (None where it cannot be computed)."""
-        out: list[np.ndarray | None] = []
-        for face in faces:
+        """dlib identity embedding of every detected face (None where it cannot be computed).
+
+        With the ONNX Runtime model, one network run embeds every view and mirror image of every face: it gives
+        the perceptual embeddings too (kept for :meth:`_describe`), and the identity is the descriptor of the
+        unmirrored dlib chip, the identity embedder's own input."""
+        self._queries.clear()
+        out: list[np.ndarray | None] = [None] * len(faces)
+        joint = getattr(self.model, "embed_with_identity", None)
+        aligned: list[tuple[int, list[np.ndarray]]] = []
+        for k, face in enumerate(faces):
             try:
-                out.append(self._identity_at(image, face))
+                if joint is not None:
+                    aligned.append((k, self.model.align(image, face)))
+                else:
+                    out[k] = self._identity_at(image, face)
             except Exception:  # noqa: BLE001 - that face fails closed later; the others still get checked
-                out.append(None)
+                out[k] = None
+        if aligned:
+            queries, descriptors = joint([list(v) for v in zip(*(chips for _, chips in aligned), strict=True)])
+            idents = l2_normalize(descriptors)
+            for (k, _), q, ident in zip(aligned, queries, idents, strict=True):
+                out[k] = ident
+                self._queries[(id(image), id(faces[k]))] = q
         return out
 
     def _swap_face(self, out: np.ndarray, original: np.ndarray, face: Face, rec: FaceRecord, used: set[str],
@@ -266,7 +284,9 @@ class Anonymizer:
 
         cfg = self.config
         lm68 = predict_landmarks68(original, face.box)
-        query = self.model.embed([(original, face)])[0]
+        query = self._queries.get((id(original), id(face)))
+        if query is None:
+            query = self.model.embed([(original, face)])[0]
         if ident0 is None:
             ident0 = self._identity_at(original, face)
         box = tuple(int(round(v)) for v in face.box)
