@@ -9,8 +9,9 @@ process (and every worker of a pool) only loads it. Nothing is downloaded.
 
 Environment:
 
-* ``PERFACE_THREADS``: intra-op threads of every session (and of PyTorch when it runs); unset: one thread,
-  which measured as fast as two on the 2-core machine and much faster when other processes share the cores.
+* ``PERFACE_THREADS``: intra-op threads of every session (and of PyTorch when it runs); unset: one thread per
+  session (at these batch sizes, with other jobs sharing the 2 cores, one thread ran dlib's net and MobileFaceNet
+  twice as fast as two; issue 20 found one as fast as two on a quiet machine); PyTorch keeps its own default.
 * ``PERFACE_CACHE_DIR``: where exported graphs live (default ``$XDG_CACHE_HOME/perface`` or
   ``~/.cache/perface``); an unwritable folder falls back to a per-process temporary one.
 * ``PERFACE_RUNTIME=torch``: skip ONNX Runtime and run every network in PyTorch (equality checks, debugging).
@@ -41,10 +42,15 @@ _TMP_CACHE: list[Path] = []
 
 
 def threads() -> int:
-    """Intra-op threads for a session or for PyTorch: ``$PERFACE_THREADS`` or :data:`DEFAULT_THREADS`."""
+    """Intra-op threads of a session: ``$PERFACE_THREADS`` or :data:`DEFAULT_THREADS`."""
+    return env_threads() or DEFAULT_THREADS
+
+
+def env_threads() -> int | None:
+    """``$PERFACE_THREADS`` as a number (None when unset)."""
     raw = os.environ.get(THREADS_ENV, "").strip()
     if not raw:
-        return DEFAULT_THREADS
+        return None
     try:
         n = int(raw)
     except ValueError:
@@ -55,12 +61,14 @@ def threads() -> int:
 
 
 def set_torch_threads() -> None:
-    """Give PyTorch the same thread count as the sessions (called wherever a network runs in PyTorch)."""
-    import torch
+    """Give PyTorch ``$PERFACE_THREADS`` threads when it is set (called wherever a network runs in PyTorch);
+    unset, PyTorch keeps its own default (training and gallery builds use every core)."""
+    n = env_threads()
+    if n is not None:
+        import torch
 
-    n = threads()
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
 
 
 def use_onnx() -> bool:

@@ -64,6 +64,9 @@ def _Head(head: Any, flip_average: bool) -> Any:  # noqa: N802 - a module factor
 def color_layout(x: np.ndarray, grid: int) -> np.ndarray:
     """Mean of normalised N,3,S,S input over a grid x grid layout (as ``adaptive_avg_pool2d``), flattened."""
     side = x.shape[-1]
+    if side % grid == 0:  # equal cells (150 px, grid 6): one reshape
+        k = side // grid
+        return x.reshape(len(x), x.shape[1], grid, k, grid, k).mean(axis=(3, 5)).reshape(len(x), -1)
     cells = []
     for i in range(grid):
         r0, r1 = (i * side) // grid, -(-((i + 1) * side) // grid)
@@ -128,7 +131,7 @@ class OnnxPerFaceModel:
         parts = []
         if self.config.color_grid:
             x = (chips.astype(np.float32) - DLIB_MEAN_RGB) / 256.0
-            parts.append(color_layout(x.transpose(0, 3, 1, 2), self.config.color_grid))
+            parts.append(color_layout(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), self.config.color_grid))
         for level in DLIB_LEVELS:
             if level in self.config.feature_levels:
                 parts.append(pooled[level])
@@ -197,6 +200,8 @@ def load_inference(name_or_path: str | os.PathLike[str] = "default") -> Any:
         head = onnx_net(_head_graph(folder, config))
         if head is not None and run_dlib_features(np.zeros((1, 150, 150, 3), np.uint8)) is not None:
             return OnnxPerFaceModel(folder, config, raw.get("metadata", {}), head)
+    from perface.backbones.runtime import set_torch_threads
     from perface.metric.model import load
 
+    set_torch_threads()
     return load(folder)
