@@ -43,3 +43,15 @@ def test_onnx_model_equals_torch(views: list[list[np.ndarray]]) -> None:
     cos = (desc * ident).sum(1) / np.linalg.norm(desc, axis=1) / np.linalg.norm(ident, axis=1)
     assert cos.min() >= 0.9999
     np.testing.assert_allclose(fast.embed_views(views, batch_size=2), emb, atol=1e-5)
+
+
+def test_align_cuts_the_dlib_chips_from_one_shape(group_image_path) -> None:
+    from perface.face.align import dlib_chip
+    from perface.face.detect import detect
+    from perface.face.io import read_image
+
+    image = read_image(group_image_path)
+    face = detect(image)[0]
+    fast = load_inference()
+    for chip, pad in zip(OnnxPerFaceModel.align(fast, image, face), fast.config.views, strict=True):
+        np.testing.assert_array_equal(chip, dlib_chip(image, face, 150, padding=pad).crop)

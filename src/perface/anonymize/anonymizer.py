@@ -376,7 +376,12 @@ class Anonymizer:
         res = self.swapper.swap(out, target.lm68, donor_img, donor_lm)
         if not res.ok:
             return None, f"swap refused: {res.reason}", bool(res.reason and "donor" not in res.reason)
-        id_sim = float(target.identity @ self._identity_at(res.image, face))
+        chips = None  # with the ONNX model: both views from one shape; the first is the identity chip
+        if hasattr(self.model, "embed_with_identity"):
+            chips = self.model.align(res.image, face)
+            id_sim = float(target.identity @ self.identity.embed_chips([chips[0]])[0])
+        else:
+            id_sim = float(target.identity @ self._identity_at(res.image, face))
         if id_sim >= cfg.identity_threshold:
             return None, f"identity still matched after swap (cosine {id_sim:.3f})", False
         after: dict[str, float] = {"dlib": id_sim}
@@ -391,7 +396,7 @@ class Anonymizer:
             after_attr = predict_attributes([res.image], [target.box])[0]
             g_kept = after_attr.gender == target.predicted[0] if target.check_gender else None
             a_kept = after_attr.age_group == target.predicted[2] if target.check_age else None
-        return _Swap(res.image, donor_id, psim, id_sim, g_kept, a_kept, gap, after), "", False
+        return _Swap(res.image, donor_id, psim, id_sim, g_kept, a_kept, gap, after, chips), "", False
 
     def _record_swap(self, rec: FaceRecord, swap: _Swap, target: _Target, face: Face) -> None:
         """Fill the face's report record from the swap that was kept."""
@@ -405,7 +410,9 @@ class Anonymizer:
         rec.recognizers_donor = {"dlib": rec.identity_similarity_donor, **{
             n: rounded(float(r.score(target.features[n], self._donor_features(n, swap.donor_id))[0]))
             for n, r in self.recognizers.items()}}
-        after = self.model.embed([(swap.image, face)])[0]
+        # the kept swap's chips were cut for its identity check; that chip's network run is remembered too
+        after = (self.model.embed_views([[c] for c in swap.chips]) if swap.chips is not None
+                 else self.model.embed([(swap.image, face)]))[0]
         rec.perceptual_similarity_after = rounded(float(target.query @ after))
 
 
@@ -443,6 +450,7 @@ class _Swap:
     age_group_kept: bool | None
     gap: float | None  # donor's skin lightness minus the face's
     recognizer_scores: dict[str, float]  # every consulted recognizer's score of output vs original
+    chips: list[np.ndarray] | None = None  # the perceptual model's view chips of the output (ONNX model only)
 
     @property
     def score(self) -> int:

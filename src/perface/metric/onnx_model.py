@@ -121,10 +121,15 @@ class OnnxPerFaceModel:
         self._head = head
 
     def align(self, image: np.ndarray, face: Any) -> list[np.ndarray]:
-        """The model's input chips (one per view padding) for a detected face."""
-        from perface.face.align import dlib_chip
+        """The model's input chips (one per view padding) for a detected face: the chips of
+        :func:`perface.face.align.dlib_chip`, cut from one 5-point shape (the predictor runs once, not per view)."""
+        import dlib
 
-        return [dlib_chip(image, face, 150, padding=p).crop for p in self.config.views]
+        from perface.face.detect import dlib_shape
+
+        shape = dlib_shape(image, face.box, 5)
+        return [np.asarray(dlib.extract_image_chip(image, dlib.get_face_chip_details(shape, 150, p)), dtype=np.uint8)
+                for p in self.config.views]
 
     def _features(self, chips: np.ndarray, descriptor: np.ndarray, pooled: dict[str, np.ndarray]) -> np.ndarray:
         """The backbone features of one view batch, in the order of ``BackboneFeatures.run``."""
