@@ -39,17 +39,17 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one command (GNU time's %M when available)."""
+def _timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB) and CPU seconds (user + system) of one command (GNU time, when available)."""
     use_time = Path(TIME).exists()
-    full = [TIME, "-f", "MAXRSS %M", *cmd] if use_time else cmd
+    full = [TIME, "-f", "MAXRSS %M %U %S", *cmd] if use_time else cmd
     t = time.perf_counter()
     res = subprocess.run(full, env=env, capture_output=True, text=True)
     secs = time.perf_counter() - t
     if res.returncode != 0:
         raise SystemExit(f"command failed ({res.returncode}): {' '.join(cmd)}\n{res.stderr[-2000:]}")
-    rss = next((float(line.split()[1]) / 1024 for line in res.stderr.splitlines() if line.startswith("MAXRSS")), 0.0)
-    return secs, rss
+    line = next((ln.split() for ln in res.stderr.splitlines() if ln.startswith("MAXRSS")), None)
+    return (secs, float(line[1]) / 1024, float(line[2]) + float(line[3])) if line else (secs, 0.0, 0.0)
 
 
 def five_face_images(n: int, folder: Path) -> list[Path]:
@@ -111,17 +111,18 @@ def deface_backend(py: str) -> str:
 
 def paired(sets: dict[str, tuple[list[str], list[str], Path]], rounds: int) -> dict[str, dict[str, list]]:
     """Each set's two commands run alternately (order flipped every round); wall seconds and RSS per run."""
-    res: dict[str, dict[str, list]] = {k: {"perface": [], "deface": [], "perface_rss": [], "deface_rss": []}
+    res: dict[str, dict[str, list]] = {k: {f"{t}{m}": [] for t in ("perface", "deface") for m in ("", "_rss", "_cpu")}
                                        for k in sets}
     for r in range(rounds):
         for name, (ours, theirs, out) in sets.items():
             order = [("perface", ours), ("deface", theirs)]
             for tool, cmd in order if r % 2 == 0 else order[::-1]:
                 shutil.rmtree(out, ignore_errors=True)
-                secs, rss = _timed(cmd, _env())
+                secs, rss, cpu = _timed(cmd, _env())
                 res[name][tool].append(secs)
                 res[name][f"{tool}_rss"].append(rss)
-                print(f"round {r + 1} {name} {tool}: {secs:.2f} s, {rss:.0f} MB", flush=True)
+                res[name][f"{tool}_cpu"].append(cpu)
+                print(f"round {r + 1} {name} {tool}: {secs:.2f} s, {rss:.0f} MB, CPU {cpu:.1f} s", flush=True)
     return res
 
 
@@ -136,6 +137,7 @@ def main() -> None:
     deface = str(Path(py).with_name("deface"))
     if not Path(deface).exists():
         raise SystemExit(f"deface not found at {deface} (see benchmarks/deface_runner.py to install it)")
+    load0 = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="perface-speed-"))
     one_face, _ = celeba_at_640(args.n, start=100)
     groups = five_face_images(args.n_group, tmp / "group5")
@@ -161,21 +163,25 @@ def main() -> None:
         r = res[name]
         ours, theirs = statistics.median(r["perface"]), statistics.median(r["deface"])
         ratio = theirs / ours
+        cpu_ratio = statistics.median(r["deface_cpu"]) / max(statistics.median(r["perface_cpu"]), 1e-9)
         rows.append(f"| {name} | {len(paths)} | {ours:.1f} s ({len(paths) / ours:.2f} img/s) | "
                     f"{theirs:.1f} s ({len(paths) / theirs:.2f} img/s) | **{ratio:.2f}x** | "
-                    f"{max(r['perface_rss']):.0f} / {max(r['deface_rss']):.0f} MB |")
+                    f"{statistics.median(r['perface_cpu']):.1f} / {statistics.median(r['deface_cpu']):.1f} s "
+                    f"({cpu_ratio:.2f}x) | {max(r['perface_rss']):.0f} / {max(r['deface_rss']):.0f} MB |")
         summary.append(f"{name}: {ratio:.2f}x deface ({len(paths) / ours:.2f} vs {len(paths) / theirs:.2f} img/s)")
     ratio640 = float(summary[0].split(": ")[1].split("x")[0])
     backend = deface_backend(py)
     threads = os.environ.get("PERFACE_THREADS", "unset (1 thread per session)")
-    body = f"""Whole commands, paired and alternating, {args.rounds} rounds, medians; deface 1.5.0 blurring with its
+    body = f"""Whole commands, paired and alternating, {args.rounds} rounds, medians (wall time; CPU time, user +
+system, is less sensitive to other jobs on the cores; 1-minute load average {load0:.1f} at the start,
+{os.getloadavg()[0]:.1f} at the end); deface 1.5.0 blurring with its
 CenterFace on `{backend}` (`--backend onnxrt --ep CPUExecutionProvider`), PerFace swapping (the default
 `perface anonymize`, ONNX Runtime sessions, `PERFACE_THREADS` {threads}, one process). {args.note}
 Images: {args.n} CelebA photos upscaled to 640 px (one face each) and {args.n_group} images of 1920x1080 holding
 five CelebA photos side by side (faces about 190 px wide). GPU: not lent to this task.
 
-| images | count | `perface anonymize` (swap) | deface (blur) | PerFace / deface | peak RSS PerFace / deface |
-|---|---:|---:|---:|---:|---:|
+| images | count | `perface anonymize` (swap) | deface (blur) | PerFace / deface | CPU s PerFace / deface | peak RSS |
+|---|---:|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
 
 | one image (`perface anonymize one.jpg -o DIR`) | figure |
@@ -186,6 +192,10 @@ five CelebA photos side by side (faces about 190 px wide). GPU: not lent to this
 
 Face pipeline at 640 px (decode, detect, align, identity embedding; in-process, one thread per session):
 **{fps:.1f} faces/s**.
+
+Before issue 20 (the issue's own figures, a quiet machine, every network in eager PyTorch): 0.28x deface at
+640 px, 0.46x on the five-face images, one photo 5.3 s against deface's 1.6 s, peak RSS 718 MB against 269 MB,
+face pipeline 6.3 faces/s.
 
 Targets (issue 20): PerFace >= 0.5x deface's throughput at 640 px: {'met' if ratio640 >= 0.5 else 'not met'}
 ({ratio640:.2f}x); face pipeline >= 15 faces/s: {'met' if fps >= 15 else 'not met'}; first output within 4 s:
