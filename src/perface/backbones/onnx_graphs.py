@@ -11,6 +11,7 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,10 @@ def run_dlib_features(chips: np.ndarray) -> dict[str, np.ndarray] | None:
     return {name: np.stack([r[i] for r in rows]) for i, name in enumerate(DLIB_OUTPUTS)}  # type: ignore[index]
 
 
+@cache
 def dlib_features_graph() -> OnnxGraph:
-    """dlib's face-recognition ResNet with the shipped ``.dat`` weights: descriptor and pooled levels."""
+    """dlib's face-recognition ResNet with the shipped ``.dat`` weights: descriptor and pooled levels (the spec
+    is made once per process: its key reads the weights file's size and time)."""
     from .dlib_dat import default_dat_path
 
     dat = default_dat_path()
@@ -85,6 +88,7 @@ def tfjs_model_dir(name: str) -> Path:
     return Path(str(resources.files("perface").joinpath("models", "tfjs", name)))
 
 
+@cache
 def tfjs_graph(name: str, outputs: tuple[str, ...] | None = None) -> OnnxGraph:
     """A shipped TF.js model (NHWC float32 input, as its ``config.json`` describes) with the given output nodes
     (None: the model's outputs), named ``out0``, ``out1``... in the graph."""
