@@ -166,7 +166,7 @@ def main() -> None:
                                            "CPUExecutionProvider"])[0] for _ in range(args.rounds))
     fps, fps_cpu = pipeline_faces_per_s(one_face)
 
-    rows, summary = [], []
+    rows, summary, ratios = [], [], []
     for name, paths in (("640 px, one face", one_face), ("1920x1080, five faces", groups)):
         r = res[name]
         ours, theirs = statistics.median(r["perface"]), statistics.median(r["deface"])
@@ -176,8 +176,10 @@ def main() -> None:
                     f"{theirs:.1f} s ({len(paths) / theirs:.2f} img/s) | **{ratio:.2f}x** | "
                     f"{statistics.median(r['perface_cpu']):.1f} / {statistics.median(r['deface_cpu']):.1f} s "
                     f"({cpu_ratio:.2f}x) | {max(r['perface_rss']):.0f} / {max(r['deface_rss']):.0f} MB |")
-        summary.append(f"{name}: {ratio:.2f}x deface ({len(paths) / ours:.2f} vs {len(paths) / theirs:.2f} img/s)")
-    ratio640 = float(summary[0].split(": ")[1].split("x")[0])
+        summary.append(f"{name}: {ratio:.2f}x deface, CPU time {cpu_ratio:.2f}x ({len(paths) / ours:.2f} vs "
+                       f"{len(paths) / theirs:.2f} img/s)")
+        ratios.append((ratio, cpu_ratio))
+    (ratio640, cpu640) = ratios[0]
     backend = deface_backend(py)
     threads = os.environ.get("PERFACE_THREADS", "unset (1 thread per session)")
     body = f"""Whole commands, paired and alternating, {args.rounds} rounds, medians (wall time; CPU time, user +
@@ -206,8 +208,13 @@ Before issue 20 (the issue's own figures, a quiet machine, every network in eage
 640 px, 0.46x on the five-face images, one photo 5.3 s against deface's 1.6 s, peak RSS 718 MB against 269 MB,
 face pipeline 6.3 faces/s.
 
-Targets (issue 20): PerFace >= 0.5x deface's throughput at 640 px: {'met' if ratio640 >= 0.5 else 'not met'}
-({ratio640:.2f}x); face pipeline >= 15 faces/s: {'met' if fps >= 15 else 'not met'}; first output within 4 s:
+On idle cores deface's two ONNX Runtime threads run in parallel while one PerFace process mostly runs one thread,
+so the idle-machine wall ratio of a single PerFace process is lower than its CPU-time ratio; folder runs are to use
+a worker per core (issue 20 item 2, another branch), which this script measures as it is once merged.
+
+Targets (issue 20): PerFace >= 0.5x deface's throughput at 640 px, wall and CPU time:
+{'met' if min(ratio640, cpu640) >= 0.5 else 'not met'} ({ratio640:.2f}x wall, {cpu640:.2f}x CPU); face pipeline
+>= 15 faces/s: {'met' if fps >= 15 else 'not met'}; first output within 4 s:
 {'met' if first <= 4 else 'not met'}."""
     write_fragment("anonymize_speed", "Anonymization speed vs deface (issue 20)", body)
     print(f"SUMMARY {'; '.join(summary)}; pipeline {fps:.1f} faces/s ({fps_cpu:.1f}/CPU-s); first output "
