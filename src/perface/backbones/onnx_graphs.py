@@ -25,7 +25,7 @@ DLIB_LEVELS: tuple[str, ...] = ("stem", "level1", "level2", "level3", "level4", 
 DLIB_OUTPUTS: tuple[str, ...] = ("descriptor", *(f"pooled_{lv}" for lv in DLIB_LEVELS))
 #: Per-channel means subtracted by dlib's ``input_rgb_image_sized`` (float32, as stored in the .dat).
 DLIB_MEAN_RGB = np.array([122.782, 117.001, 104.298], dtype=np.float32)
-_GRAPH_VERSION = 1
+_GRAPH_VERSION = 1  # part of every cache key: bump it when an exported module changes
 _MAX_BATCH = 64  # rows per session run: bounds the activations' memory on large lists
 _MEMO_SIZE = 64  # chips whose outputs are remembered (a few KB each)
 _MEMO: OrderedDict[bytes, tuple[np.ndarray, ...]] = OrderedDict()

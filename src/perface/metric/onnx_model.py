@@ -23,7 +23,7 @@ from perface.backbones.runtime import OnnxGraph, OnnxNet, files_key, onnx_net, u
 from perface.face.io import InputError, PerFaceError
 from perface.metric.config import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, model_fingerprint, read_model_folder
 
-_HEAD_VERSION = 1
+_HEAD_VERSION = 1  # part of the head graph's cache key: bump it when the exported head changes
 FaceLike = Any  # np.ndarray image, str/Path, (image, Face), perface.face.pipeline.AnalyzedFace
 
 
