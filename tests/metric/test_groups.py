@@ -45,3 +45,13 @@ def test_group_statistics_matches_direct_computation(statistic):
         "ci_upper": d.mean(1) + 2.131449545559776 * d.std(1, ddof=1) / math.sqrt(16),  # t_{.975,15}
     }[statistic]
     np.testing.assert_allclose(s[:, names.index("male")], ref, rtol=1e-9)
+
+
+def test_student_t_quantile_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    from perface.metric.groups import student_t_quantile
+
+    for dof in (1, 2, 3, 7, 29, 30, 120, 999, 100000):
+        assert student_t_quantile(0.975, dof) == pytest.approx(float(stats.t.ppf(0.975, dof)), rel=1e-10)
+    with pytest.raises(ValueError):
+        student_t_quantile(0.3, 5)

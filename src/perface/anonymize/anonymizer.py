@@ -25,7 +25,7 @@ from perface.anonymize.obscure import Obscure, draw_overlay, obscure
 from perface.anonymize.report import REPORT_NAME, FaceRecord, ImageRecord, RunReport, rounded
 from perface.anonymize.select import DonorSelector, SelectConfig, Selection
 from perface.face.detect import DetectConfig, Face, detect
-from perface.face.identity import SAME_PERSON_COSINE, get_embedder
+from perface.face.identity import SAME_PERSON_COSINE, get_embedder, l2_normalize
 from perface.face.io import InputError, PerFaceError, ReadConfig, read_image, write_image
 
 Method = Literal["swap", "blur", "pixelate", "mask"]
@@ -111,9 +111,9 @@ class Anonymizer:
         if self.config.method == "swap":
             from perface.anonymize.gallery import Gallery
             from perface.anonymize.swap import get_swapper
-            from perface.metric.model import load
+            from perface.metric.onnx_model import load_inference
 
-            self.model = load(model)
+            self.model = load_inference(model)  # ONNX Runtime when the model fits it, else PyTorch
             gpath = Path(gallery) if gallery else default_gallery_path()
             if not gpath.is_file():
                 raise InputError(gpath, "donor gallery not found (build one with `perface gallery build`)")
@@ -127,6 +127,8 @@ class Anonymizer:
         self._skin_cache: dict[str, float | None] = {}
         self._identity_cache: dict[str, np.ndarray] = {}  # donor id -> unit identity embedding
         self._donor_feats: dict[tuple[str, str], np.ndarray] = {}  # (recognizer, donor id) -> its features
+        # perceptual embeddings made beside the identities of one image, by (id(image), id(face))
+        self._queries: dict[tuple[int, int], np.ndarray] = {}
         from perface.face.recognizers import get_recognizer
 
         self.recognizers = {n: get_recognizer(n) for n in self.config.recognizers}
@@ -220,13 +222,29 @@ class Anonymizer:
         return out, records
 
     def _identities(self, image: np.ndarray, faces: Sequence[Face]) -> list[np.ndarray | None]:
-        """dlib identity embedding of every detected face (None where it cannot be computed)."""
-        out: list[np.ndarray | None] = []
-        for face in faces:
+        """dlib identity embedding of every detected face (None where it cannot be computed).
+
+        With the ONNX Runtime model, one network run embeds every view and mirror image of every face: it gives
+        the perceptual embeddings too (kept for :meth:`_describe`), and the identity is the descriptor of the
+        unmirrored dlib chip, the identity embedder's own input."""
+        self._queries.clear()
+        out: list[np.ndarray | None] = [None] * len(faces)
+        joint = getattr(self.model, "embed_with_identity", None)
+        aligned: list[tuple[int, list[np.ndarray]]] = []
+        for k, face in enumerate(faces):
             try:
-                out.append(self._identity_at(image, face))
+                if joint is not None:
+                    aligned.append((k, self.model.align(image, face)))
+                else:
+                    out[k] = self._identity_at(image, face)
             except Exception:  # noqa: BLE001 - that face fails closed later; the others still get checked
-                out.append(None)
+                out[k] = None
+        if aligned:
+            queries, descriptors = joint([list(v) for v in zip(*(chips for _, chips in aligned), strict=True)])
+            idents = l2_normalize(descriptors)
+            for (k, _), q, ident in zip(aligned, queries, idents, strict=True):
+                out[k] = ident
+                self._queries[(id(image), id(faces[k]))] = q
         return out
 
     def _swap_face(self, out: np.ndarray, original: np.ndarray, face: Face, rec: FaceRecord, used: set[str],
@@ -266,7 +284,9 @@ class Anonymizer:
 
         cfg = self.config
         lm68 = predict_landmarks68(original, face.box)
-        query = self.model.embed([(original, face)])[0]
+        query = self._queries.get((id(original), id(face)))
+        if query is None:
+            query = self.model.embed([(original, face)])[0]
         if ident0 is None:
             ident0 = self._identity_at(original, face)
         box = tuple(int(round(v)) for v in face.box)
@@ -356,7 +376,12 @@ class Anonymizer:
         res = self.swapper.swap(out, target.lm68, donor_img, donor_lm)
         if not res.ok:
             return None, f"swap refused: {res.reason}", bool(res.reason and "donor" not in res.reason)
-        id_sim = float(target.identity @ self._identity_at(res.image, face))
+        chips = None  # with the ONNX model: both views from one shape; the first is the identity chip
+        if hasattr(self.model, "embed_with_identity"):
+            chips = self.model.align(res.image, face)
+            id_sim = float(target.identity @ self.identity.embed_chips([chips[0]])[0])
+        else:
+            id_sim = float(target.identity @ self._identity_at(res.image, face))
         if id_sim >= cfg.identity_threshold:
             return None, f"identity still matched after swap (cosine {id_sim:.3f})", False
         after: dict[str, float] = {"dlib": id_sim}
@@ -371,7 +396,7 @@ class Anonymizer:
             after_attr = predict_attributes([res.image], [target.box])[0]
             g_kept = after_attr.gender == target.predicted[0] if target.check_gender else None
             a_kept = after_attr.age_group == target.predicted[2] if target.check_age else None
-        return _Swap(res.image, donor_id, psim, id_sim, g_kept, a_kept, gap, after), "", False
+        return _Swap(res.image, donor_id, psim, id_sim, g_kept, a_kept, gap, after, chips), "", False
 
     def _record_swap(self, rec: FaceRecord, swap: _Swap, target: _Target, face: Face) -> None:
         """Fill the face's report record from the swap that was kept."""
@@ -385,7 +410,9 @@ class Anonymizer:
         rec.recognizers_donor = {"dlib": rec.identity_similarity_donor, **{
             n: rounded(float(r.score(target.features[n], self._donor_features(n, swap.donor_id))[0]))
             for n, r in self.recognizers.items()}}
-        after = self.model.embed([(swap.image, face)])[0]
+        # the kept swap's chips were cut for its identity check; that chip's network run is remembered too
+        after = (self.model.embed_views([[c] for c in swap.chips]) if swap.chips is not None
+                 else self.model.embed([(swap.image, face)]))[0]
         rec.perceptual_similarity_after = rounded(float(target.query @ after))
 
 
@@ -423,6 +450,7 @@ class _Swap:
     age_group_kept: bool | None
     gap: float | None  # donor's skin lightness minus the face's
     recognizer_scores: dict[str, float]  # every consulted recognizer's score of output vs original
+    chips: list[np.ndarray] | None = None  # the perceptual model's view chips of the output (ONNX model only)
 
     @property
     def score(self) -> int:

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dlib_dat import DlibNet, read_dlib_net
+from .onnx_graphs import DLIB_MEAN_RGB
 
 __all__ = [
     "DLIB_MEAN_RGB",
@@ -48,8 +49,6 @@ __all__ = [
     "preprocess_chips",
 ]
 
-#: Per-channel means subtracted by dlib's ``input_rgb_image_sized`` (float32, as stored in the .dat).
-DLIB_MEAN_RGB = np.array([122.782, 117.001, 104.298], dtype=np.float32)
 #: Feature levels, input to output (``freeze_until``/``forward_features`` use these names).
 LEVELS: tuple[str, ...] = ("stem", "level1", "level2", "level3", "level4", "level5")
 #: All stages including the pooling+fc ``head`` (``forward_from`` accepts these).
@@ -353,3 +352,19 @@ def _stage_index(name: str, allowed: tuple[str, ...]) -> int:
         return allowed.index(name)
     except ValueError:
         raise ValueError(f"unknown stage {name!r}; expected one of {', '.join(allowed)}") from None
+
+
+class DlibFeatureOutputs(nn.Module):
+    """dlib's ResNet returning the raw descriptor and the spatial mean of every level, for one ONNX graph that
+    serves both the identity embedding and the PerFace metric's pooled features (one run per chip)."""
+
+    def __init__(self, net: DlibResNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        pooled = []
+        for name in LEVELS:
+            x = self.net.get_submodule(name)(x)
+            pooled.append(x.mean(dim=(2, 3)))
+        return (self.net.head(x), *pooled)

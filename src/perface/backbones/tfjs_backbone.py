@@ -142,3 +142,16 @@ class TfjsBackbone(nn.Module):
     def trainable_stages(self) -> list[str]:
         """Stages with at least one trainable weight."""
         return [n for n in self.stage_names if any(self.graph.const(a).requires_grad for a in self._stage_consts(n))]
+
+
+class TfjsOutputs(nn.Module):
+    """A TF.js graph module returning a fixed tuple of output nodes (None or empty: its own outputs), for export."""
+
+    def __init__(self, graph: TfjsGraphModule, outputs: Sequence[str] | None) -> None:
+        super().__init__()
+        self.graph = graph
+        self.outputs = list(outputs or graph.output_names)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        res = self.graph(x, outputs=self.outputs)
+        return tuple(res[n] for n in self.outputs)

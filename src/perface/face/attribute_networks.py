@@ -48,21 +48,32 @@ class _TfjsPredictor:
         self._lock = threading.Lock()
 
     def _run(self, batch: np.ndarray, outputs: list[str]) -> dict[str, np.ndarray]:
+        from perface.backbones.onnx_graphs import tfjs_graph
+        from perface.backbones.runtime import onnx_net
+
+        net = onnx_net(tfjs_graph(self.model_name, tuple(outputs)))
+        out: dict[str, list[np.ndarray]] = {k: [] for k in outputs}
+        for s in range(0, len(batch), self.batch_size):
+            part = batch[s : s + self.batch_size]
+            res = net(part) if net is not None else self._run_torch(part, outputs)
+            for k, v in zip(outputs, res, strict=True):
+                out[k].append(np.asarray(v, dtype=np.float32))
+        return {k: np.concatenate(v) for k, v in out.items()}
+
+    def _run_torch(self, batch: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
+        """The network in PyTorch (when ONNX Runtime is off or its export failed its check)."""
         import torch
 
         with self._lock:
             if self._model is None:
+                from perface.backbones.runtime import set_torch_threads
                 from perface.backbones.tfjs import load_tfjs_model
 
+                set_torch_threads()
                 self._model = load_tfjs_model(self.model_name)
-            out: dict[str, list[np.ndarray]] = {k: [] for k in outputs}
-            with torch.inference_mode():
-                for s in range(0, len(batch), self.batch_size):
-                    res = self._model(torch.from_numpy(np.ascontiguousarray(batch[s : s + self.batch_size])),
-                                      outputs=outputs)
-                    for k in outputs:
-                        out[k].append(res[k].float().numpy())
-        return {k: np.concatenate(v) for k, v in out.items()}
+        with torch.inference_mode():
+            res = self._model(torch.from_numpy(np.ascontiguousarray(batch)), outputs=outputs)
+        return [res[k].float().numpy() for k in outputs]
 
     def crop(self, image: np.ndarray, box: Box | None) -> np.ndarray:
         raise NotImplementedError

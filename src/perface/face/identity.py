@@ -1,8 +1,9 @@
 """Identity embeddings from dlib's face-recognition ResNet (128-d, L2-normalised).
 
-Two interchangeable engines run the same network: ``torch`` (our port of dlib's net, batched,
-uses every core; the default) and ``dlib`` (dlib's own ``compute_face_descriptor``). Both take
-dlib's aligned 150 px chips from :func:`perface.face.align.dlib_chip`.
+Three interchangeable engines run the same network on dlib's aligned 150 px chips from
+:func:`perface.face.align.dlib_chip`: ``onnx`` (the default: our port of dlib's net exported to ONNX Runtime,
+:mod:`perface.backbones.runtime`; it falls back to ``torch`` when ONNX Runtime is off or the export failed its
+check), ``torch`` (the port in PyTorch) and ``dlib`` (dlib's own ``compute_face_descriptor``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from perface.face.align import dlib_chip
 from perface.face.detect import Face, dlib_model_path
 
-Engine = Literal["torch", "dlib"]
+Engine = Literal["onnx", "torch", "dlib"]
 
 #: Cosine similarity of L2-normalised dlib descriptors at or above which two faces are taken as one
 #: person. dlib's documented rule is raw L2 distance < 0.6; raw descriptors have norm ~1.49, so that
@@ -44,7 +45,7 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
 class EmbedConfig:
     """Identity-embedding settings."""
 
-    engine: Engine = "torch"
+    engine: Engine = "onnx"
     batch_size: int = 32
 
 
@@ -69,7 +70,9 @@ class IdentityEmbedder:
                     )
                 else:
                     from perface.backbones import load_backbone
+                    from perface.backbones.runtime import set_torch_threads
 
+                    set_torch_threads()
                     self._model = load_backbone("dlib-resnet")
         return self._model
 
@@ -81,6 +84,12 @@ class IdentityEmbedder:
         for c in chips:
             if c.shape != (150, 150, 3) or c.dtype != np.uint8:
                 raise ValueError(f"identity chips must be 150x150x3 uint8, got {c.dtype} {c.shape}")
+        if self.config.engine == "onnx":
+            from perface.backbones.onnx_graphs import run_dlib_features
+
+            feats = run_dlib_features(np.stack(chips))
+            if feats is not None:
+                return l2_normalize(feats["descriptor"])
         model = self._load()
         if self.config.engine == "dlib":
             out = []
@@ -102,7 +111,7 @@ class IdentityEmbedder:
 _EMBEDDERS: dict[Engine, IdentityEmbedder] = {}
 
 
-def get_embedder(engine: Engine = "torch") -> IdentityEmbedder:
+def get_embedder(engine: Engine = "onnx") -> IdentityEmbedder:
     """A shared embedder per engine (the network loads once per process)."""
     if engine not in _EMBEDDERS:
         _EMBEDDERS[engine] = IdentityEmbedder(EmbedConfig(engine=engine))

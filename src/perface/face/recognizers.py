@@ -14,8 +14,9 @@ name                      network (training data)                     crop      
 ``lbph``                  local binary pattern histograms (none)      ArcFace 112 px template     -chi-square
 ========================  ==========================================  ==========================  ===========
 
-The networks other than dlib are TF.js graphs read into PyTorch (:mod:`perface.backbones.tfjs`); each
-preprocessing choice was checked by measurement (``docs/benchmarks.md``, section "Recognizers").
+The networks other than dlib are TF.js graphs read into PyTorch (:mod:`perface.backbones.tfjs`) and run in ONNX
+Runtime once exported (:mod:`perface.backbones.runtime`); each preprocessing choice was checked by measurement
+(``docs/benchmarks.md``, section "Recognizers").
 """
 
 from __future__ import annotations
@@ -212,8 +213,10 @@ class TfjsRecognizer(Recognizer):
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
+                from perface.backbones.runtime import set_torch_threads
                 from perface.backbones.tfjs import load_tfjs_model
 
+                set_torch_threads()
                 self._model = load_tfjs_model(self.spec.model)
         return self._model
 
@@ -221,20 +224,29 @@ class TfjsRecognizer(Recognizer):
         return self.spec.crop(image, face)
 
     def embed_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        import torch
+        from perface.backbones.onnx_graphs import tfjs_graph
+        from perface.backbones.runtime import onnx_net
 
         crops = list(crops)
         if not crops:
             return np.zeros((0, 0), dtype=np.float32)
-        model = self._load()
+        net = onnx_net(tfjs_graph(self.spec.model, (self.spec.output,) if self.spec.output else None))
         out = []
-        with torch.inference_mode():
-            for s in range(0, len(crops), self.batch_size):
-                batch = self.spec.preprocess(np.stack(crops[s : s + self.batch_size]))
-                x = torch.from_numpy(np.ascontiguousarray(batch))
-                y = model(x, outputs=self.spec.output) if self.spec.output else model(x)
-                out.append(y.reshape(y.shape[0], -1).float().numpy())
+        for s in range(0, len(crops), self.batch_size):
+            batch = self.spec.preprocess(np.stack(crops[s : s + self.batch_size]))
+            y = net(batch)[0] if net is not None else self._run_torch(batch)
+            out.append(y.reshape(y.shape[0], -1).astype(np.float32))
         return l2_normalize(np.concatenate(out))
+
+    def _run_torch(self, batch: np.ndarray) -> np.ndarray:
+        """The network in PyTorch (when ONNX Runtime is off or its export failed its check)."""
+        import torch
+
+        model = self._load()
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch))
+            y = model(x, outputs=self.spec.output) if self.spec.output else model(x)
+        return y.float().numpy()
 
 
 _LOCK = threading.Lock()

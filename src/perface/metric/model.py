@@ -12,12 +12,10 @@ with ``embed(faces)``, ``similarity(a, b)`` and ``distance(a, b)``. Weights are 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -26,45 +24,16 @@ import torch
 from torch import nn
 
 from perface.face.io import InputError, PerFaceError
-
-DEFAULT_MODEL_DIR = "perface-default"
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture of a PerFace model (saved next to its weights)."""
-
-    backbone: str = "dlib-resnet"
-    views: tuple[float, ...] = (0.25, 0.6)  # dlib chip paddings: 0.25 is dlib's own, 0.6 adds hair and contour
-    feature_levels: tuple[str, ...] = ("level3", "level4", "level5", "head")
-    train_from: str | None = None  # first backbone stage to fine-tune; None keeps the backbone frozen
-    hidden: int = 512
-    embed_dim: int = 64
-    dropout: float = 0.2
-    aux_outputs: int = 0  # size of the optional auxiliary attribute-regression head (0 = none)
-    flip_average: bool = True  # embed a face and its mirror image and average (test-time augmentation)
-    color_grid: int = 6  # colour layout of each view (grid x grid mean RGB), 0 = off: hair and skin colour
-    attribute_outputs: int = 0  # linear attribute head (predicted rating-space coordinates), 0 = none
-    attribute_weight: float = 0.15  # its share of the embedding (see ProjectionHead.embed)
-
-    @property
-    def embedding_dim(self) -> int:
-        """Length of the final embedding: the MLP's, plus the attribute coordinates and one padding entry."""
-        return self.embed_dim + (self.attribute_outputs + 1 if self.attribute_outputs else 0)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise PerFaceError(f"unknown model config keys: {', '.join(sorted(unknown))}")
-        d = dict(d)
-        for k in ("views", "feature_levels"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
+from perface.metric.config import (  # noqa: F401 - re-exported: the config is part of the model's API
+    CONFIG_NAME,
+    DEFAULT_MODEL_DIR,
+    WEIGHTS_NAME,
+    ModelConfig,
+    default_model_dir,
+    model_fingerprint,
+    read_model_folder,
+)
+from perface.metric.onnx_model import FaceLike, faces_to_views
 
 
 def _pool(x: torch.Tensor) -> torch.Tensor:
@@ -213,7 +182,6 @@ class ProjectionHead(nn.Module):
         self.attribute_radius2.fill_(1.0 + 1.2 * float((p**2).sum(1).max()))
 
 
-FaceLike = Any  # np.ndarray image, str/Path, (image, Face), perface.face.pipeline.AnalyzedFace
 
 
 class PerFaceModel(nn.Module):
@@ -264,33 +232,7 @@ class PerFaceModel(nn.Module):
         return [dlib_chip(image, face, side, padding=p).crop for p in self.config.views]
 
     def _to_views(self, items: Sequence[FaceLike]) -> list[list[np.ndarray]]:
-        from perface.face.detect import Face, detect
-        from perface.face.io import read_image
-
-        out: list[list[np.ndarray]] = [[] for _ in self.config.views]
-        for item in items:
-            if hasattr(item, "views") and item.views is not None:  # pre-aligned views
-                chips = list(item.views)
-            else:
-                if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Face):
-                    image, face = item
-                else:
-                    path = None
-                    if isinstance(item, str | os.PathLike):
-                        path = str(item)
-                        image = read_image(item)
-                    elif isinstance(item, np.ndarray) and item.ndim == 3:
-                        image = item if item.dtype == np.uint8 else np.clip(item, 0, 255).astype(np.uint8)
-                    else:
-                        raise PerFaceError(f"cannot embed an object of type {type(item).__name__}")
-                    faces = detect(image)
-                    if not faces:
-                        raise InputError(path, "no face found")
-                    face = max(faces, key=lambda f: f.width * f.height)
-                chips = self.align(image, face)
-            for i, c in enumerate(chips):
-                out[i].append(c)
-        return out
+        return faces_to_views(self, items)
 
     @torch.inference_mode()
     def embed_views(self, views: list[list[np.ndarray]], batch_size: int = 64) -> np.ndarray:
@@ -356,34 +298,11 @@ class PerFaceModel(nn.Module):
         return d
 
 
-def model_fingerprint(directory: Path) -> str:
-    """A short hash of a saved model's weights; galleries record it to detect a model change."""
-    h = hashlib.sha256((directory / WEIGHTS_NAME).read_bytes()).hexdigest()[:16]
-    return f"perface:{h}"
-
-
-def default_model_dir() -> Path:
-    return Path(str(resources.files("perface").joinpath("models", DEFAULT_MODEL_DIR)))
-
-
 def load(name_or_path: str | os.PathLike[str] = "default", device: str = "cpu") -> PerFaceModel:
     """Load a PerFace model: ``"default"`` (shipped in the package) or a folder/``.safetensors`` path."""
     from safetensors.torch import load_file
 
-    if str(name_or_path) == "default":
-        d = default_model_dir()
-    else:
-        d = Path(name_or_path)
-        if d.is_file():
-            d = d.parent
-    if not (d / CONFIG_NAME).is_file() or not (d / WEIGHTS_NAME).is_file():
-        raise InputError(d, f"not a PerFace model folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
-    try:
-        cfg = json.loads((d / CONFIG_NAME).read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(d / CONFIG_NAME, f"invalid JSON ({exc})") from None
-    if cfg.get("format") != "perface-model/1":
-        raise InputError(d / CONFIG_NAME, f"unknown model format {cfg.get('format')!r}")
+    d, cfg = read_model_folder(name_or_path)
     model = PerFaceModel(ModelConfig.from_dict(cfg["model"]))
     state = load_file(str(d / WEIGHTS_NAME))
     missing, unexpected = model.load_state_dict(state, strict=False)

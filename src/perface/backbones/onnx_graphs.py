@@ -1,0 +1,112 @@
+"""The ONNX graphs PerFace runs in ONNX Runtime: dlib's ResNet (descriptor and pooled levels in one run) and the
+shipped TF.js networks. Importing this module does not import PyTorch; only a first-use export does.
+
+dlib's graph returns, for normalised N,3,150,150 chips, the raw 128-d descriptor *and* the spatial mean of every
+level (``stem`` .. ``level5``), so one run serves both the identity embedding and the PerFace metric's features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .runtime import OnnxGraph, files_key, onnx_net
+
+#: dlib ResNet levels whose pooled activations the features graph returns (as in :data:`dlib_resnet.LEVELS`)
+DLIB_LEVELS: tuple[str, ...] = ("stem", "level1", "level2", "level3", "level4", "level5")
+DLIB_OUTPUTS: tuple[str, ...] = ("descriptor", *(f"pooled_{lv}" for lv in DLIB_LEVELS))
+#: Per-channel means subtracted by dlib's ``input_rgb_image_sized`` (float32, as stored in the .dat).
+DLIB_MEAN_RGB = np.array([122.782, 117.001, 104.298], dtype=np.float32)
+_GRAPH_VERSION = 1  # part of every cache key: bump it when an exported module changes
+_MAX_BATCH = 64  # rows per session run: bounds the activations' memory on large lists
+_MEMO_SIZE = 64  # chips whose outputs are remembered (a few KB each)
+_MEMO: OrderedDict[bytes, tuple[np.ndarray, ...]] = OrderedDict()
+_MEMO_LOCK = threading.Lock()
+
+
+def dlib_input(chips: np.ndarray) -> np.ndarray:
+    """(N, 150, 150, 3) uint8 RGB chips -> the graph's float32 N,3,150,150 input ``(x - mean) / 256``
+    (dlib's ``input_rgb_image_sized``, as :func:`perface.backbones.dlib_resnet.preprocess_chips`)."""
+    return np.ascontiguousarray(((chips.astype(np.float32) - DLIB_MEAN_RGB) / 256.0).transpose(0, 3, 1, 2))
+
+
+def run_dlib_features(chips: np.ndarray) -> dict[str, np.ndarray] | None:
+    """dlib ResNet outputs (:data:`DLIB_OUTPUTS`) for uint8 chips in ONNX Runtime; None when it is not used.
+
+    The outputs of the last :data:`_MEMO_SIZE` chips are remembered by content, so a chip embedded twice (the
+    swapped face's identity check, then its perceptual embedding for the report) runs the network once."""
+    net = onnx_net(dlib_features_graph())
+    if net is None:
+        return None
+    keys = [hashlib.blake2b(c.tobytes(), digest_size=16).digest() for c in chips]
+    with _MEMO_LOCK:
+        rows = [_MEMO.get(k) for k in keys]
+    todo = [i for i, r in enumerate(rows) if r is None]
+    for s in range(0, len(todo), _MAX_BATCH):
+        idx = todo[s : s + _MAX_BATCH]
+        outs = net(dlib_input(chips[idx]))
+        for j, i in enumerate(idx):
+            rows[i] = tuple(o[j] for o in outs)
+        with _MEMO_LOCK:
+            for i in idx:
+                _MEMO[keys[i]] = rows[i]  # type: ignore[assignment]
+                _MEMO.move_to_end(keys[i])
+            while len(_MEMO) > _MEMO_SIZE:
+                _MEMO.popitem(last=False)
+    return {name: np.stack([r[i] for r in rows]) for i, name in enumerate(DLIB_OUTPUTS)}  # type: ignore[index]
+
+
+@cache
+def dlib_features_graph() -> OnnxGraph:
+    """dlib's face-recognition ResNet with the shipped ``.dat`` weights: descriptor and pooled levels (the spec
+    is made once per process: its key reads the weights file's size and time)."""
+    from .dlib_dat import default_dat_path
+
+    dat = default_dat_path()
+
+    def build() -> tuple[Any, tuple[Any, ...]]:
+        import torch
+
+        from .dlib_resnet import DlibFeatureOutputs, DlibResNet
+
+        torch.manual_seed(0)
+        return DlibFeatureOutputs(DlibResNet.from_dat(dat)), (torch.rand(3, 3, 150, 150) - 0.5,)
+
+    return OnnxGraph("dlib-resnet-features", files_key([dat], _GRAPH_VERSION), build, ("input",), DLIB_OUTPUTS)
+
+
+def tfjs_model_dir(name: str) -> Path:
+    """Folder of a shipped TF.js model (as :func:`perface.backbones.tfjs.shipped_model_dir`, without PyTorch)."""
+    return Path(str(resources.files("perface").joinpath("models", "tfjs", name)))
+
+
+@cache
+def tfjs_graph(name: str, outputs: tuple[str, ...] | None = None) -> OnnxGraph:
+    """A shipped TF.js model (NHWC float32 input, as its ``config.json`` describes) with the given output nodes
+    (None: the model's outputs), named ``out0``, ``out1``... in the graph."""
+    folder = tfjs_model_dir(name)
+    config = json.loads((folder / "config.json").read_text())
+    nodes = tuple(outputs or config.get("outputs") or ())
+    side = int(config["input"]["shape"][1])
+    lo, hi = (float(v) for v in config["input"].get("range", (0.0, 1.0)))
+
+    def build() -> tuple[Any, tuple[Any, ...]]:
+        import torch
+
+        from .tfjs import load_tfjs_model
+        from .tfjs_backbone import TfjsOutputs
+
+        torch.manual_seed(0)
+        return TfjsOutputs(load_tfjs_model(name), nodes), (lo + (hi - lo) * torch.rand(3, side, side, 3),)
+
+    files = [folder / f for f in ("model.json", "weights.safetensors", "config.json")]
+    return OnnxGraph(f"tfjs-{name}", files_key(files, nodes, _GRAPH_VERSION), build, ("input",),
+                     tuple(f"out{i}" for i in range(len(nodes))))

@@ -1,0 +1,57 @@
+"""The PerFace metric in ONNX Runtime equals the PyTorch model (embeddings and identity from one run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from perface.backbones import embed_chips, load_backbone
+from perface.metric.model import load
+from perface.metric.onnx_model import OnnxPerFaceModel, color_layout, load_inference
+
+CHIPS = sorted((Path(__file__).resolve().parents[1] / "data" / "chips").glob("*.jpg"))
+
+
+@pytest.fixture(scope="module")
+def views() -> list[list[np.ndarray]]:
+    chips = [np.asarray(Image.open(f).convert("RGB")) for f in CHIPS[:10]]
+    return [chips[:5], chips[5:]]  # two "views" of five faces (any 150 px chips do for equality)
+
+
+def test_color_layout_equals_adaptive_pooling() -> None:
+    x = np.random.default_rng(0).normal(size=(2, 3, 150, 150)).astype(np.float32)
+    for grid in (6, 7):
+        ref = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(x), grid).flatten(1).numpy()
+        np.testing.assert_allclose(color_layout(x, grid), ref, atol=1e-6)
+
+
+def test_onnx_model_equals_torch(views: list[list[np.ndarray]]) -> None:
+    fast = load_inference()
+    if not isinstance(fast, OnnxPerFaceModel):
+        pytest.skip("ONNX Runtime is switched off (PERFACE_RUNTIME=torch)")
+    ref = load()
+    assert fast.model_id == ref.model_id and fast.config == ref.config
+    emb, desc = fast.embed_with_identity(views)
+    want = ref.embed_views(views)
+    assert emb.shape == want.shape
+    assert (emb * want).sum(1).min() >= 0.9999
+    ident = embed_chips(load_backbone("dlib-resnet"), np.stack(views[0]))
+    cos = (desc * ident).sum(1) / np.linalg.norm(desc, axis=1) / np.linalg.norm(ident, axis=1)
+    assert cos.min() >= 0.9999
+    np.testing.assert_allclose(fast.embed_views(views, batch_size=2), emb, atol=1e-5)
+
+
+def test_align_cuts_the_dlib_chips_from_one_shape(group_image_path) -> None:
+    from perface.face.align import dlib_chip
+    from perface.face.detect import detect
+    from perface.face.io import read_image
+
+    image = read_image(group_image_path)
+    face = detect(image)[0]
+    fast = load_inference()
+    for chip, pad in zip(OnnxPerFaceModel.align(fast, image, face), fast.config.views, strict=True):
+        np.testing.assert_array_equal(chip, dlib_chip(image, face, 150, padding=pad).crop)
