@@ -211,3 +211,43 @@ def serve(project: Project, host: str = "127.0.0.1", port: int = 8000, *, rate: 
 
     uvicorn.run(create_app(project, rate=rate, burst=burst), host=host, port=port, log_level=log_level,
                 limit_concurrency=512, timeout_keep_alive=30)
+
+
+class BackgroundServer:
+    """The app served by uvicorn in a background thread on 127.0.0.1 (tests, benchmarks, screenshots).
+
+    ``with BackgroundServer(project) as url:`` gives ``http://127.0.0.1:PORT``; leaving stops it.
+    """
+
+    def __init__(self, project: Project, port: int = 0, *, rate: float = 10.0, burst: float = 40.0) -> None:
+        import socket
+
+        import uvicorn
+
+        if port == 0:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+        self.port = port
+        config = uvicorn.Config(create_app(project, rate=rate, burst=burst), host="127.0.0.1", port=port,
+                                log_level="warning", limit_concurrency=512)
+        self.server = uvicorn.Server(config)
+        self.thread = None
+
+    def __enter__(self) -> str:
+        import threading
+        import time
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError(f"annotation server did not start on 127.0.0.1:{self.port}")
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(timeout=10)

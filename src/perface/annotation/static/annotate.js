@@ -17,20 +17,23 @@
   }
 
   function status(msg) { $("status").textContent = msg || ""; }
+  // data-state on <body>: "busy" while saving or loading images, "ready" when a key press will count
+  function setBusy(b) { busy = b; document.body.dataset.state = b ? "busy" : "ready"; }
 
   function show(next) {
     item = next;
     if (!item || item.done) {
       $("task").hidden = true; $("intro").hidden = true; $("done").hidden = false;
       $("progress").textContent = "done";
+      setBusy(false);
       return;
     }
     $("progress").textContent = item.answered + " answered, " + item.remaining + " left";
     $("undo").disabled = !item.can_undo;
     document.querySelectorAll(".pick").forEach((el) => el.classList.remove("chosen"));
     let loaded = 0;
-    const ready = () => { loaded += 1; if (loaded === 3) { shownAt = performance.now(); busy = false; status(""); } };
-    busy = true;
+    const ready = () => { loaded += 1; if (loaded === 3) { shownAt = performance.now(); setBusy(false); status(""); } };
+    setBusy(true);
     for (const side of ["c", "a", "b"]) {
       const img = $("img-" + side);
       img.onload = ready; img.onerror = ready;
@@ -40,7 +43,7 @@
 
   async function answer(side) {
     if (busy || !item || item.done) return;
-    busy = true;
+    setBusy(true);
     $("pick-" + side).classList.add("chosen");
     const rt = Math.max(0, Math.min(3600000, Math.round(performance.now() - shownAt)));
     status("saving...");
@@ -49,7 +52,7 @@
         const r = await call("/api/vote", {assignment_id: item.assignment_id, answer: side, rt_ms: rt});
         show(r.next); return;
       } catch (e) {
-        if (attempt >= 4) { status("could not save: " + e.message + " (reload the page)"); busy = false; return; }
+        if (attempt >= 4) { status("could not save: " + e.message + " (reload the page)"); setBusy(false); return; }
         await new Promise((ok) => setTimeout(ok, 500 * (attempt + 1)));
       }
     }
@@ -57,9 +60,9 @@
 
   async function undo() {
     if (busy || !item || !item.can_undo) return;
-    busy = true; status("undoing...");
+    setBusy(true); status("undoing...");
     try { const r = await call("/api/undo"); show(r.next); status(r.undone ? "last answer undone" : "nothing to undo"); }
-    catch (e) { status("undo failed: " + e.message); busy = false; }
+    catch (e) { status("undo failed: " + e.message); setBusy(false); }
   }
 
   async function start() {
