@@ -18,7 +18,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select, true
 from sqlalchemy.exc import IntegrityError
 
 from .db import Annotator, Assignment, TripletRow, Vote, transaction
@@ -48,7 +48,7 @@ class Item:
 
 def annotator_for_token(project: Project, token: str) -> tuple[int, str] | None:
     """``(id, name)`` of the active annotator holding `token`, or None."""
-    with transaction(project.engine) as s:
+    with transaction(project.engine, read_only=True) as s:
         row = s.execute(select(Annotator.id, Annotator.name, Annotator.active)
                         .where(Annotator.token_hash == hash_token(token))).first()
     return (row[0], row[1]) if row and row[2] else None
@@ -59,15 +59,15 @@ def _real_counts(s, project: Project, me: int, now: float) -> dict[int, tuple[in
     bad = flagged_ids(s, project.settings)
     real = s.scalars(select(TripletRow.id).where(TripletRow.kind == "real"))
     counts: dict[int, list[int]] = {t: [0, 0] for t in real}
-    rows = s.execute(select(Vote.triplet_id, Vote.annotator_id, Vote.answer)
-                     .join(TripletRow, TripletRow.id == Vote.triplet_id).where(TripletRow.kind == "real")).all()
-    for t, a, ans in rows:
-        if a not in bad:
-            counts[t][0] += 1
-            counts[t][1] += ans == "a"
+    rows = s.execute(select(Vote.triplet_id, func.count(Vote.id), func.sum(case((Vote.answer == "a", 1), else_=0)))
+                     .join(TripletRow, TripletRow.id == Vote.triplet_id)
+                     .where(TripletRow.kind == "real", Vote.annotator_id.not_in(bad) if bad else true())
+                     .group_by(Vote.triplet_id)).all()
+    for t, n, n_a in rows:
+        counts[t] = [int(n), int(n_a or 0)]
     live = s.execute(select(Assignment.triplet_id, func.count(Assignment.id))
                      .where(Assignment.status == "open", Assignment.annotator_id != me,
-                            Assignment.annotator_id.not_in(bad) if bad else True,
+                            Assignment.annotator_id.not_in(bad) if bad else true(),
                             Assignment.created > now - project.settings.assignment_ttl_s)
                      .group_by(Assignment.triplet_id)).all()
     for t, n in live:
@@ -118,7 +118,7 @@ def next_item(project: Project, annotator_id: int) -> Item | None:
 
 def assignment_image(project: Project, annotator_id: int, assignment_id: int) -> str | None:
     """The triplet code behind one of the annotator's own assignments (None if it is not theirs)."""
-    with transaction(project.engine) as s:
+    with transaction(project.engine, read_only=True) as s:
         row = s.execute(select(TripletRow.code).join(Assignment, Assignment.triplet_id == TripletRow.id)
                         .where(Assignment.id == assignment_id, Assignment.annotator_id == annotator_id)).first()
     return row[0] if row else None

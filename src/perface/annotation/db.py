@@ -120,7 +120,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn) -> None:  # noqa: ANN001 - SQLAlchemy connection
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            read_only = conn.get_execution_options().get("perface_read_only")
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
     else:
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
@@ -129,19 +130,21 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     return engine
 
 
-_sessions: dict[int, sessionmaker] = {}
+_sessions: dict[tuple[int, bool], sessionmaker] = {}
 
 
 @contextmanager
-def transaction(engine: Engine, *, serialize: bool = False) -> Iterator[Session]:
+def transaction(engine: Engine, *, serialize: bool = False, read_only: bool = False) -> Iterator[Session]:
     """A session inside one transaction: committed on success, rolled back on any error.
 
     ``serialize`` takes a transaction-wide lock on PostgreSQL (SQLite's ``BEGIN IMMEDIATE`` already
     serialises writers), for steps that read counts and then write (handing out triplets).
+    ``read_only`` (SQLite): a deferred ``BEGIN``, so readers run alongside the writer (WAL).
     """
-    maker = _sessions.get(id(engine))
+    maker = _sessions.get((id(engine), read_only))
     if maker is None:
-        maker = _sessions[id(engine)] = sessionmaker(engine, expire_on_commit=False)
+        bind = engine.execution_options(perface_read_only=True) if read_only else engine
+        maker = _sessions[(id(engine), read_only)] = sessionmaker(bind, expire_on_commit=False)
     with maker() as session, session.begin():
         if serialize and engine.dialect.name == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(2121)"))

@@ -71,7 +71,7 @@ def export_project(project: Project, out: str | os.PathLike[str], *, min_votes: 
             raise InputError(out, "output folder exists and is not empty (use --overwrite)")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    with transaction(project.engine) as s:
+    with transaction(project.engine, read_only=True) as s:
         valid = valid_votes(s, project.settings)
         triplets = s.scalars(select(TripletRow).where(TripletRow.kind == "real").order_by(TripletRow.code)).all()
         kind = {t.id: t.kind for t in s.scalars(select(TripletRow))}

@@ -112,7 +112,7 @@ class Project:
 
     def admin_hash(self) -> str:
         """The stored hash of the admin token."""
-        with transaction(self.engine) as s:
+        with transaction(self.engine, read_only=True) as s:
             return s.get(Meta, "admin_token_hash").value
 
 

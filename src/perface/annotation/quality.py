@@ -127,7 +127,7 @@ class ProjectSummary:
 def summarize(project: Project) -> ProjectSummary:
     """Everything the admin page and ``perface annotate status`` show."""
     k = project.settings.votes_per_triplet
-    with transaction(project.engine) as s:
+    with transaction(project.engine, read_only=True) as s:
         kinds = Counter(s.scalars(select(TripletRow.kind)))
         valid = valid_votes(s, project.settings)
         catches = catch_results(s)
