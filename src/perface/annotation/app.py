@@ -159,7 +159,9 @@ def create_app(project: Project, *, rate: float = 10.0, burst: float = 40.0) -> 
     def _admin_page(request: Request, token: str, new_link: str | None = None, error: str | None = None) -> Response:
         summary = summarize(project)
         top = max(summary.histogram.values(), default=1)
-        bars = [{"n": n, "count": c, "h": round(100 * c / top)} for n, c in sorted(summary.histogram.items())]
+        last = max([project.settings.votes_per_triplet, *summary.histogram])
+        bars = [{"n": n, "count": summary.histogram.get(n, 0), "h": round(100 * summary.histogram.get(n, 0) / top)}
+                for n in range(last + 1)]
         return templates.TemplateResponse(request, "admin.html", {
             "s": summary, "bars": bars, "token": token, "csrf": csrf_token(project.secret, "admin:" + token),
             "new_link": new_link, "error": error, "settings": project.settings})
