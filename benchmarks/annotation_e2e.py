@@ -145,9 +145,10 @@ def simulate(url: str, links: dict[str, str], annotators: list[Simulated], sourc
 
 
 def screenshot(url: str, path: Path, *, height: int, annotate: bool) -> None:
-    from perface.annotation.browser import headless_chromium
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
+
+    from perface.annotation.browser import headless_chromium
 
     d = headless_chromium(1000, height)
     try:
