@@ -143,10 +143,13 @@ def create_app(project: Project, *, rate: float = 10.0, burst: float = 40.0) -> 
         return {"undone": undone, "next": _item_json(next_item(project, who[0]))}
 
     @app.get("/a/{token}/img/{assignment_id}/{side}")
-    def image(who: Who, assignment_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
+    def image(request: Request, token: Token, assignment_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
               side: Literal["a", "b", "c"]) -> Response:
-        code = assignment_image(project, who[0], assignment_id)
+        _limit(token)
+        code = assignment_image(project, token, assignment_id) if token_ok(token) else None
         if code is None:
+            if not misses.allow(request.client.host if request.client else "?"):
+                raise HTTPException(429, "too many requests, slow down")
             raise HTTPException(404, "not found")
         try:
             path = project.image_path(code, side)

@@ -116,11 +116,14 @@ def next_item(project: Project, annotator_id: int) -> Item | None:
         return Item(a.id, answered, len(open_real), can_undo)
 
 
-def assignment_image(project: Project, annotator_id: int, assignment_id: int) -> str | None:
-    """The triplet code behind one of the annotator's own assignments (None if it is not theirs)."""
+def assignment_image(project: Project, token: str, assignment_id: int) -> str | None:
+    """The triplet code behind an assignment of the active annotator holding `token` (None if it is not
+    theirs); one query, as images are most of the requests."""
     with transaction(project.engine, read_only=True) as s:
         row = s.execute(select(TripletRow.code).join(Assignment, Assignment.triplet_id == TripletRow.id)
-                        .where(Assignment.id == assignment_id, Assignment.annotator_id == annotator_id)).first()
+                        .join(Annotator, Annotator.id == Assignment.annotator_id)
+                        .where(Assignment.id == assignment_id, Annotator.token_hash == hash_token(token),
+                               Annotator.active.is_(True))).first()
     return row[0] if row else None
 
 
