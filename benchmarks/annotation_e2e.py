@@ -1,20 +1,20 @@
 """Issue 21 end to end, with simulated annotators whose answers follow a known rule.
 
-1. ``perface annotate create`` on One Million Impressions faces (10 targets, 72 sources in same-gender groups
-   of three: 120 triplets, 12 catch trials), gender labels from the OMI ratings;
+1. ``perface annotate create`` on One Million Impressions faces (20 targets, 90 sources in same-gender groups
+   of three: 300 triplets, 30 catch trials), gender labels from the OMI ratings;
 2. ``perface annotate invite`` x 6 and ``perface annotate serve``-equivalent server on 127.0.0.1 (uvicorn in
    a thread), then six simulated annotators answer over HTTP (the app's JSON API, with CSRF tokens):
    five careful ones follow the rating-space rule with logistic noise, one careless one answers at random;
 3. screenshots of the annotator page (mid-way) and the admin page (end) with headless Chromium;
 4. ``perface annotate export`` and ``perface train --config EXPORT/train.yaml`` (the CLI, as a user would);
-5. the trained model and dlib's identity cosine on held-out triplets (8 other targets x 8 other source
+5. the trained model and dlib's identity cosine on held-out triplets (10 other targets x 10 other source
    groups), scored against the noise-free rule.
 
 The rule: the source faces' distance in a rating space (OMI attribute means, z-scored, without the hair and
 skin-colour attributes that the swap takes from the target). A careful annotator picks A with probability
 sigmoid((d(C,B) - d(C,A)) / tau), and always picks a face identical to C (as people do on catch trials).
 
-    python benchmarks/annotation_e2e.py   # ~5-10 min on 2 shared cores; writes docs/benchmarks/annotation_e2e.md
+    python benchmarks/annotation_e2e.py   # ~15 min on 2 busy shared cores; writes docs/benchmarks/annotation_e2e.md
 """
 
 from __future__ import annotations
@@ -168,17 +168,22 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="work folder (default: a temp folder)")
     ap.add_argument("--tau", type=float, default=0.6, help="noise of the careful annotators (rating-space units)")
     ap.add_argument("--no-screenshots", action="store_true")
+    ap.add_argument("--targets", type=int, default=20, help="training targets (half female, half male)")
+    ap.add_argument("--sources", type=int, default=90, help="training sources (groups of three per gender)")
+    ap.add_argument("--heldout-targets", type=int, default=10)
+    ap.add_argument("--heldout-sources", type=int, default=60)
     args = ap.parse_args()
     t_start = time.monotonic()
     omi = shared_data() / "omi"
     work = args.work or Path(tempfile.mkdtemp(prefix="perface-annotation-e2e-"))
     space, gender = rating_space(omi)
-    targets, sources = pick_faces(gender, 10, 72, seed=0, exclude=set())
-    h_targets, h_sources = pick_faces(gender, 8, 48, seed=1, exclude=set(targets + sources))
+    targets, sources = pick_faces(gender, args.targets, args.sources, seed=0, exclude=set())
+    h_targets, h_sources = pick_faces(gender, args.heldout_targets, args.heldout_sources, seed=1,
+                                      exclude=set(targets + sources))
     labels = folders(work / "train-faces", omi, targets, sources, gender)
     h_labels = folders(work / "heldout-faces", omi, h_targets, h_sources, gender)
 
-    log("1. perface annotate create (10 targets x 12 same-gender source groups)")
+    log(f"1. perface annotate create ({args.targets} targets x {args.sources // 6} same-gender source groups)")
     out = cli("annotate", "create", str(work / "project"), "--targets", str(work / "train-faces/targets"),
               "--sources", str(work / "train-faces/sources"), "--labels", str(labels), "--catch-share", "0.1")
     print(out, flush=True)
@@ -203,7 +208,7 @@ def main() -> None:
     with BackgroundServer(project, rate=0) as url:
         log(f"2. six annotators invited (perface annotate invite), server on {url}")
         links = {n: cli("annotate", "invite", str(work / "project"), n, "--url", url).strip() for n in names}
-        n1 = simulate(url, links, sims, src, assignment_triplet, stop_after=150)
+        n1 = simulate(url, links, sims, src, assignment_triplet, stop_after=60)
         if not args.no_screenshots:
             screenshot(links["alice"], REPO / "docs/images/annotation_annotator.png", height=820, annotate=True)
         n2 = simulate(url, links, sims, src, assignment_triplet)
@@ -228,7 +233,8 @@ def main() -> None:
         print(cli("train", "--config", str(exp / config), "--out", str(work / f"run-{subset}")), flush=True)
         results[subset] = {"train_s": time.monotonic() - t0}
 
-    log("5. held-out triplets: 8 other targets x 8 other source groups, scored against the noise-free rule")
+    log(f"5. held-out triplets: {args.heldout_targets} other targets x {args.heldout_sources // 6} other source "
+        "groups, scored against the noise-free rule")
     from perface.annotation.build import BuildConfig, build_project
     from perface.annotation.project import create_project
 
@@ -250,37 +256,32 @@ def main() -> None:
 
     import perface
     from perface.evaluation.measures import bootstrap_ci
-    from perface.face.pipeline import analyze_file
+    from perface.metric.features import build_feature_bank
+    from perface.metric.train import bank_embeddings
 
-    def score(embed) -> dict:
-        sims_a, sims_b = [], []
-        for pc, pa, pb in paths:
-            ec, ea, eb = embed([pc, pa, pb])
-            sims_a.append(float(ec @ ea))
-            sims_b.append(float(ec @ eb))
-        sa, sb = np.array(sims_a), np.array(sims_b)
+    def score(emb: np.ndarray, index: dict[str, int]) -> dict:
+        e = [[emb[index[str(q)]] for q in trip] for trip in paths]
+        sa, sb = np.array([c @ a for c, a, _ in e]), np.array([c @ b for c, _, b in e])
         pos, neg = np.where(truth, sa, sb), np.where(truth, sb, sa)
         return bootstrap_ci((pos, neg), seed=0).to_dict()
 
-    def identity(ps):
-        out = []
-        for p in ps:
-            face = analyze_file(p).largest
-            v = face.identity if face is not None else np.zeros(128)
-            out.append(v / (np.linalg.norm(v) + 1e-12))
-        return out
-
-    evals = {"dlib identity cosine (baseline)": score(identity)}
+    evals = {}
     for subset in ("d1", "d2"):
         model = perface.load(work / f"run-{subset}" / "model")
-        evals[f"PerFace trained on the export ({subset.upper()})"] = score(lambda ps, m=model: list(m.embed(ps)))
+        # the trainer's own feature path: detection, alignment and the frozen backbone, cached once
+        bank = build_feature_bank(model, [str(q) for trip in paths for q in trip], cache_dir=work / "heldout-cache",
+                                  progress=False)
+        if not evals:
+            ident = bank.identity / np.linalg.norm(bank.identity, axis=1, keepdims=True)
+            evals["dlib identity cosine (baseline)"] = score(ident, bank.index)
+        evals[f"PerFace trained on the export ({subset.upper()})"] = score(bank_embeddings(model, bank), bank.index)
 
     # how well the collected majority matches the noise-free rule (the labels' own accuracy)
     from perface.datasets import load_simceleba
 
     ts = load_simceleba(exp)
-    agree = [t.votes_a > t.votes_b == (np.linalg.norm(space[t.source_ids[0]] - space[t.source_ids[1]])
-                                       < np.linalg.norm(space[t.source_ids[0]] - space[t.source_ids[2]]))
+    agree = [(t.votes_a > t.votes_b) == bool(np.linalg.norm(space[t.source_ids[0]] - space[t.source_ids[1]])
+                                             < np.linalg.norm(space[t.source_ids[0]] - space[t.source_ids[2]]))
              for t in ts]
     label_acc = float(np.mean(agree))
     total = time.monotonic() - t_start
@@ -291,10 +292,11 @@ def main() -> None:
                     for a in summary["annotators"])
     ev = "\n".join(f"| {k} | {v['value']:.3f} | {v['low']:.3f}-{v['high']:.3f} |" for k, v in evals.items())
     body = f"""`python benchmarks/annotation_e2e.py` (tau {args.tau}): the whole loop of issue 21 with simulated
-annotators, through the CLI and the web app's HTTP API. 10 One Million Impressions targets (5 female, 5 male)
-x 12 same-gender groups of three sources (72 sources): {summary['n_real']} triplets and {summary['n_catch']}
-catch trials, swapped with the classic swapper at 224 px. Five careful annotators follow the rating-space rule
-(OMI attribute means, z-scored, hair and skin-colour attributes left out) with logistic noise tau = {args.tau};
+annotators, through the CLI and the web app's HTTP API. {args.targets} One Million Impressions targets (half
+female, half male) x {args.sources // 6} same-gender groups of three sources ({args.sources} sources):
+{summary['n_real']} triplets and {summary['n_catch']} catch trials, swapped with the classic swapper at 224 px.
+Five careful annotators follow the rating-space rule (OMI attribute means, z-scored, hair and skin-colour
+attributes left out) with logistic noise tau = {args.tau};
 one careless annotator answers at random. K = 3 valid votes per triplet, catch threshold 1.0 (the paper's).
 Other jobs were sharing the 2 cores.
 
@@ -309,8 +311,9 @@ The exported majorities agree with the noise-free rule on {label_acc:.3f} of the
 including the backbone features of every image; D2 ({len(ts.d2())} unanimous triplets, same export, `subset: d2`)
 {results['d2']['train_s']:.0f} s with the features cached.
 
-Held-out: {len(truth)} triplets from 8 other targets x 8 other source groups (setting [i]: no face seen in
-training), labelled by the noise-free rule; 2AFC accuracy with 95% bootstrap intervals:
+Held-out: {len(truth)} triplets from {args.heldout_targets} other targets x {args.heldout_sources // 6} other
+source groups (setting [i]: no face seen in training), labelled by the noise-free rule; 2AFC accuracy with 95%
+bootstrap intervals:
 
 | scorer | accuracy | 95% CI |
 |---|---|---|
