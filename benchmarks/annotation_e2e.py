@@ -309,7 +309,7 @@ Admin page at the end: {summary['complete']} of {summary['n_real']} triplets com
 The exported majorities agree with the noise-free rule on {label_acc:.3f} of the {len(ts)} triplets (D1).
 `perface train` on the export: D1 ({len(ts.d1())} triplets, 80% for training) {results['d1']['train_s']:.0f} s
 including the backbone features of every image; D2 ({len(ts.d2())} unanimous triplets, same export, `subset: d2`)
-{results['d2']['train_s']:.0f} s with the features cached.
+{results['d2']['train_s']:.0f} s (the feature cache is keyed by the image list, so D2 ran its own feature pass).
 
 Held-out: {len(truth)} triplets from {args.heldout_targets} other targets x {args.heldout_sources // 6} other
 source groups (setting [i]: no face seen in training), labelled by the noise-free rule; 2AFC accuracy with 95%
