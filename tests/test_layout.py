@@ -1,6 +1,6 @@
 """The package's shape: imports between wings point down only, so the architecture stays readable.
 
-backbones < face < datasets < metric < anonymize < evaluation < cli. Every import counts, lazy ones
+backbones < face < datasets < metric < anonymize < annotation < evaluation < cli. Every import counts, lazy ones
 inside functions included; ``perface/__init__.py`` is the public facade and may reach any wing.
 """
 
@@ -20,8 +20,9 @@ ALLOWED: dict[str, set[str]] = {
     "datasets": {"face"},
     "metric": {"backbones", "face", "datasets"},
     "anonymize": {"backbones", "face", "datasets", "metric"},
-    "evaluation": {"backbones", "face", "datasets", "metric", "anonymize"},
-    "cli": {"backbones", "face", "datasets", "metric", "anonymize", "evaluation"},
+    "annotation": {"backbones", "face", "datasets", "metric", "anonymize"},
+    "evaluation": {"backbones", "face", "datasets", "metric", "anonymize", "annotation"},
+    "cli": {"backbones", "face", "datasets", "metric", "anonymize", "annotation", "evaluation"},
 }
 
 

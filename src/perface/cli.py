@@ -500,6 +500,133 @@ def demo_cmd(
                   draw_scores=False)
 
 
+annotate_app = typer.Typer(help="Human triplet judgments: build triplets, collect votes in a browser, export.",
+                           no_args_is_help=True)
+app.add_typer(annotate_app, name="annotate")
+
+
+@annotate_app.command("create")
+@guarded
+def annotate_create_cmd(
+    project: Annotated[Path, typer.Argument(help="New project folder.")],
+    targets: Annotated[Path, typer.Option(help="Folder of target faces (they give hair and contour).")],
+    sources: Annotated[Path, typer.Option(help="Folder of source faces (swapped onto each target, three at a time).")],
+    labels: Annotated[Path | None, typer.Option(help="CSV file,gender (male/female); default: predicted.")] = None,
+    db: Annotated[str | None, typer.Option(help="Database URL, e.g. postgresql://user@host/db (default: SQLite "
+                                                "in the project folder).")] = None,
+    votes: Annotated[int, typer.Option(help="Votes wanted per triplet (K).")] = 3,
+    per_target: Annotated[int | None, typer.Option(help="Source triplets per target (default: all of its gender).")]
+    = None,
+    cross_gender: Annotated[float, typer.Option(help="Share of a target's source triplets of the other gender.")]
+    = 0.0,
+    catch_share: Annotated[float, typer.Option(help="Catch trials per real triplet, and share shown to each "
+                                                    "annotator.")] = 0.1,
+    catch_threshold: Annotated[float, typer.Option(help="Catch accuracy needed for votes to count (paper: 1.0).")]
+    = 1.0,
+    sampler: Annotated[str, typer.Option(help="fewest (fewest votes first) or agreement (finish agreeing "
+                                              "triplets first).")] = "fewest",
+    seed: Annotated[int, typer.Option(help="Seed of the source grouping and catch trials.")] = 0,
+) -> None:
+    """Build swapped triplets (A, B, reference C; 224 px) and catch trials into a new project."""
+    from perface.annotation.build import BuildConfig, create_and_build
+    from perface.annotation.project import AnnotationSettings
+
+    settings = AnnotationSettings(votes_per_triplet=votes, catch_share=catch_share, catch_threshold=catch_threshold,
+                                  sampler=sampler)  # type: ignore[arg-type]
+    cfg = BuildConfig(per_target=per_target, cross_gender_share=cross_gender, catch_share=catch_share, seed=seed)
+    _, admin, rep = create_and_build(project, targets, sources, settings, cfg, labels=labels, db=db,
+                                     log=lambda m: typer.echo(m, err=True))
+    for line in rep.skipped:
+        typer.echo(f"skipped: {line}", err=True)
+    typer.echo(f"{project}: {rep.n_real} triplets and {rep.n_catch} catch trials from {rep.n_targets} targets and "
+               f"{rep.n_sources} sources")
+    typer.echo(f"admin token (shown once): {admin}\n  admin page once served: http://127.0.0.1:8000/admin/{admin}")
+
+
+@annotate_app.command("invite")
+@guarded
+def annotate_invite_cmd(
+    project: Annotated[Path, typer.Argument(help="Project folder.")],
+    name: Annotated[str, typer.Argument(help="Annotator's name (shown on the admin page).")],
+    url: Annotated[str, typer.Option(help="Where the app is reachable.")] = "http://127.0.0.1:8000",
+) -> None:
+    """Invite an annotator: prints their personal link (shown once)."""
+    from perface.annotation.project import open_project
+
+    token = open_project(project).invite(name)
+    typer.echo(f"{url.rstrip('/')}/a/{token}")
+
+
+@annotate_app.command("admin-token")
+@guarded
+def annotate_admin_token_cmd(project: Annotated[Path, typer.Argument(help="Project folder.")]) -> None:
+    """Replace the admin token (the old one stops working after the next restart of `serve`)."""
+    from perface.annotation.project import open_project
+
+    typer.echo(open_project(project).new_admin_token())
+
+
+@annotate_app.command("serve")
+@guarded
+def annotate_serve_cmd(
+    project: Annotated[Path, typer.Argument(help="Project folder.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on (default: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    rate: Annotated[float, typer.Option(help="Requests per second allowed per token on average (0: no limit).")]
+    = 10.0,
+    burst: Annotated[float, typer.Option(help="Burst allowed per token.")] = 40.0,
+) -> None:
+    """Run the annotation web app (annotators: /a/TOKEN; admin: /admin/ADMIN_TOKEN)."""
+    from perface.annotation.app import serve
+    from perface.annotation.project import open_project
+
+    p = open_project(project)
+    typer.echo(f"serving {project} on http://{host}:{port} (Ctrl-C stops; votes are saved as they come)", err=True)
+    serve(p, host, port, rate=rate, burst=burst)
+
+
+@annotate_app.command("status")
+@guarded
+def annotate_status_cmd(project: Annotated[Path, typer.Argument(help="Project folder.")]) -> None:
+    """Progress, agreement and each annotator's catch accuracy (what the admin page shows)."""
+    from perface.annotation.project import open_project
+    from perface.annotation.quality import summarize
+
+    s = summarize(open_project(project))
+    fmt = lambda v, f="{:.3f}": "-" if v is None else f.format(v)  # noqa: E731
+    typer.echo(f"{s.complete} of {s.n_real} triplets complete ({100 * s.progress:.0f}% of votes), {s.total_votes} "
+               f"votes ({s.valid_votes} valid), unanimity {fmt(s.unanimity_rate)}, Krippendorff alpha {fmt(s.alpha)}; "
+               f"valid votes per triplet: {s.histogram}")
+    _print_table([{"annotator": a.name, "votes": a.votes, "catch": f"{a.catch_correct}/{a.catch_answered}",
+                   "median rt (s)": fmt(a.median_rt_ms and a.median_rt_ms / 1000, "{:.1f}"),
+                   "flagged": "yes" if a.flagged else ""} for a in s.annotators],
+                 ["annotator", "votes", "catch", "median rt (s)", "flagged"])
+
+
+@annotate_app.command("export")
+@guarded
+def annotate_export_cmd(
+    project: Annotated[Path, typer.Argument(help="Project folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (SimCelebA layout).")],
+    min_votes: Annotated[int | None, typer.Option(help="Valid votes a triplet needs to be exported (default K).")]
+    = None,
+    subset: Annotated[str, typer.Option(help="Subset written into train.yaml: d1 or d2.")] = "d2",
+    split: Annotated[str, typer.Option(help="Split written into train.yaml: random, i, ii or iii.")] = "random",
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
+) -> None:
+    """Write t####_{a,b,c}.jpg, triplet_answers.csv (valid votes only) and the identity map; `perface train
+    --config OUT/train.yaml` reads it as it is."""
+    from perface.annotation.export import export_project
+    from perface.annotation.project import open_project
+
+    if subset not in ("d1", "d2") or split not in ("random", "i", "ii", "iii"):
+        raise PerFaceError(f"--subset must be d1/d2 and --split random/i/ii/iii, got {subset!r}, {split!r}")
+    rep = export_project(open_project(project), out, min_votes=min_votes, overwrite=overwrite, subset=subset,
+                         split=split)
+    typer.echo(f"{rep['folder']}: {rep['triplets']} triplets, {rep['answers']} valid answers "
+               f"({rep['left_out']} triplets with too few votes left out, {rep['flagged']} annotator(s) flagged)")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

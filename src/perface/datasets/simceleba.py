@@ -12,7 +12,8 @@ The released archive has a known defect: ``t4963_c.jpg`` is 0 bytes. Such triple
 with one :class:`~perface.datasets.errors.DatasetWarning` that lists every dropped triplet.
 
 Identities are not part of the release. For the paper's identity splits, pass a CSV
-``tripletId,target,source_a,source_b,source_c`` (one target and the source of each image).
+``tripletId,target,source_a,source_b,source_c`` (one target and the source of each image); a file
+``triplet_identities.csv`` beside the answers (as ``perface annotate export`` writes) is read by default.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .triplets import Triplet, TripletSet
 __all__ = [
     "SIMCELEBA_ANSWERS",
     "SIMCELEBA_ARCHIVE",
+    "SIMCELEBA_IDENTITIES",
     "extract_simceleba",
     "load_simceleba",
     "read_identity_map",
@@ -41,6 +43,7 @@ __all__ = [
 
 SIMCELEBA_ANSWERS = "triplet_answers.csv"
 SIMCELEBA_ARCHIVE = "simCelebA_triplet.tar.gz"
+SIMCELEBA_IDENTITIES = "triplet_identities.csv"
 _IMAGE_RE = re.compile(r"^t\d+_[abc]\.jpg$")
 _ANS_RE = re.compile(r"^ans\d+$")
 _IDENTITY_HEADER = ["tripletId", "target", "source_a", "source_b", "source_c"]
@@ -228,6 +231,8 @@ def load_simceleba(
         candidates = [folder / SIMCELEBA_ANSWERS, image_dir / SIMCELEBA_ANSWERS]
         csv_path = next((p for p in candidates if p.is_file()), candidates[0])
     votes = read_simceleba_answers(csv_path)
+    if identities is None and (csv_path.parent / SIMCELEBA_IDENTITIES).is_file():
+        identities = csv_path.parent / SIMCELEBA_IDENTITIES
     ids = read_identity_map(identities) if identities is not None else None
 
     triplets: list[Triplet] = []

@@ -41,6 +41,7 @@ class DataConfig:
     test_fraction: float = 0.2  # held-out faces (omi) or triplets (others)
     val_fraction: float = 0.1
     subset: Literal["d1", "d2"] = "d1"  # human data: all triplets (majority) or unanimous only
+    split: Literal["random", "i", "ii", "iii"] = "random"  # human data: by triplet, or the paper's identity splits
     ratings: dict[str, Any] = field(default_factory=dict)  # RatingTripletConfig overrides
     test_candidates: int = 12_000  # rating-derived candidates drawn among held-out faces
     seed: int = 0
@@ -196,6 +197,13 @@ def make_splits(cfg: DataConfig) -> Splits:
     else:  # pragma: no cover - Literal guards this
         raise PerFaceError(f"unknown data kind {cfg.kind!r}")
     full = full.d2() if cfg.subset == "d2" else full.d1()
+    if cfg.split != "random":
+        try:
+            parts = full.split_by_identity(cfg.split, seed=cfg.seed, fraction=cfg.test_fraction,
+                                           val_fraction=cfg.val_fraction)
+        except ValueError as exc:
+            raise PerFaceError(f"{cfg.root}: split {cfg.split!r}: {exc}") from None
+        return Splits(parts["train"], parts.get("val", TripletSet([], "val")), parts["test"])
     tr = 1 - cfg.test_fraction - cfg.val_fraction
     parts = full.split_random((tr, cfg.val_fraction, cfg.test_fraction), seed=cfg.seed)
     keys = list(parts)
