@@ -185,8 +185,10 @@ def embed_cmd(
             tqdm.write(_printable(f"skipped {path}: {error}"), file=sys.stderr)
         bar.update(1)
 
-    res = embed_paths(paths, detect_config, on_progress=progress)
-    bar.close()
+    try:
+        res = embed_paths(paths, detect_config, on_progress=progress)
+    finally:
+        bar.close()
     res.save(out, overwrite=overwrite)
     ok = len(paths) - len(res.failed)
     typer.echo(f"{ok} image(s) read, {len(res.failed)} skipped, {len(res.embeddings)} face(s) embedded -> {out}")
@@ -370,8 +372,11 @@ def gallery_build_cmd(
     def progress(path: str, error: str | None) -> None:
         bar.update(1)
 
-    rep = build_gallery(paths, out, m, cfg, labels=all_labels or None, overwrite=overwrite, on_progress=progress)
-    bar.close()
+    try:
+        rep = build_gallery(paths, out, m, cfg, labels=all_labels or None, overwrite=overwrite,
+                            on_progress=progress)
+    finally:
+        bar.close()
     for path, reason in rep.failed:
         typer.echo(_printable(f"skipped {path}: {reason}"), err=True)
     why = Counter(reason.split(" (")[0] for _, reason in rep.skipped)
@@ -439,7 +444,7 @@ def anonymize_cmd(
     from tqdm import tqdm
 
     from perface.anonymize.anonymizer import AnonymizeConfig
-    from perface.anonymize.runner import AnonymizerRecipe, anonymize_files, check_outdir
+    from perface.anonymize.runner import AnonymizerRecipe, anonymize_files
     from perface.anonymize.select import SelectConfig
     from perface.face.detect import DetectConfig
 
@@ -468,7 +473,6 @@ def anonymize_cmd(
     recipe = AnonymizerRecipe(cfg, gallery=None if gallery is None else str(gallery), model=model)
     recipe.check()
     paths = _input_paths(inputs)
-    check_outdir(paths, outdir, create=not dry_run)  # before any model loads: a bad -o fails in a second
     bar = tqdm(total=len(paths), unit="img", desc="anonymize", file=sys.stderr)
 
     def progress(rec) -> None:
@@ -481,9 +485,11 @@ def anonymize_cmd(
                            file=sys.stderr)
         bar.update(1)
 
-    report = anonymize_files(paths, outdir, recipe, dry_run=dry_run, on_progress=progress,
-                             workers=workers or _default_workers(len(paths)))
-    bar.close()
+    try:  # anonymize_files checks -o (and outputs already there) before any model loads
+        report = anonymize_files(paths, outdir, recipe, dry_run=dry_run, on_progress=progress,
+                                 workers=workers or _default_workers(len(paths)))
+    finally:
+        bar.close()
     t = report.totals()
     rows = [{"file": _printable(Path(im.input).name), "faces": len(im.faces),
              "swapped": sum(f.method == "swap" for f in im.faces),

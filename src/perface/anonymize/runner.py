@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -297,17 +298,29 @@ def _init_worker(recipe: AnonymizerRecipe) -> None:
     """Runs first in each worker process: one-thread runtimes, then the models (errors kept for the tasks)."""
     for name in THREAD_VARIABLES:
         os.environ[name] = "1"
+    _exit_with_parent(os.getppid())
     try:
         import cv2
 
         cv2.setNumThreads(1)
-        import torch
-
-        torch.set_num_threads(1)
         _WORKER["anonymizer"] = recipe.build()
+        if "torch" in sys.modules:  # OMP_NUM_THREADS=1 already made it 1 at import; never imported just for this
+            sys.modules["torch"].set_num_threads(1)
     except BaseException as exc:  # noqa: BLE001 - reported by every task, then by the parent as one error
         _WORKER["error"] = exc if isinstance(exc, PerFaceError) else PerFaceError(
             f"worker could not start: {type(exc).__name__}: {exc}")
+
+
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """End this worker when its parent is gone (``kill -9`` of the run): it would otherwise wait forever."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="perface-parent-watch").start()
 
 
 def _work(i: int, src: Path, dst: Path, dry_run: bool, read_config: ReadConfig | None):

@@ -388,7 +388,10 @@ def _pid_alive(pid: int) -> bool:
         return False
     except (PermissionError, OverflowError, ValueError):
         return pid > 0
-    return True
+    try:  # a killed process that nobody reaped (a zombie) still answers kill(pid, 0): it is dead all the same
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def is_temp_file(path: str | os.PathLike[str]) -> bool:
