@@ -53,8 +53,9 @@ def _option_error(exc: ValueError) -> PerFaceError:
     """A config's ValueError as a one-line error that starts with the option's name."""
     msg = str(exc)
     first = msg.split(" ", 1)[0].rstrip(":")
-    if first in _OPTION_NAMES:
-        msg = f"{_OPTION_NAMES[first]}{msg[len(first):]}"
+    field = first.rsplit(".", 1)[-1]  # "DetectConfig.threshold" names the field too
+    if field in _OPTION_NAMES:
+        msg = f"{_OPTION_NAMES[field]}{msg[len(first):]}"
     return PerFaceError(msg)
 
 

@@ -296,8 +296,11 @@ _WORKER: dict = {}
 
 def _init_worker(recipe: AnonymizerRecipe) -> None:
     """Runs first in each worker process: one-thread runtimes, then the models (errors kept for the tasks)."""
+    import signal
+
     for name in THREAD_VARIABLES:
         os.environ[name] = "1"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops, records and reports
     _exit_with_parent(os.getppid())
     try:
         import cv2
