@@ -474,9 +474,11 @@ def anonymize_cmd(
     recipe = AnonymizerRecipe(cfg, gallery=None if gallery is None else str(gallery), model=model)
     recipe.check()
     paths = _input_paths(inputs)
-    bar = tqdm(total=len(paths), unit="img", desc="anonymize", file=sys.stderr)
+    bars: list = []  # made at the first finished image, so errors before any work stay one clean line
 
     def progress(rec) -> None:
+        if not bars:
+            bars.append(tqdm(total=len(paths), unit="img", desc="anonymize", file=sys.stderr))
         if rec.error:
             tqdm.write(_printable(f"skipped {rec.input}: {rec.error}"), file=sys.stderr)
         elif dry_run:
@@ -484,13 +486,14 @@ def anonymize_cmd(
                 tqdm.write(f"{rec.input}: face at {[round(v) for v in f.box]} -> {f.method}"
                            f"{' donor ' + f.donor_id if f.donor_id else ''}{' (' + f.reason + ')' if f.reason else ''}",
                            file=sys.stderr)
-        bar.update(1)
+        bars[0].update(1)
 
     try:  # anonymize_files checks -o (and outputs already there) before any model loads
         report = anonymize_files(paths, outdir, recipe, dry_run=dry_run, on_progress=progress,
                                  workers=workers or _default_workers(len(paths)))
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     t = report.totals()
     rows = [{"file": _printable(Path(im.input).name), "faces": len(im.faces),
              "swapped": sum(f.method == "swap" for f in im.faces),
