@@ -199,6 +199,11 @@ def anonymize_files(
         if clashes and not config.overwrite:
             raise InputError(clashes[0], f"output already exists ({len(clashes)} file(s) in {out_dir}); "
                                          "pass --overwrite or choose another -o folder")
+    in_process = workers == 1 or len(inputs) <= 1
+    if in_process and recipe is not None:  # models load before anything is written: a bad setup leaves nothing
+        anonymizer = recipe.build()
+    elif recipe is not None:
+        recipe.check()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
     report = RunReport([], asdict(config), None, None, started)
@@ -212,7 +217,9 @@ def anonymize_files(
     halted: list[OutputError] = []  # the fatal write error, once one happened
     status = "finished"
     try:  # after a fatal write error no new image starts; those in flight are still recorded
-        for i, rec, fatal, meta in _run(jobs, anonymizer, recipe, workers, dry_run, read_config, lambda: halted):
+        runs = _run_here(jobs, anonymizer, dry_run, read_config, lambda: halted) if in_process else _run_pool(
+            jobs, recipe, min(workers, len(jobs)), dry_run, read_config, lambda: halted)
+        for i, rec, fatal, meta in runs:
             if any(meta):
                 report.gallery, report.model = meta
             if fatal is not None and not halted:
@@ -239,18 +246,13 @@ def anonymize_files(
     return report
 
 
-def _run(jobs, anonymizer, recipe, workers, dry_run, read_config, stopped: Callable[[], object]):
-    """Yield ``(index, record, fatal error or None, (gallery, model id))`` for every job started, in completion
-    order; no job starts once ``stopped()`` is true."""
-    if workers == 1 or len(jobs) <= 1:
-        an = recipe.build() if recipe is not None else anonymizer
-        for i, src, dst in jobs:
-            if stopped():
-                return
-            yield (i, *_process(an, src, dst, dry_run, read_config))
-        return
-    recipe.check()
-    yield from _run_pool(jobs, recipe, min(workers, len(jobs)), dry_run, read_config, stopped)
+def _run_here(jobs, an: Anonymizer, dry_run: bool, read_config, stopped: Callable[[], object]):
+    """Yield ``(index, record, fatal error or None, (gallery, model id))`` for every job, in this process;
+    no job starts once ``stopped()`` is true."""
+    for i, src, dst in jobs:
+        if stopped():
+            return
+        yield (i, *_process(an, src, dst, dry_run, read_config))
 
 
 def _meta(an: Anonymizer) -> tuple[str | None, str | None]:
