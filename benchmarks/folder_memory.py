@@ -7,7 +7,7 @@ tasks in flight, and only the per-image report records (a few hundred bytes each
 
     python benchmarks/folder_memory.py --sizes 200 2000 --workers 2            # peak RSS per folder size (swap)
     python benchmarks/folder_memory.py --sizes 2000:blur 10000:blur 600:swap   # N:method per run
-    python benchmarks/folder_memory.py --sizes --compare-workers 24 --rounds 2 # images/s, 1 vs 2 workers
+    python benchmarks/folder_memory.py --sizes --compare-workers 24 --rounds 2 --fragment folder_workers
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument("--sources", type=int, default=200, help="distinct CelebA photos the folder is made of")
     ap.add_argument("--compare-workers", type=int, default=0, help="also time 1 vs 2 workers on this many images")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--fragment", default="folder_memory", help="docs/benchmarks/<name>.md to write")
     ap.add_argument("--note", default="", help="a line added under the tables (e.g. what else was running)")
     args = ap.parse_args()
 
@@ -163,7 +164,8 @@ def main() -> None:
             body.append(f"| {w} | {rates} | {max(r['peak_mb'] for r in rs):.0f} |")
     if args.note:
         body += ["", args.note]
-    write_fragment("folder_memory", "Folder runs: memory and workers (issue 20)", "\n".join(body))
+    title = "Folder runs: memory and workers (issue 20)" if rows else "Folder runs: workers (issue 20)"
+    write_fragment(args.fragment, title, "\n".join(body))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Set ``PERFACE_DEBUG=1`` to see tracebacks of internal errors.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -445,7 +446,7 @@ def anonymize_cmd(
     from tqdm import tqdm
 
     from perface.anonymize.anonymizer import AnonymizeConfig
-    from perface.anonymize.runner import AnonymizerRecipe, anonymize_files
+    from perface.anonymize.runner import AnonymizerRecipe, anonymize_files, one_thread_runtimes
     from perface.anonymize.select import SelectConfig
     from perface.face.detect import DetectConfig
 
@@ -488,9 +489,13 @@ def anonymize_cmd(
                            file=sys.stderr)
         bars[0].update(1)
 
+    n_workers = workers or _default_workers(len(paths))
+    # In this process too, one-thread runtimes (unless set in the environment), as in the workers.
+    threads = one_thread_runtimes() if n_workers == 1 else contextlib.nullcontext()
     try:  # anonymize_files checks -o (and outputs already there) before any model loads
-        report = anonymize_files(paths, outdir, recipe, dry_run=dry_run, on_progress=progress,
-                                 workers=workers or _default_workers(len(paths)))
+        with threads:
+            report = anonymize_files(paths, outdir, recipe, dry_run=dry_run, on_progress=progress,
+                                     workers=n_workers)
     finally:
         for bar in bars:
             bar.close()

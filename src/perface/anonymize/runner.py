@@ -300,20 +300,56 @@ def _init_worker(recipe: AnonymizerRecipe) -> None:
     """Runs first in each worker process: one-thread runtimes, then the models (errors kept for the tasks)."""
     import signal
 
-    for name in THREAD_VARIABLES:
-        os.environ[name] = "1"
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops, records and reports
     _exit_with_parent(os.getppid())
     try:
-        import cv2
-
-        cv2.setNumThreads(1)
+        use_one_thread_runtimes(force=True)
         _WORKER["anonymizer"] = recipe.build()
-        if "torch" in sys.modules:  # OMP_NUM_THREADS=1 already made it 1 at import; never imported just for this
-            sys.modules["torch"].set_num_threads(1)
+        use_one_thread_runtimes(force=True)
     except BaseException as exc:  # noqa: BLE001 - reported by every task, then by the parent as one error
         _WORKER["error"] = exc if isinstance(exc, PerFaceError) else PerFaceError(
             f"worker could not start: {type(exc).__name__}: {exc}")
+
+
+def use_one_thread_runtimes(force: bool = False) -> None:
+    """One intra-op thread for ONNX Runtime (``PERFACE_THREADS``), OpenMP/PyTorch and OpenCV, set before models
+    load. Why: at batch 1 a second thread gains nothing on a quiet machine and, with other jobs on the cores,
+    made a run 6x slower (docs/benchmarks/folder_memory.md); workers use the cores instead. ``force=False``
+    keeps values the user set in the environment."""
+    for name in THREAD_VARIABLES:
+        if force or not os.environ.get(name):
+            os.environ[name] = "1"
+    n = int(os.environ.get("OMP_NUM_THREADS", "1") or 1) if not force else 1
+    if "cv2" in sys.modules or force:
+        import cv2
+
+        cv2.setNumThreads(n)
+    if "torch" in sys.modules:  # set at import by OMP_NUM_THREADS otherwise; never imported just for this
+        sys.modules["torch"].set_num_threads(n)
+
+
+@contextlib.contextmanager
+def one_thread_runtimes():
+    """:func:`use_one_thread_runtimes` for a block; the environment and thread counts are restored after it
+    (a CLI run inside a longer-lived process, such as a test, leaves nothing changed)."""
+    saved_env = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    torch = sys.modules.get("torch")
+    saved_torch = torch.get_num_threads() if torch is not None else None
+    import cv2
+
+    saved_cv2 = cv2.getNumThreads()
+    use_one_thread_runtimes()
+    try:
+        yield
+    finally:
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        cv2.setNumThreads(saved_cv2)
+        if saved_torch is not None:
+            torch.set_num_threads(saved_torch)
 
 
 def _exit_with_parent(parent: int, every: float = 1.0) -> None:
