@@ -7,7 +7,7 @@ from _common import FRAGMENTS, REPO
 ORDER = ["summary", "detection", "recall", "celeba_pairs", "recognizers", "pipeline", "backbones", "model", "model_cv",
          "model_speed", "groups", "group_ceilings", "attributes", "attribute_networks", "gallery", "swap", "anonymity",
          "anonymity_tuning", "lbph_regions", "lbph_floor", "anonymize_speed", "runtime_equality", "threads",
-         "annotation_load", "annotation_e2e"]
+         "folder_memory", "annotation_load", "annotation_e2e"]
 
 
 def main() -> None:

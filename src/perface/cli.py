@@ -1,11 +1,13 @@
 """The ``perface`` command. It only parses arguments and calls the library.
 
-Exit codes: 0 ok, 2 bad input (one-line error, no traceback), 1 internal error.
+Exit codes: 0 ok, 2 bad input (one-line error, no traceback; also a run over many files that skipped some of
+them: the good ones are processed and the bad ones listed), 1 internal error, 130 interrupted.
 Set ``PERFACE_DEBUG=1`` to see tracebacks of internal errors.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -29,9 +31,59 @@ app = typer.Typer(
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 
 
+def _printable(text: str) -> str:
+    """One line that any terminal can print: file names that are not UTF-8 keep their bytes as escapes."""
+    return " ".join(text.encode("utf-8", "backslashreplace").decode("utf-8").split())
+
+
 def _fail(message: str, code: int) -> None:
-    typer.echo(f"perface: error: {message}", err=True)
+    typer.echo(f"perface: error: {_printable(message)}", err=True)
     raise typer.Exit(code)
+
+
+# Config fields named as the options that set them, so a refused value names the option the user typed.
+_OPTION_NAMES = {"max_tries": "--tries", "max_age_gap": "--max-age-gap", "seed": "--seed", "band": "--band",
+                 "strategy": "--strategy", "group_by": "--group-by", "method": "--method", "fallback": "--fallback",
+                 "donor_identity_max": "--donor-identity-max", "max_skin_gap": "--max-skin-gap",
+                 "recognizers": "--recognizers", "swapper_options": "--forehead", "per_group": "--per-group",
+                 "min_gender_confidence": "--min-gender-confidence", "min_sharpness": "--min-sharpness",
+                 "threshold": "--threshold"}
+
+
+def _option_error(exc: ValueError) -> PerFaceError:
+    """A config's ValueError as a one-line error that starts with the option's name."""
+    msg = str(exc)
+    first = msg.split(" ", 1)[0].rstrip(":")
+    field = first.rsplit(".", 1)[-1]  # "DetectConfig.threshold" names the field too
+    if field in _OPTION_NAMES:
+        msg = f"{_OPTION_NAMES[field]}{msg[len(first):]}"
+    return PerFaceError(msg)
+
+
+def _check_number(option: str, value: float, low: float | None = None, high: float | None = None) -> None:
+    """Refuse NaN and values outside [low, high] with a one-line error naming the option."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PerFaceError(f"{option} must be a finite number, got {value}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        rng = f"between {low:g} and {high:g}" if low is not None and high is not None else (
+            f"at least {low:g}" if low is not None else f"at most {high:g}")
+        raise PerFaceError(f"{option} must be {rng}, got {value:g}")
+
+
+def _default_workers(n_files: int) -> int:
+    """A worker per usable core for folders, one for a single image (measured: docs/benchmarks/folder_memory.md)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, n_files))
+
+
+Workers = Annotated[int | None, typer.Option(
+    help="Processes that anonymize images side by side, each with one-thread runtimes (default: one per core "
+         "for several files, 1 for one file). Outputs do not depend on it.")]
 
 
 def guarded(fn):
@@ -76,11 +128,14 @@ def _detect_config(detector: str, threshold: float | None = None):
 
     if detector not in ("centerface", "hog"):
         raise PerFaceError(f"unknown detector {detector!r}; choose centerface or hog")
-    cfg = DetectConfig(backend=detector)  # type: ignore[arg-type]
-    if threshold is not None:
-        from dataclasses import replace
+    try:
+        cfg = DetectConfig(backend=detector)  # type: ignore[arg-type]
+        if threshold is not None:
+            from dataclasses import replace
 
-        cfg = replace(cfg, threshold=threshold)
+            cfg = replace(cfg, threshold=threshold)
+    except ValueError as exc:
+        raise _option_error(exc) from None
     return cfg
 
 
@@ -96,8 +151,9 @@ def detect_cmd(
     from perface.face.detect import detect
     from perface.face.io import read_image
 
+    cfg = _detect_config(detector, threshold)
     img = read_image(image)
-    faces = detect(img, _detect_config(detector, threshold))
+    faces = detect(img, cfg)
     if as_json:
         typer.echo(json.dumps({"image": str(image), "width": img.shape[1], "height": img.shape[0],
                                "faces": [f.to_dict() for f in faces]}, indent=2))
@@ -118,26 +174,38 @@ def embed_cmd(
     """Identity embeddings (128-d) of every face in many images, saved as .npz."""
     from tqdm import tqdm
 
-    from perface.face.io import InputError, iter_image_paths
+    from perface.face.io import check_output_file
     from perface.face.pipeline import embed_paths
 
-    if out.exists() and not overwrite:
-        raise InputError(out, "output file already exists (pass --overwrite to replace it)")
-    paths = iter_image_paths(inputs)
-    if not paths:
-        raise InputError(None, f"no image files found in {' '.join(inputs)}")
+    detect_config = _detect_config(detector)
+    check_output_file(out, overwrite=overwrite, suffixes=(".npz",))
+    paths = _input_paths(inputs)
     bar = tqdm(total=len(paths), unit="img", desc="embed", file=sys.stderr)
 
     def progress(path: str, error: str | None) -> None:
         if error:
-            tqdm.write(f"skipped {path}: {error}", file=sys.stderr)
+            tqdm.write(_printable(f"skipped {path}: {error}"), file=sys.stderr)
         bar.update(1)
 
-    res = embed_paths(paths, _detect_config(detector), on_progress=progress)
-    bar.close()
+    try:
+        res = embed_paths(paths, detect_config, on_progress=progress)
+    finally:
+        bar.close()
     res.save(out, overwrite=overwrite)
     ok = len(paths) - len(res.failed)
     typer.echo(f"{ok} image(s) read, {len(res.failed)} skipped, {len(res.embeddings)} face(s) embedded -> {out}")
+    if res.failed:  # the good files are in --out; exit 2 so that scripts notice the skipped ones
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _input_paths(inputs: Sequence[str]) -> list[Path]:
+    """The image files named by the arguments (literal paths first, globs only for paths that do not exist)."""
+    from perface.face.io import InputError, iter_image_paths
+
+    paths = iter_image_paths(list(inputs))
+    if not paths:
+        raise InputError(None, f"no image files found in {' '.join(inputs)}")
+    return paths
 
 
 def _split_names(spec: str) -> tuple[str, ...]:
@@ -166,17 +234,20 @@ def similarity_cmd(
                            ] = "all",
 ) -> None:
     """Identity (every recognizer) and perceptual similarity of the main faces of two images."""
+    from perface.face.io import read_image
     from perface.face.pipeline import compare_files
     from perface.face.recognizers import RECOGNIZERS
 
     names = _recognizer_names(recognizers, RECOGNIZERS)
-
+    detect_config = _detect_config(detector)
+    for path in (image_a, image_b):  # a bad file fails before any model loads
+        read_image(path)
     perceptual = None
     if model and model != "none":
         from perface.metric.model import load
 
         perceptual = load(model)
-    res = compare_files(image_a, image_b, _detect_config(detector), perceptual=perceptual, recognizers=names)
+    res = compare_files(image_a, image_b, detect_config, perceptual=perceptual, recognizers=names)
     if as_json:
         typer.echo(json.dumps(res.to_dict(), indent=2))
         return
@@ -282,19 +353,20 @@ def gallery_build_cmd(
     from tqdm import tqdm
 
     from perface.anonymize.donors import DonorBuildConfig, build_gallery, combine_labels, omi_labels, read_labels
-    from perface.face.io import InputError, iter_image_paths
+    from perface.face.io import check_output_file
     from perface.metric.model import load
 
-    paths = iter_image_paths(inputs)
-    if not paths:
-        raise InputError(None, f"no image files found in {' '.join(inputs)}")
-    if out.exists() and not overwrite:
-        raise InputError(out, "gallery already exists (pass --overwrite to replace it)")
+    _check_number("--min-gender-confidence", min_gender_confidence, 0.5, 1.0)
+    _check_number("--min-sharpness", min_sharpness, 0.0)
+    if per_group is not None:
+        _check_number("--per-group", per_group, 1)
     try:
         cfg = DonorBuildConfig(per_group=per_group, licence=licence, min_gender_confidence=min_gender_confidence,
                                min_sharpness=min_sharpness)
     except ValueError as exc:
-        raise PerFaceError(str(exc)) from None
+        raise _option_error(exc) from None
+    check_output_file(out, overwrite=overwrite, what="gallery")
+    paths = _input_paths(inputs)
     all_labels = combine_labels(omi_labels(omi_ratings) if omi_ratings else {}, read_labels(labels) if labels else {})
     m = load(model)
     bar = tqdm(total=len(paths), unit="img", desc="donors", file=sys.stderr)
@@ -302,12 +374,19 @@ def gallery_build_cmd(
     def progress(path: str, error: str | None) -> None:
         bar.update(1)
 
-    rep = build_gallery(paths, out, m, cfg, labels=all_labels or None, overwrite=overwrite, on_progress=progress)
-    bar.close()
+    try:
+        rep = build_gallery(paths, out, m, cfg, labels=all_labels or None, overwrite=overwrite,
+                            on_progress=progress)
+    finally:
+        bar.close()
+    for path, reason in rep.failed:
+        typer.echo(_printable(f"skipped {path}: {reason}"), err=True)
     why = Counter(reason.split(" (")[0] for _, reason in rep.skipped)
     typer.echo(f"{rep.added} donors -> {rep.path} ({', '.join(f'{k} {v}' for k, v in sorted(rep.per_group.items()))});"
                f" {len(rep.skipped)} image(s) skipped" + (f": {', '.join(f'{n} {r}' for r, n in why.most_common())}"
                                                             if why else ""))
+    if rep.failed:  # unreadable files (not faces rejected as donors): the gallery is built, exit 2 to say so
+        raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def _parse_band(band: str | None) -> tuple[float, float] | None:
@@ -360,19 +439,28 @@ def anonymize_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the choices, write nothing.")] = False,
     draw_scores: Annotated[bool, typer.Option("--draw-scores", help="Draw boxes, scores and methods.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs in the output folder.")] = False,
+    workers: Workers = None,
 ) -> None:
     """Replace every face with a perceptually distant donor of the same gender and age group."""
 
     from tqdm import tqdm
 
-    from perface.anonymize.anonymizer import AnonymizeConfig, Anonymizer, anonymize_files, check_outdir
+    from perface.anonymize.anonymizer import AnonymizeConfig
+    from perface.anonymize.runner import AnonymizerRecipe, anonymize_files, one_thread_runtimes
     from perface.anonymize.select import SelectConfig
     from perface.face.detect import DetectConfig
-    from perface.face.io import InputError, iter_image_paths
 
     bnd = _parse_band(band)
     if bnd is not None:
         strategy = "band"
+    _check_number("--seed", seed, 0)
+    _check_number("--tries", tries, 1)
+    _check_number("--max-age-gap", max_age_gap, 0.0)
+    _check_number("--donor-identity-max", donor_identity_max, -1.0)
+    _check_number("--max-skin-gap", max_skin_gap, 0.0, 255.0)
+    _check_number("--forehead", forehead, 0.0, 1.5)
+    if workers is not None:
+        _check_number("--workers", workers, 1)
     try:  # the configs check --method, --fallback and the selection options
         sel = SelectConfig(strategy=strategy, band=bnd, seed=seed, group_by=group_by,  # type: ignore[arg-type]
                            max_tries=tries, max_age_gap=max_age_gap or None)
@@ -383,28 +471,36 @@ def anonymize_cmd(
                               max_skin_gap=max_skin_gap or None, swapper_options={"forehead": forehead},
                               recognizers=_split_names(recognizers))
     except ValueError as exc:
-        raise PerFaceError(str(exc)) from None
-    paths = iter_image_paths(inputs)
-    if not paths:
-        raise InputError(None, f"no image files found in {' '.join(inputs)}")
-    check_outdir(paths, outdir)
-    anonymizer = Anonymizer(cfg, gallery=gallery, model=model)
-    bar = tqdm(total=len(paths), unit="img", desc="anonymize", file=sys.stderr)
+        raise _option_error(exc) from None
+    recipe = AnonymizerRecipe(cfg, gallery=None if gallery is None else str(gallery), model=model)
+    recipe.check()
+    paths = _input_paths(inputs)
+    bars: list = []  # made at the first finished image, so errors before any work stay one clean line
 
     def progress(rec) -> None:
+        if not bars:
+            bars.append(tqdm(total=len(paths), unit="img", desc="anonymize", file=sys.stderr))
         if rec.error:
-            tqdm.write(f"skipped {rec.input}: {rec.error}", file=sys.stderr)
+            tqdm.write(_printable(f"skipped {rec.input}: {rec.error}"), file=sys.stderr)
         elif dry_run:
             for f in rec.faces:
                 tqdm.write(f"{rec.input}: face at {[round(v) for v in f.box]} -> {f.method}"
                            f"{' donor ' + f.donor_id if f.donor_id else ''}{' (' + f.reason + ')' if f.reason else ''}",
                            file=sys.stderr)
-        bar.update(1)
+        bars[0].update(1)
 
-    report = anonymize_files(paths, outdir, anonymizer, dry_run=dry_run, on_progress=progress)
-    bar.close()
+    n_workers = workers or _default_workers(len(paths))
+    # In this process too, one-thread runtimes (unless set in the environment), as in the workers.
+    threads = one_thread_runtimes() if n_workers == 1 else contextlib.nullcontext()
+    try:  # anonymize_files checks -o (and outputs already there) before any model loads
+        with threads:
+            report = anonymize_files(paths, outdir, recipe, dry_run=dry_run, on_progress=progress,
+                                     workers=n_workers)
+    finally:
+        for bar in bars:
+            bar.close()
     t = report.totals()
-    rows = [{"file": Path(im.input).name, "faces": len(im.faces),
+    rows = [{"file": _printable(Path(im.input).name), "faces": len(im.faces),
              "swapped": sum(f.method == "swap" for f in im.faces),
              "hidden otherwise": sum(f.method != "swap" for f in im.faces),
              "donors": ", ".join(f.donor_id for f in im.faces if f.donor_id) or "-",
@@ -417,9 +513,9 @@ def anonymize_cmd(
         parts.append(f"{t['faces_fallen_back']} hidden by {fallback} instead (fail-closed, see the note)")
     if t["faces_obscured_on_request"]:
         parts.append(f"{t['faces_obscured_on_request']} hidden by {method} as requested")
-    where = "nothing written (dry run)" if dry_run else f"report: {outdir / 'perface-report.json'}"
-    typer.echo(f"{t['images']} image(s), {t['faces_found']} face(s): {', '.join(parts)}; "
-               f"{t['images_failed']} unreadable; {where}")
+    where = "nothing written (dry run)" if dry_run else f"report: {report.path}"
+    typer.echo(_printable(f"{t['images']} image(s), {t['faces_found']} face(s): {', '.join(parts)}; "
+                          f"{t['images_failed']} skipped (unreadable or failed, no output); {where}"))
     if t["images_failed"]:
         raise typer.Exit(EXIT_BAD_INPUT)
 

@@ -141,3 +141,114 @@ def test_atomic_write_publishes_only_on_success(tmp_path):
     with pytest.raises(InputError, match="report already exists"), atomic_write(target, what="report"):
         pass
     assert sorted(p.name for p in target.parent.iterdir()) == ["data.bin"]  # no temp files left
+
+
+# ------------------------------------------------------------------------ issue 19: inputs taken literally, no crash
+def test_special_files_loops_and_long_names_get_their_own_message(tmp_path):
+    import os
+
+    cases = {tmp_path / "loop.jpg": "symlink loop", tmp_path / ("n" * 300 + ".jpg"): "file name too long",
+             tmp_path / "dangling.jpg": "broken symlink"}
+    (tmp_path / "loop.jpg").symlink_to("loop.jpg")
+    (tmp_path / "dangling.jpg").symlink_to("nowhere.jpg")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.jpg")
+        cases[tmp_path / "pipe.jpg"] = "named pipe (FIFO)"
+    if os.path.exists("/dev/null"):
+        cases["/dev/null"] = "character device"
+    for path, reason in cases.items():
+        with pytest.raises(InputError) as err:
+            read_image(path)
+        assert reason in str(err.value) and str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "TIFF", "WEBP"])
+def test_multi_frame_files_are_refused_single_frame_read(tmp_path, fmt):
+    frames = [Image.new("RGB", (16, 12), (120 * i, 0, 0)) for i in range(3)]
+    multi, single = tmp_path / f"m.{fmt.lower()}", tmp_path / f"s.{fmt.lower()}"
+    frames[0].save(multi, format=fmt, save_all=True, append_images=frames[1:])
+    frames[0].save(single, format=fmt)
+    with pytest.raises(InputError, match="3 frames"):
+        read_image(multi)
+    assert read_image(single).shape == (12, 16, 3)
+
+
+def test_existing_paths_are_literal_globs_only_for_missing_paths(tmp_path):
+    for name in ("face[1].jpg", "face1.jpg", "photo[2024].jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in iter_image_paths([str(tmp_path / "face[1].jpg")])] == ["face[1].jpg"]
+    assert [p.name for p in iter_image_paths([str(tmp_path / "photo[2024].jpg")])] == ["photo[2024].jpg"]
+    assert [p.name for p in iter_image_paths([str(tmp_path / "face[0-9].jpg")])] == ["face1.jpg"]
+
+
+def test_folder_walk_lists_broken_entries_skips_temps_and_does_not_loop(tmp_path):
+    from perface.face.io import TEMP_PREFIX
+
+    (tmp_path / "ok.jpg").write_bytes(b"x")
+    (tmp_path / "self.jpg").symlink_to("self.jpg")
+    (tmp_path / f"{TEMP_PREFIX}123-abc.jpg").write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "up").symlink_to("..")
+    assert [p.name for p in iter_image_paths([str(tmp_path)])] == ["ok.jpg", "self.jpg"]
+
+
+def test_short_write_is_never_published(tmp_path, monkeypatch):
+    """Pillow once took a short write on a full disk for success; the size on disk is now checked."""
+    import os as _os
+
+    import perface.face.io as io_mod
+
+    real_fstat = _os.fstat
+
+    class Short:
+        def __init__(self, st):
+            self.st_size = st.st_size - 1
+
+    monkeypatch.setattr(io_mod.os, "fstat", lambda fd: Short(real_fstat(fd)))
+    out = tmp_path / "o" / "x.jpg"
+    with pytest.raises(io_mod.OutputError, match="short write"):
+        write_image(out, np.zeros((20, 20, 3), np.uint8))
+    assert not out.exists() and not list(out.parent.iterdir())
+
+
+def test_full_disk_is_a_fatal_output_error(tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    import perface.face.io as io_mod
+
+    real_open = builtins.open
+
+    class Full:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(builtins, "open", lambda p, mode="r", *a, **k: Full(real_open(p, mode, *a, **k))
+                        if "w" in mode and io_mod.TEMP_PREFIX in str(p) else real_open(p, mode, *a, **k))
+    with pytest.raises(io_mod.OutputError) as err:
+        write_image(tmp_path / "x.png", np.zeros((8, 8, 3), np.uint8))
+    assert err.value.fatal and "No space left" in str(err.value)
+    assert not list(tmp_path.iterdir())
+
+
+def test_check_output_file_before_any_work(tmp_path):
+    from perface.face.io import check_output_file
+
+    (tmp_path / "f").write_bytes(b"x")
+    with pytest.raises(InputError, match="part of the path is a file"):
+        check_output_file(tmp_path / "f" / "e.npz")
+    with pytest.raises(InputError, match="must end in .npz"):
+        check_output_file(tmp_path / "e.txt", suffixes=(".npz",))
+    with pytest.raises(InputError, match="already exists"):
+        check_output_file(tmp_path / "f")
+    check_output_file(tmp_path / "new" / "e.npz", suffixes=(".npz",))
+    assert (tmp_path / "new").is_dir() and not list((tmp_path / "new").iterdir())

@@ -12,9 +12,8 @@ inputs; a JSON privacy report lists every face and what was done to it.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -22,11 +21,11 @@ from typing import Any, Literal
 import numpy as np
 
 from perface.anonymize.obscure import Obscure, draw_overlay, obscure
-from perface.anonymize.report import REPORT_NAME, FaceRecord, ImageRecord, RunReport, rounded
+from perface.anonymize.report import FaceRecord, rounded
 from perface.anonymize.select import DonorSelector, SelectConfig, Selection
 from perface.face.detect import DetectConfig, Face, detect
 from perface.face.identity import SAME_PERSON_COSINE, get_embedder, l2_normalize
-from perface.face.io import InputError, PerFaceError, ReadConfig, read_image, write_image
+from perface.face.io import InputError
 
 Method = Literal["swap", "blur", "pixelate", "mask"]
 
@@ -457,71 +456,5 @@ class _Swap:
         return 2 * bool(self.gender_kept) + bool(self.age_group_kept)
 
 
-def output_paths(inputs: Sequence[Path], outdir: Path, suffix: str = "") -> list[Path]:
-    """One output path per input in ``outdir``, unique names, never equal to an input."""
-    taken: set[str] = set()
-    out = []
-    resolved_inputs = {p.resolve() for p in inputs}
-    for p in inputs:
-        stem, ext = p.stem + suffix, p.suffix.lower() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp",
-                                                                                ".bmp") else ".png"
-        name, k = f"{stem}{ext}", 1
-        while name in taken or (outdir / name).resolve() in resolved_inputs:
-            k += 1
-            name = f"{stem}-{k}{ext}"
-        taken.add(name)
-        out.append(outdir / name)
-    return out
-
-
-def anonymize_files(
-    inputs: Sequence[Path],
-    outdir: str | os.PathLike[str],
-    anonymizer: Anonymizer,
-    dry_run: bool = False,
-    on_progress: Callable[[ImageRecord], None] | None = None,
-    read_config: ReadConfig | None = None,
-) -> RunReport:
-    """Anonymize files into ``outdir`` (report included); unreadable files are listed, not fatal."""
-    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    t0 = time.perf_counter()
-    out_dir = Path(outdir)
-    targets = output_paths(list(inputs), out_dir, anonymizer.config.suffix)
-    report_path = out_dir / REPORT_NAME
-    if not dry_run:
-        clashes = [t for t in targets if t.exists()]
-        if report_path.exists():
-            clashes.append(report_path)
-        if clashes and not anonymizer.config.overwrite:
-            raise InputError(clashes[0], f"output already exists ({len(clashes)} file(s) in {out_dir}); "
-                                         "pass --overwrite or choose another -o folder")
-    records = []
-    for src, dst in zip(inputs, targets, strict=True):
-        t = time.perf_counter()
-        try:
-            image = read_image(src, read_config)
-            result, faces = anonymizer.anonymize_array(image)
-            if not dry_run:
-                write_image(dst, result, overwrite=anonymizer.config.overwrite)
-            rec = ImageRecord(str(src), None if dry_run else str(dst), faces)
-        except InputError as exc:
-            rec = ImageRecord(str(src), None, [], error=exc.reason)
-        rec.seconds = round(time.perf_counter() - t, 3)
-        records.append(rec)
-        if on_progress:
-            on_progress(rec)
-    cfg = asdict(replace(anonymizer.config))
-    gal = str(anonymizer.gallery.path) if anonymizer.gallery is not None else None
-    model = anonymizer.model.model_id if anonymizer.model is not None else None
-    report = RunReport(records, cfg, gal, model, started, time.perf_counter() - t0)
-    if not dry_run:
-        report.save(report_path, overwrite=anonymizer.config.overwrite)
-    return report
-
-
-def check_outdir(inputs: Sequence[Path], outdir: Path) -> None:
-    """Refuse an output folder that is an input file."""
-    if outdir.exists() and not outdir.is_dir():
-        raise InputError(outdir, "output path exists and is not a folder")
-    if any(p.resolve() == outdir.resolve() for p in inputs):
-        raise PerFaceError(f"{outdir}: output folder is one of the inputs")
+# The file-level runner lives in perface.anonymize.runner; these names stay importable from here.
+from perface.anonymize.runner import anonymize_files, check_outdir, output_paths  # noqa: E402, F401

@@ -22,7 +22,7 @@ import numpy as np
 from perface.anonymize.gallery import Donor, Gallery
 from perface.face.detect import DetectConfig, detect
 from perface.face.identity import get_embedder
-from perface.face.io import InputError, read_image
+from perface.face.io import InputError, UnreadableError, read_image
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class BuildReport:
     added: int
     per_group: dict[str, int]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # of skipped: unreadable, or failed to process
 
 
 def read_labels(path: str | os.PathLike[str]) -> dict[str, tuple[str | None, float | None]]:
@@ -64,7 +65,7 @@ def read_labels(path: str | os.PathLike[str]) -> dict[str, tuple[str | None, flo
     p = Path(path)
     out: dict[str, tuple[str | None, float | None]] = {}
     try:
-        with open(p, newline="") as fh:
+        with open(p, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             if not reader.fieldnames or "image" not in reader.fieldnames:
                 raise InputError(p, "labels CSV needs an 'image' column (and 'gender' and/or 'age')")
@@ -80,6 +81,10 @@ def read_labels(path: str | os.PathLike[str]) -> dict[str, tuple[str | None, flo
                 out[Path(row["image"]).name] = (g, age)
     except OSError as exc:
         raise InputError(p, f"cannot read labels ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(p, f"labels CSV is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except csv.Error as exc:
+        raise InputError(p, f"labels CSV cannot be parsed ({exc})") from None
     return out
 
 
@@ -211,6 +216,7 @@ def build_gallery(
     cfg = config or DonorBuildConfig()
     donors: list[Donor] = []
     skipped: list[tuple[str, str]] = []
+    failed: list[tuple[str, str]] = []
     prefix_count: dict[str, int] = {}
     for p in paths:
         try:
@@ -223,10 +229,14 @@ def build_gallery(
             donors.append(d)
             if on_progress:
                 on_progress(str(p), None)
-        except InputError as exc:
-            skipped.append((str(p), exc.reason))
+        except Exception as exc:  # noqa: BLE001 - one bad file is listed, the others still become donors
+            reason = exc.reason if isinstance(exc, InputError) else (
+                f"could not be processed ({type(exc).__name__}: {' '.join(str(exc).split())})")
+            skipped.append((str(p), reason))
+            if not isinstance(exc, InputError) or isinstance(exc, UnreadableError):
+                failed.append((str(p), reason))
             if on_progress:
-                on_progress(str(p), exc.reason)
+                on_progress(str(p), reason)
     if cfg.per_group:
         rng = np.random.default_rng(cfg.seed)
         kept: list[Donor] = []
@@ -244,4 +254,4 @@ def build_gallery(
     for d in donors:
         key = f"{d.age_group}_{d.gender}"
         counts[key] = counts.get(key, 0) + 1
-    return BuildReport(Path(out), len(donors), counts, skipped)
+    return BuildReport(Path(out), len(donors), counts, skipped, failed)

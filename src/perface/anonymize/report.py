@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from perface.face.io import atomic_write
@@ -61,12 +61,19 @@ class RunReport:
     model: str | None
     started: str
     seconds: float = 0.0
+    # "running" while the run goes (the report is rewritten as images finish), then "finished", "interrupted",
+    # "stopped: <why>" (e.g. a full disk) or "aborted: <error>"; a report left "running" means the run was killed.
+    status: str = "finished"
+    inputs: int | None = None  # files the run was given (images lists those done so far)
+    notes: list[str] = field(default_factory=list)
+    path: str | None = None  # where this report is written (perface-report-<k>.json when the name was taken)
 
     def totals(self) -> dict[str, int]:
         faces = [f for im in self.images for f in im.faces]
         return {
             "images": len(self.images),
             "images_failed": sum(im.error is not None for im in self.images),
+            "images_written": sum(im.output is not None for im in self.images),
             "faces_found": len(faces),
             "faces_swapped": sum(f.method == "swap" for f in faces),
             "faces_fallen_back": sum(f.method != "swap" and f.reason != "requested" for f in faces),
@@ -76,7 +83,9 @@ class RunReport:
 
     def to_dict(self) -> dict:
         return {"perface_report": 1, "started": self.started, "seconds": round(self.seconds, 2),
+                "status": self.status, "pid": os.getpid(), "inputs": self.inputs, "notes": self.notes,
                 "model": self.model, "gallery": self.gallery, "config": self.config, "totals": self.totals(),
+                "failed": [{"input": im.input, "error": im.error} for im in self.images if im.error is not None],
                 "images": [asdict(im) for im in self.images]}
 
     def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:

@@ -201,8 +201,9 @@ def analyze_files_overlapped(
                 q.put((p, image.shape, faces, [dlib_chip(image, f).crop for f in faces]))
             except InputError as exc:
                 q.put((p, None, exc, None))
-            except Exception as exc:  # noqa: BLE001 - hand unexpected errors to the consumer thread
-                q.put((p, None, exc, None))
+            except Exception as exc:  # noqa: BLE001 - one file's failure is listed; the run goes on
+                q.put((p, None, InputError(p, f"could not be processed ({type(exc).__name__}: "
+                                              f"{' '.join(str(exc).split())})"), None))
         q.put(done)
 
     threading.Thread(target=produce, daemon=True, name="perface-detect").start()
