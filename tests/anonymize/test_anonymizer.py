@@ -312,3 +312,15 @@ def test_a_donor_who_is_someone_else_in_the_photo_is_never_used(swapper_anonymiz
     monkeypatch.setattr(an, "_identities", donor_also_in_photo)
     _, (rec2,) = an.anonymize_array(astronaut)  # same seed, so the same candidate order
     assert rec2.method == "swap" and rec2.donor_id != first
+
+
+def test_a_face_found_turned_is_hidden_not_swapped_askew(swapper_anonymizer, astronaut, monkeypatch):
+    """A face the detector found at 90/180/270 degrees is blurred and reported as such (fail closed)."""
+    import perface.anonymize.anonymizer as mod
+
+    real = mod.detect
+    monkeypatch.setattr(mod, "detect", lambda img, cfg=None: [replace(f, rotation=180) for f in real(img, cfg)])
+    out, (rec,) = swapper_anonymizer.anonymize_array(astronaut)
+    assert rec.method == "blur" and "turned by 180 degrees" in rec.reason and rec.donor_id is None
+    x1, y1, x2, y2 = ASTRO_BOX
+    assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10

@@ -71,3 +71,78 @@ def test_dense_landmarks(astronaut):
 def test_rejects_bad_array():
     with pytest.raises(ValueError):
         detect(np.zeros((10, 10), np.uint8))
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("threshold", 0.0), ("threshold", 1.0), ("threshold", -0.2), ("threshold", 1.5), ("threshold", float("nan")),
+    ("threshold", "0.5"), ("unsure_threshold", float("nan")), ("unsure_threshold", 1.2),
+    ("recheck_threshold", 0.0), ("max_side", 16), ("max_side", 100.5), ("min_size", -1.0),
+    ("min_size", float("inf")), ("nms_iou", 0.0), ("nms_iou", 1.01), ("tile_side", 32), ("tile_overlap", -1),
+    ("tile_overlap", 2000), ("upsample", 0.5), ("rotations", (45,)), ("rotations", ()), ("rotations", "all"),
+    ("rotation_scale", 0.0), ("recheck_max", -1), ("backend", "yolo"),
+])
+def test_config_refuses_nonsense(option, value):
+    from perface.face.detect import DetectConfig
+
+    with pytest.raises(ValueError, match=option):
+        DetectConfig(**{option: value})
+
+
+def test_bad_threshold_through_detect(astronaut):
+    with pytest.raises(ValueError, match="threshold"):
+        detect(astronaut, threshold=float("nan"))
+
+
+def test_config_accepts_edges():
+    from perface.face.detect import DetectConfig
+
+    DetectConfig(threshold=0.01, nms_iou=1.0, min_size=0, max_side=32, unsure_threshold=None,
+                 recheck_threshold=None, rotations=[0, 180])
+    assert DetectConfig(rotations=[0, 90]).rotations == (0, 90)
+
+
+def test_face_records_rotation(astronaut):
+    f = detect(astronaut)[0]
+    assert f.rotation == 0 and f.to_dict()["rotation"] == 0
+
+
+def test_hog_unsure(astronaut):
+    from perface.face.detect import detect_with_unsure
+
+    faces, unsure = detect_with_unsure(astronaut, backend="hog", unsure_threshold=0.3)
+    assert len(faces) == 1 and [f.box for f in faces] == [f.box for f in detect(astronaut, backend="hog")]
+    assert all(0.3 <= u.score < faces[0].score for u in unsure)
+    assert all(_iou(u.box, faces[0].box) < 0.3 for u in unsure)
+    assert detect_with_unsure(astronaut, backend="hog", unsure_threshold=None)[1] == []
+
+
+def test_folded_model_matches_the_file():
+    """The ONNX edit (weights no longer listed as graph inputs) keeps the network's outputs."""
+    import onnxruntime as ort
+
+    from perface.face.detect import _model_path, strip_initializer_inputs
+
+    raw = open(_model_path("centerface.onnx"), "rb").read()  # noqa: SIM115
+    fixed = strip_initializer_inputs(raw)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    a = ort.InferenceSession(raw, sess_options=opts, providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(fixed, sess_options=opts, providers=["CPUExecutionProvider"])
+    assert _graph_inputs(raw) > 100 and _graph_inputs(fixed) == 1  # input.1 and the weights, then input.1
+    x = np.random.default_rng(0).uniform(0, 255, (1, 3, 96, 128)).astype(np.float32)
+    for u, v in zip(a.run(None, {"input.1": x}), b.run(None, {"input.1": x}), strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-3, atol=1e-4)
+    pytest.importorskip("onnx")
+    import onnx
+
+    model = onnx.load_from_string(fixed)
+    onnx.checker.check_model(model)
+    assert [i.name for i in model.graph.input] == ["input.1"]
+    assert len(model.graph.initializer) == len(onnx.load_from_string(raw).graph.initializer)
+
+
+def _graph_inputs(model: bytes) -> int:
+    from perface.face.detect import _fields
+
+    graph = next(model[a:b] for n, w, _, _, a, b in _fields(model) if n == 7)
+    return sum(1 for n, w, *_ in _fields(graph) if n == 11)
