@@ -57,7 +57,7 @@ def test_internal_error_exit_1(astro_file, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(perface.face.detect, "detect", boom)
+    monkeypatch.setattr(perface.face.detect, "detect_with_unsure", boom)
     res = runner.invoke(app, ["detect", str(astro_file)])
     assert res.exit_code == 1
     assert "internal error" in _one_line_error(res)
@@ -184,3 +184,41 @@ def test_similarity_reports_every_recognizer(tmp_path, astro_file, astronaut):
         assert rec[name]["same_person"] is True, (name, rec[name])
     bad = runner.invoke(app, ["similarity", str(astro_file), str(flipped), "--recognizers", "dlib,arcface"])
     assert bad.exit_code == 2 and "arcface" in _one_line_error(bad)
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["--thresh", "1.5"], "--thresh"), (["--thresh", "nan"], "--thresh"), (["--threshold", "0"], "--thresh"),
+    (["--rotations", "45"], "--rotations"), (["--rotations", "90,180"], "--rotations"),
+    (["--rotations", "up"], "--rotations"),
+])
+def test_detect_refuses_bad_detection_options(astro_file, args, option):
+    res = runner.invoke(app, ["detect", str(astro_file), *args])
+    assert res.exit_code == 2
+    assert option in _one_line_error(res)
+
+
+def test_detect_options_and_draw_scores(tmp_path, astro_file):
+    out = tmp_path / "scores.png"
+    res = runner.invoke(app, ["detect", str(astro_file), "--json", "--thresh", "0.97", "--rotations", "0",
+                              "--draw-scores", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["faces"] == [] and len(data["unsure"]) == 1  # the face scores below 0.97: an unsure region
+    drawn = np.asarray(Image.open(out).convert("RGB"))
+    x1, y1, x2, y2 = (int(round(v)) for v in data["unsure"][0]["box"])
+    assert tuple(drawn[y1, (x1 + x2) // 2]) == (255, 140, 0)  # its box, in the unsure colour
+
+
+@pytest.mark.parametrize("shape", [(1, 10000), (5, 10000), (10000, 1)])
+def test_detect_extreme_image_shapes(tmp_path, shape):
+    p = tmp_path / "strip.png"
+    Image.fromarray(np.full((*shape, 3), 128, np.uint8)).save(p)
+    res = runner.invoke(app, ["detect", str(p), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["faces"] == []
+
+
+def test_anonymize_refuses_bad_threshold(tmp_path, astro_file):
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--thresh", "1.5"])
+    assert res.exit_code == 2 and "--thresh" in _one_line_error(res)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

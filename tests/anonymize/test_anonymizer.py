@@ -312,3 +312,75 @@ def test_a_donor_who_is_someone_else_in_the_photo_is_never_used(swapper_anonymiz
     monkeypatch.setattr(an, "_identities", donor_also_in_photo)
     _, (rec2,) = an.anonymize_array(astronaut)  # same seed, so the same candidate order
     assert rec2.method == "swap" and rec2.donor_id != first
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_a_turned_face_is_swapped_upright(swapper_anonymizer, astronaut, k):
+    """A face turned by 90 or 180 degrees is found turned, swapped upright and turned back (or hidden)."""
+    turned = np.ascontiguousarray(np.rot90(astronaut, k))
+    out, recs = swapper_anonymizer.anonymize_array(turned)
+    (rec,) = [r for r in recs if r.kind == "face"]
+    assert rec.rotation == (360 - 90 * k) % 360  # the face in np.rot90(image, k) is turned clockwise by 90 k
+    assert rec.method in ("swap", "blur") and not rec.left_unanonymized
+    if rec.method == "swap":
+        assert "swapped upright" in rec.reason
+        f = detect(astronaut)[0]
+        back = np.ascontiguousarray(np.rot90(out, -k))
+        assert float(_identity(astronaut, f) @ _identity(back, f)) < SAME_PERSON_COSINE
+    x1, y1, x2, y2 = (int(v) for v in rec.box)
+    assert np.abs(out[y1:y2, x1:x2].astype(int) - turned[y1:y2, x1:x2]).mean() > 5
+
+
+def test_max_swaps_hides_the_rest(group_image_path):
+    an = Anonymizer(AnonymizeConfig(max_swaps=0))
+    out, recs = an.anonymize_array(read_image(group_image_path))
+    faces = [r for r in recs if r.kind == "face"]
+    assert len(faces) == 3 and all(r.method == "blur" and "max_swaps" in r.reason for r in faces)
+    assert not any(r.left_unanonymized for r in recs)
+    with pytest.raises(ValueError, match="max_swaps"):
+        AnonymizeConfig(max_swaps=-1)
+
+
+def test_unsure_regions_are_hidden_and_counted(tmp_path, gps_photo, astronaut):
+    from perface.face.detect import DetectConfig
+
+    an = Anonymizer(AnonymizeConfig(method="blur", detect=DetectConfig(threshold=0.97, unsure_threshold=0.3)))
+    rep = anonymize_files([gps_photo], tmp_path / "out", an)
+    (rec,) = rep.images[0].faces
+    assert rec.kind == "unsure" and rec.method == "blur" and not rec.left_unanonymized
+    t = rep.totals()
+    assert t["faces_found"] == 0 and t["unsure_regions_hidden"] == 1 and t["faces_left_unanonymized"] == 0
+    x1, y1, x2, y2 = ASTRO_BOX
+    out = read_image(tmp_path / "out" / "astro.jpg")
+    assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
+
+
+def test_faces_left_unanonymized_is_measured(astronaut, monkeypatch):
+    """The count comes from the output's pixels: a hiding step that changed nothing is reported."""
+    import perface.anonymize.anonymizer as mod
+
+    an = Anonymizer(AnonymizeConfig(method="blur"))
+    monkeypatch.setattr(mod, "obscure", lambda img, box, method, scale=1.3: img)  # a broken hiding step
+    out, (rec,) = an.anonymize_array(astronaut)
+    assert rec.left_unanonymized
+    from perface.anonymize.report import ImageRecord, RunReport
+
+    rep = RunReport([ImageRecord("a.jpg", "b.jpg", [rec])], {}, None, None, "now")
+    assert rep.totals()["faces_left_unanonymized"] == 1
+
+
+def test_a_face_turned_sideways_is_hidden(swapper_anonymizer, astronaut, monkeypatch):
+    """The yaw guard on the detector's five landmarks: a nose tip beyond an eye is a profile, blurred."""
+    import perface.anonymize.anonymizer as mod
+
+    real = mod.detect_with_unsure
+
+    def profile(img, cfg=None):
+        faces, unsure = real(img, cfg)
+        lm = faces[0].landmarks.copy()
+        lm[2, 0] = lm[1, 0] + 2  # the nose tip just beyond the right eye
+        return [replace(faces[0], landmarks=lm)], unsure
+
+    monkeypatch.setattr(mod, "detect_with_unsure", profile)
+    out, (rec,) = swapper_anonymizer.anonymize_array(astronaut)
+    assert rec.method == "blur" and "sideways" in rec.reason and rec.donor_id is None

@@ -71,3 +71,161 @@ def test_dense_landmarks(astronaut):
 def test_rejects_bad_array():
     with pytest.raises(ValueError):
         detect(np.zeros((10, 10), np.uint8))
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("threshold", 0.0), ("threshold", 1.0), ("threshold", -0.2), ("threshold", 1.5), ("threshold", float("nan")),
+    ("threshold", "0.5"), ("unsure_threshold", float("nan")), ("unsure_threshold", 1.2),
+    ("recheck_threshold", 0.0), ("max_side", 16), ("max_side", 100.5), ("min_size", -1.0),
+    ("min_size", float("inf")), ("nms_iou", 0.0), ("nms_iou", 1.01), ("tile_side", 32), ("tile_overlap", -1),
+    ("tile_overlap", 2000), ("upsample", 0.5), ("rotations", (45,)), ("rotations", ()), ("rotations", "all"),
+    ("rotation_scale", 0.0), ("recheck_max", -1), ("backend", "yolo"),
+])
+def test_config_refuses_nonsense(option, value):
+    from perface.face.detect import DetectConfig
+
+    with pytest.raises(ValueError, match=option):
+        DetectConfig(**{option: value})
+
+
+def test_bad_threshold_through_detect(astronaut):
+    with pytest.raises(ValueError, match="threshold"):
+        detect(astronaut, threshold=float("nan"))
+
+
+def test_config_accepts_edges():
+    from perface.face.detect import DetectConfig
+
+    DetectConfig(threshold=0.01, nms_iou=1.0, min_size=0, max_side=32, unsure_threshold=None,
+                 recheck_threshold=None, rotations=[0, 180])
+    assert DetectConfig(rotations=[0, 90]).rotations == (0, 90)
+
+
+def test_face_records_rotation(astronaut):
+    f = detect(astronaut)[0]
+    assert f.rotation == 0 and f.to_dict()["rotation"] == 0
+
+
+def test_hog_unsure(astronaut):
+    from perface.face.detect import detect_with_unsure
+
+    faces, unsure = detect_with_unsure(astronaut, backend="hog", unsure_threshold=0.3)
+    assert len(faces) == 1 and [f.box for f in faces] == [f.box for f in detect(astronaut, backend="hog")]
+    assert all(0.3 <= u.score < faces[0].score for u in unsure)
+    assert all(_iou(u.box, faces[0].box) < 0.3 for u in unsure)
+    assert detect_with_unsure(astronaut, backend="hog", unsure_threshold=None)[1] == []
+
+
+def test_folded_model_matches_the_file():
+    """The ONNX edit (weights no longer listed as graph inputs) keeps the network's outputs."""
+    import onnxruntime as ort
+
+    from perface.face.detect import _model_path, strip_initializer_inputs
+
+    raw = open(_model_path("centerface.onnx"), "rb").read()  # noqa: SIM115
+    fixed = strip_initializer_inputs(raw)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    a = ort.InferenceSession(raw, sess_options=opts, providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(fixed, sess_options=opts, providers=["CPUExecutionProvider"])
+    assert _graph_inputs(raw) > 100 and _graph_inputs(fixed) == 1  # input.1 and the weights, then input.1
+    x = np.random.default_rng(0).uniform(0, 255, (1, 3, 96, 128)).astype(np.float32)
+    for u, v in zip(a.run(None, {"input.1": x}), b.run(None, {"input.1": x}), strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-3, atol=1e-4)
+    pytest.importorskip("onnx")
+    import onnx
+
+    model = onnx.load_from_string(fixed)
+    onnx.checker.check_model(model)
+    assert [i.name for i in model.graph.input] == ["input.1"]
+    assert len(model.graph.initializer) == len(onnx.load_from_string(raw).graph.initializer)
+
+
+def _graph_inputs(model: bytes) -> int:
+    from perface.face.detect import _fields
+
+    graph = next(model[a:b] for n, w, _, _, a, b in _fields(model) if n == 7)
+    return sum(1 for n, w, *_ in _fields(graph) if n == 11)
+
+
+def _ordinary_photos(astronaut, group_image_path):
+    from pathlib import Path
+
+    from perface.face.io import read_image
+
+    chips = sorted((Path(__file__).resolve().parents[1] / "data" / "chips").glob("*.jpg"))
+    return [astronaut, read_image(group_image_path)] + [read_image(p) for p in chips]
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.4])
+def test_ordinary_photos_keep_the_whole_image_pass(astronaut, group_image_path, threshold):
+    """Tiles, turned copies and the re-check only add faces: on ordinary photos every face is the plain
+    whole-image pass's, with exactly its box, landmarks and score (what alignment was measured with)."""
+    from perface.face.detect import DetectConfig, get_detector
+
+    det = get_detector("centerface")
+    cfg = DetectConfig(threshold=threshold)
+    photos = _ordinary_photos(astronaut, group_image_path)
+    assert len(photos) >= 10
+    for img in photos:
+        whole = det.whole_pass(img, cfg, threshold)
+        faces = detect(img, cfg)
+        assert len(faces) == len(whole.scores)
+        for f in faces:
+            j = int(np.argmin(np.abs(whole.boxes[:, 0] - f.box[0]) + np.abs(whole.boxes[:, 1] - f.box[1])))
+            h, w = img.shape[:2]
+            clipped = np.clip(whole.boxes[j], 0, [w, h, w, h])
+            assert np.array_equal(np.float32(f.box), clipped) and np.array_equal(f.landmarks, whole.lms[j])
+            assert f.score == pytest.approx(float(whole.scores[j])) and f.rotation == 0
+        # the same as with every extra view turned off
+        plain = detect(img, cfg, tiles=False, rotations=(0,), recheck_threshold=None)
+        assert [f.box for f in plain] == [f.box for f in faces]
+
+
+def test_upright_layout_and_yaw():
+    from perface.face.detect import five_point_yaw, upright_layout
+
+    box = (0, 0, 100, 120)
+    frontal = np.array([[30, 45], [70, 45], [50, 70], [35, 92], [65, 92]], np.float32)
+    assert upright_layout(frontal, box) and abs(five_point_yaw(frontal)) < 1
+    assert not upright_layout(frontal[[3, 4, 2, 0, 1]], box)  # mouth above the eyes: a face upside down
+    profile = frontal.copy()
+    profile[2, 0] = 72  # the nose tip beyond the right eye
+    mirrored = (profile * [-1, 1] + [100, 0])[[1, 0, 2, 4, 3]]  # the same face seen in a mirror
+    assert five_point_yaw(profile) > 80 and five_point_yaw(mirrored) < -80
+    half = frontal.copy()
+    half[2, 0] = 60  # halfway to the eye: 30 degrees
+    assert 25 < five_point_yaw(half) < 35
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_turn_face_moves_box_and_landmarks(astronaut, k):
+    from perface.face.detect import turn_face
+
+    f = detect(astronaut)[0]
+    turned = np.ascontiguousarray(np.rot90(astronaut, k))
+    g = turn_face(f, k, astronaut.shape)
+    x, y = (int(v) for v in g.landmarks[2])  # the nose tip is the same pixel
+    assert np.array_equal(turned[y, x], astronaut[int(f.landmarks[2][1]), int(f.landmarks[2][0])]) or k
+    assert g.rotation == (-90 * k) % 360 and abs(g.width * g.height - f.width * f.height) < 1
+    back = turn_face(g, -k, turned.shape)
+    np.testing.assert_allclose(back.box, f.box, atol=1e-3)
+    np.testing.assert_allclose(back.landmarks, f.landmarks, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(1, 10000), (5, 10000), (10000, 1), (10000, 5), (1, 1), (2, 3), (31, 17),
+                                   (33, 4000), (4000, 33)])
+def test_extreme_shapes_never_crash(shape):
+    from perface.face.detect import detect_with_unsure
+
+    img = np.random.default_rng(sum(shape)).integers(0, 255, (*shape, 3), dtype=np.uint8)
+    faces, unsure = detect_with_unsure(img)
+    assert faces == [] and all(u.size >= 8 for u in unsure)
+    assert detect(img, backend="hog") == []
+
+
+def test_rotations_must_hold_upright():
+    from perface.face.detect import DetectConfig
+
+    with pytest.raises(ValueError, match="rotations"):
+        DetectConfig(rotations=(90, 180))

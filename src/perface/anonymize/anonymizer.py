@@ -23,7 +23,7 @@ import numpy as np
 from perface.anonymize.obscure import Obscure, draw_overlay, obscure
 from perface.anonymize.report import FaceRecord, rounded
 from perface.anonymize.select import DonorSelector, SelectConfig, Selection
-from perface.face.detect import DetectConfig, Face, detect
+from perface.face.detect import DetectConfig, Face, detect_with_unsure, five_point_yaw, turn_face
 from perface.face.identity import SAME_PERSON_COSINE, get_embedder, l2_normalize
 from perface.face.io import InputError
 
@@ -58,6 +58,12 @@ class AnonymizeConfig:
     check_gender_above: float = 0.6  # ...when the original's predicted gender is at least this confident
     keep_age_group: bool = True  # also prefer one that keeps the predicted age group (young < 40 / older)
     min_face_px: float = 16.0  # faces whose box is smaller than this are obscured, not swapped
+    # Faces per image handled by swapping (best detector scores first); the others are hidden by the fallback, so
+    # a crowd photo cannot take minutes unnoticed (each swap tries up to ``select.max_tries`` donors).
+    max_swaps: int = 20
+    # Faces turned further than this (degrees, from the five detector landmarks: see five_point_yaw) are hidden,
+    # not swapped: the swapper's frontal donors do not fit a profile. None: off.
+    max_yaw_deg: float | None = 45.0
     mask_scale: float = 1.3  # obscured region = box scaled by this
     swapper_options: dict[str, Any] = field(default_factory=dict)  # ClassicSwapper settings, e.g. max_yaw_deg
     draw_scores: bool = False  # debug overlay: boxes, scores and the method used
@@ -81,6 +87,10 @@ class AnonymizeConfig:
                             ("recognizer_prescreen_at", self.recognizer_prescreen_at)):
             if point is not None and point not in OPERATING_POINTS:
                 raise ValueError(f"{name} must be one of {', '.join(OPERATING_POINTS)}, got {point!r}")
+        if isinstance(self.max_swaps, bool) or not isinstance(self.max_swaps, int) or self.max_swaps < 0:
+            raise ValueError(f"max_swaps must be an integer >= 0, got {self.max_swaps!r}")
+        if self.max_yaw_deg is not None and not 0 < self.max_yaw_deg <= 90:
+            raise ValueError(f"max_yaw_deg must be within (0, 90] or None, got {self.max_yaw_deg!r}")
         if self.max_skin_gap is not None and not 0 <= self.max_skin_gap <= 255:
             raise ValueError(f"max_skin_gap must be within 0..255 (LAB lightness) or None, got {self.max_skin_gap}")
         if self.swapper_options:  # checked here, so a bad setting fails before any model or gallery loads
@@ -193,29 +203,44 @@ class Anonymizer:
         return self._donor_feats[key]
 
     def anonymize_array(self, image: np.ndarray, seed: int | None = None) -> tuple[np.ndarray, list[FaceRecord]]:
-        """Anonymize every face of an RGB image; returns the new image and one record per face."""
+        """Anonymize every face of an RGB image; returns the new image and one record per face, then one per
+        unsure region (``kind="unsure"``: scored just below the detection threshold, hidden by the fallback).
+
+        Each record's ``left_unanonymized`` says, from the pixels, whether its box came out unchanged."""
         cfg = self.config
-        faces = detect(image, cfg.detect)
+        faces, unsure = detect_with_unsure(image, cfg.detect)
         out = image.copy()
         records: list[FaceRecord] = []
         used: set[str] = set()
         rng = np.random.default_rng(cfg.select.seed if seed is None else seed)
+        swapping = cfg.method == "swap"
         # Everyone in the photo, so that no one's face is pasted onto someone else (a gallery may hold them).
-        people = self._identities(image, faces) if cfg.method == "swap" else []
+        people = self._identities(image, faces[: cfg.max_swaps]) if swapping else []
         for k, face in enumerate(faces):
             rec = FaceRecord(box=[round(float(v), 1) for v in face.box], score=round(float(face.score), 4),
-                             method=cfg.fallback)
+                             method=cfg.fallback, rotation=int(face.rotation))
             try:
-                if cfg.method != "swap":
+                if not swapping:
                     rec.method, rec.reason = cfg.method, "requested"
                     out = obscure(out, face.box, cfg.method, cfg.mask_scale)
+                elif k >= cfg.max_swaps:
+                    out = self._fall_back(out, face, rec, f"more than {cfg.max_swaps} faces in the image (max_swaps)")
                 else:
                     others = [p for j, p in enumerate(people) if j != k and p is not None]
-                    out = self._swap_face(out, image, face, rec, used, rng, people[k] if people else None, others)
+                    out = self._swap_face(out, image, face, rec, used, rng, people[k], others)
             except Exception as exc:  # noqa: BLE001 - fail closed: any error hides the face
                 rec.method, rec.reason = cfg.fallback, f"error: {type(exc).__name__}: {exc}"
                 out = obscure(out, face.box, cfg.fallback, cfg.mask_scale)
             records.append(rec)
+        for u in unsure:  # the detector is unsure these are faces: hide them rather than leave them
+            records.append(FaceRecord(box=[round(float(v), 1) for v in u.box], score=round(float(u.score), 4),
+                                      method=cfg.fallback, reason="unsure region (score below the threshold)",
+                                      rotation=int(u.rotation), kind="unsure"))
+            out = obscure(out, u.box, cfg.fallback, cfg.mask_scale)
+        for rec in records:  # what actually happened: a box whose pixels came out unchanged is left as it was
+            x1, y1, x2, y2 = (int(round(v)) for v in rec.box)
+            a, b = image[y1:y2, x1:x2], out[y1:y2, x1:x2]
+            rec.left_unanonymized = bool(a.size) and bool(np.array_equal(a, b))
         if cfg.draw_scores:
             out = draw_overlay(out, records)
         return out, records
@@ -256,8 +281,18 @@ class Anonymizer:
         cfg = self.config
         if face.size < cfg.min_face_px:
             return self._fall_back(out, face, rec, f"face too small ({face.size:.0f} px < {cfg.min_face_px:.0f})")
-        if getattr(face, "rotation", 0):  # the swapper works on upright faces only: hide, never paste askew
-            return self._fall_back(out, face, rec, f"face turned by {face.rotation} degrees (not swapped upright)")
+        if face.rotation:  # the swapper works on upright faces: turn the image, swap upright, turn back
+            k = face.rotation // 90
+            turned = self._swap_face(np.ascontiguousarray(np.rot90(out, k)),
+                                     np.ascontiguousarray(np.rot90(original, k)), turn_face(face, k, out.shape),
+                                     rec, used, rng, ident0, others)
+            if rec.method == "swap":
+                rec.reason = f"face turned by {face.rotation} degrees: swapped upright and turned back"
+            return np.ascontiguousarray(np.rot90(turned, -k))
+        yaw = five_point_yaw(face.landmarks)
+        if cfg.max_yaw_deg is not None and abs(yaw) > cfg.max_yaw_deg:
+            return self._fall_back(out, face, rec, f"face turned sideways (yaw about {yaw:.0f} degrees > "
+                                                   f"{cfg.max_yaw_deg:.0f}): not swapped")
         target = self._describe(original, face, ident0, others)
         sel = self._choose_donors(target, used, rng)  # steps 1 and 2: the group, then its ranked donors
         rec.group = sel.group

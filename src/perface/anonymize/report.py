@@ -32,6 +32,9 @@ class FaceRecord:
     gender_kept: bool | None = None  # predicted gender of the output equals the original's (None: not checked)
     age_group_kept: bool | None = None  # likewise for the predicted age group
     skin_lightness_gap: float | None = None  # donor's skin lightness minus the face's (LAB L, 0-255)
+    rotation: int = 0  # the face's orientation as detected (0, 90, 180, 270; swapped upright when turned)
+    kind: str = "face"  # "face", or "unsure": a region scored just below the detection threshold, hidden anyway
+    left_unanonymized: bool = False  # its box came out of the anonymizer with unchanged pixels
 
 
 @dataclass
@@ -69,7 +72,8 @@ class RunReport:
     path: str | None = None  # where this report is written (perface-report-<k>.json when the name was taken)
 
     def totals(self) -> dict[str, int]:
-        faces = [f for im in self.images for f in im.faces]
+        records = [f for im in self.images for f in im.faces]
+        faces = [f for f in records if f.kind == "face"]
         return {
             "images": len(self.images),
             "images_failed": sum(im.error is not None for im in self.images),
@@ -78,7 +82,8 @@ class RunReport:
             "faces_swapped": sum(f.method == "swap" for f in faces),
             "faces_fallen_back": sum(f.method != "swap" and f.reason != "requested" for f in faces),
             "faces_obscured_on_request": sum(f.reason == "requested" for f in faces),
-            "faces_left_unanonymized": 0,
+            "unsure_regions_hidden": sum(f.kind == "unsure" and not f.left_unanonymized for f in records),
+            "faces_left_unanonymized": sum(f.left_unanonymized for f in faces),
         }
 
     def to_dict(self) -> dict:

@@ -420,11 +420,12 @@ def evaluate_anonymization(
             continue
         image, face = found
         out, records = anonymizer.anonymize_array(image)
+        records = [r for r in records if r.kind == "face"]  # unsure regions (hidden too) are not faces
         totals["found"] += len(records)
         totals["swapped"] += sum(r.method == "swap" for r in records)
         totals["hidden_by_fallback"] += sum(r.method != "swap" and r.reason != "requested" for r in records)
         totals["hidden_as_requested"] += sum(r.reason == "requested" for r in records)
-        totals["left_unanonymized"] += sum(r.method not in ("swap", "blur", "pixelate", "mask") for r in records)
+        totals["left_unanonymized"] += sum(r.left_unanonymized for r in records)
         for r in records:
             if r.method != "swap" and r.reason != "requested":
                 kind = str(r.reason).split(" (")[0]  # drop per-face numbers such as the cosine
