@@ -145,7 +145,7 @@ def _detect_config(detector: str, threshold: float | None = None, rotations: str
     values = {"backend": detector, "rotations": rot, **options}
     if threshold is not None:
         values["threshold"] = threshold
-    flags = {"threshold": "--thresh", "rotations": "--rotations", "backend": "--detector"}
+    flags = {"threshold": "--thresh (--threshold)", "rotations": "--rotations", "backend": "--detector"}
     try:
         return DetectConfig(**values)  # type: ignore[arg-type]
     except ValueError as exc:
