@@ -232,6 +232,8 @@ def main() -> None:
         t0 = time.monotonic()
         print(cli("train", "--config", str(exp / config), "--out", str(work / f"run-{subset}")), flush=True)
         results[subset] = {"train_s": time.monotonic() - t0}
+        meta = json.loads((work / f"run-{subset}" / "model" / "config.json").read_text())["metadata"]
+        results[subset].update(epoch=meta["best_epoch"], val=meta["best_val_accuracy"], n_val=meta["val_triplets"])
 
     log(f"5. held-out triplets: {args.heldout_targets} other targets x {args.heldout_sources // 6} other source "
         "groups, scored against the noise-free rule")
@@ -307,9 +309,14 @@ Other jobs were sharing the 2 cores.
 Admin page at the end: {summary['complete']} of {summary['n_real']} triplets complete, unanimity
 {summary['unanimity_rate']:.3f}, Krippendorff's alpha {summary['alpha']:.3f}; flagged: {', '.join(flagged) or 'none'}.
 The exported majorities agree with the noise-free rule on {label_acc:.3f} of the {len(ts)} triplets (D1).
-`perface train` on the export: D1 ({len(ts.d1())} triplets, 80% for training) {results['d1']['train_s']:.0f} s
-including the backbone features of every image; D2 ({len(ts.d2())} unanimous triplets, same export, `subset: d2`)
+`perface train` on the export (the `train.yaml` it writes: identity-residual head, 60% of the
+triplets for training, 20% validation to pick the epoch, 20% test): D1 ({len(ts.d1())} triplets)
+{results['d1']['train_s']:.0f} s including the backbone features of every image;
+D2 ({len(ts.d2())} unanimous triplets, same export, `subset: d2`)
 {results['d2']['train_s']:.0f} s (the feature cache is keyed by the image list, so D2 ran its own feature pass).
+Epoch kept by validation (0 = the untrained head, i.e. the identity metric itself): D1 epoch
+{results['d1']['epoch']} (val {results['d1']['val']:.3f} on {results['d1']['n_val']} triplets), D2 epoch
+{results['d2']['epoch']} (val {results['d2']['val']:.3f} on {results['d2']['n_val']} triplets).
 
 Held-out: {len(truth)} triplets from {args.heldout_targets} other targets x {args.heldout_sources // 6} other
 source groups (setting [i]: no face seen in training), labelled by the noise-free rule; 2AFC accuracy with 95%

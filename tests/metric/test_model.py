@@ -79,3 +79,21 @@ def test_unknown_config_key():
 
     with pytest.raises(PerFaceError, match="unknown model config"):
         ModelConfig.from_dict({"embed_dims": 3})
+
+
+def test_identity_residual_head_starts_as_the_identity_metric(astronaut, tmp_path):
+    torch.manual_seed(0)
+    m = PerFaceModel(ModelConfig(views=(0.25,), hidden=16, embed_dim=8, flip_average=False, identity_dim=128))
+    faces = [astronaut, str(CHIPS / "omi_1.jpg")]
+    assert float(m.head.identity_mix) == pytest.approx(0.1)  # starts near the identity metric
+    with torch.no_grad():
+        m.head.identity_mix.zero_()  # at 0 it IS the identity metric
+    e = m.embed(faces)
+    assert e.shape == (2, 136) and np.abs(e[:, 128:]).max() == 0
+    feats = m.view_features([m.features.backbone.preprocess(m._to_views(faces)[0])])
+    ident = feats[:, -128:].detach().numpy()
+    ident /= np.linalg.norm(ident, axis=1, keepdims=True)
+    assert float(e[0] @ e[1]) == pytest.approx(float(ident[0] @ ident[1]), abs=1e-5)
+    assert load(m.save(tmp_path / "m")).config.identity_dim == 128
+    with pytest.raises(Exception, match="head"):
+        PerFaceModel(ModelConfig(views=(0.25,), feature_levels=("level4",), identity_dim=128))

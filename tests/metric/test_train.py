@@ -266,3 +266,17 @@ def test_tfjs_backbones_train_on_csv_triplets(tmp_path, backbone, levels, train_
     assert emb.shape == (2, 8) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     with torch.no_grad():
         assert model.similarity(str(faces[0]), str(faces[0])) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_identity_residual_head_keeps_the_identity_metric_unless_validation_says_otherwise(tmp_path):
+    _write_ring_triplets(tmp_path / "triplets.csv")
+    raw = {"data": {"kind": "csv", "root": str(tmp_path / "triplets.csv"), "test_fraction": 0.2,
+                    "val_fraction": 0.3},
+           "model": {"views": [0.25], "hidden": 16, "embed_dim": 8, "flip_average": False, "identity_dim": 128},
+           "optim": {"epochs": 2, "patience": 2, "batch_size": 4},
+           "out": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache")}
+    logs: list[str] = []
+    res = train(config_from_dict(raw), progress=False, log=logs.append)
+    assert any("epoch   0  (the identity metric)" in m for m in logs)
+    epoch0 = float(next(m for m in logs if "epoch   0" in m).split()[-1])
+    assert res.best_val_accuracy >= epoch0 and 0 <= res.best_epoch <= 2

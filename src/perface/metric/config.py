@@ -38,11 +38,14 @@ class ModelConfig:
     color_grid: int = 6  # colour layout of each view (grid x grid mean RGB), 0 = off: hair and skin colour
     attribute_outputs: int = 0  # linear attribute head (predicted rating-space coordinates), 0 = none
     attribute_weight: float = 0.15  # its share of the embedding (see ProjectionHead.embed)
+    identity_dim: int = 0  # > 0: identity-residual head; the embedding carries view 0's identity descriptor
+    # (the backbone's "head" level, this long: 128 for dlib) next to a weighted MLP part that starts near 0: an
+    # untrained model is (nearly) the identity metric, and training moves away only as far as the data support
 
     @property
     def embedding_dim(self) -> int:
         """Length of the final embedding: the MLP's, plus the attribute coordinates and one padding entry."""
-        return self.embed_dim + (self.attribute_outputs + 1 if self.attribute_outputs else 0)
+        return self.embed_dim + self.identity_dim + (self.attribute_outputs + 1 if self.attribute_outputs else 0)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:

@@ -104,13 +104,19 @@ class ProjectionHead(nn.Module):
     """
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float, aux_outputs: int = 0,
-                 attribute_outputs: int = 0, attribute_weight: float = 0.15) -> None:
+                 attribute_outputs: int = 0, attribute_weight: float = 0.15,
+                 identity_slice: tuple[int, int] | None = None) -> None:
         super().__init__()
+        self.identity_slice = identity_slice
         self.register_buffer("feat_mean", torch.zeros(in_dim))
         self.register_buffer("feat_std", torch.ones(in_dim))
         self.mlp = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim)
         )
+        # Identity-residual mix: embedding (identity, r * mlp) / sqrt(1 + r**2). r starts small, so the untrained
+        # model is (nearly) the identity metric; weight decay pulls r back to 0, i.e. toward the identity.
+        # (A zero-initialised MLP instead would sit at a saddle: cosines depend on it only quadratically.)
+        self.identity_mix = nn.Parameter(torch.tensor(0.1)) if identity_slice is not None else None
         self.aux = nn.Linear(out_dim, aux_outputs) if aux_outputs else None
         self.attribute_weight = attribute_weight
         if attribute_outputs:
@@ -129,10 +135,22 @@ class ProjectionHead(nn.Module):
     def forward(self, feats: torch.Tensor, with_aux: bool = False):
         """The MLP's unit embedding (what the triplet loss trains), and the auxiliary output when asked."""
         z = self.mlp((feats - self.feat_mean) / self.feat_std)
-        emb = z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        emb = self._with_identity(feats, z / z.norm(dim=1, keepdim=True).clamp_min(1e-12))
         if with_aux:
             return emb, (self.aux(z) if self.aux is not None else None)
         return emb
+
+    def _with_identity(self, feats: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """Identity-residual heads: the unit identity descriptor of ``feats`` next to ``identity_mix * emb``."""
+        if self.identity_slice is None:
+            return emb
+        ident = feats[:, self.identity_slice[0] : self.identity_slice[1]]
+        out = torch.cat([ident / ident.norm(dim=1, keepdim=True).clamp_min(1e-12), self.identity_mix * emb], 1)
+        return out / out.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def _mlp_unit(self, feats: torch.Tensor) -> torch.Tensor:
+        z = self.mlp((feats - self.feat_mean) / self.feat_std)
+        return z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
     def attributes(self, feats: torch.Tensor) -> torch.Tensor:
         """Predicted rating-space coordinates (zeros until fitted)."""
@@ -142,10 +160,17 @@ class ProjectionHead(nn.Module):
 
     def embed(self, feats: torch.Tensor, mirrored: torch.Tensor | None = None) -> torch.Tensor:
         """The final unit embedding; with ``mirrored`` features, face and mirror image are averaged."""
-        emb = self(feats)
-        if mirrored is not None:
-            emb = emb + self(mirrored)
-            emb = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        if self.identity_slice is not None:  # the MLP part is mirror-averaged, the identity is the face's own
+            emb = self._mlp_unit(feats)
+            if mirrored is not None:
+                emb = emb + self._mlp_unit(mirrored)
+                emb = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            emb = self._with_identity(feats, emb)
+        else:
+            emb = self(feats)
+            if mirrored is not None:
+                emb = emb + self(mirrored)
+                emb = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
         if self.attribute is None:
             return emb
         p = self._weighted_attributes(feats, mirrored)
@@ -200,9 +225,18 @@ class PerFaceModel(nn.Module):
         self.feature_dim = per_view * len(self.config.views)
         self.head = ProjectionHead(self.feature_dim, self.config.hidden, self.config.embed_dim,
                                    self.config.dropout, self.config.aux_outputs, self.config.attribute_outputs,
-                                   self.config.attribute_weight)
+                                   self.config.attribute_weight, self._identity_slice(per_view))
         self.set_trainable()
         self.model_id = "untrained"
+
+    def _identity_slice(self, per_view: int) -> tuple[int, int] | None:
+        """Where view 0's identity descriptor (the "head" level, pooled last) sits in the features."""
+        n = self.config.identity_dim
+        if not n:
+            return None
+        if self.config.feature_levels[-1] != "head" or self.features.levels[-1] != "head":
+            raise PerFaceError("identity_dim needs 'head' as the last feature level (the identity descriptor)")
+        return (per_view - n, per_view)
 
     # --------------------------------------------------------------- training support
     def set_trainable(self) -> None:

@@ -388,6 +388,12 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
     no_val = len(va_rows) == 0
     if no_val:
         log(f"no validation triplets: training {cfg.optim.epochs} epochs and keeping the last")
+    elif start_epoch == 0 and model_cfg.identity_dim and cfg.optim.keep == "best":
+        # An identity-residual head starts AS the identity metric: that untrained model is a candidate too,
+        # so early stopping on the validation triplets keeps it unless training really does better.
+        best = accuracy_from_embeddings(bank_embeddings(model, bank), va_rows)
+        best_epoch, best_state = 0, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        log(f"epoch   0  (the identity metric)  val acc {best:.4f}")
     for epoch in range(start_epoch, cfg.optim.epochs):
         model.train()
         order = rng.permutation(len(tr_rows))
