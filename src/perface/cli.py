@@ -47,7 +47,7 @@ _OPTION_NAMES = {"max_tries": "--tries", "max_age_gap": "--max-age-gap", "seed":
                  "donor_identity_max": "--donor-identity-max", "max_skin_gap": "--max-skin-gap",
                  "recognizers": "--recognizers", "swapper_options": "--forehead", "per_group": "--per-group",
                  "min_gender_confidence": "--min-gender-confidence", "min_sharpness": "--min-sharpness",
-                 "threshold": "--threshold"}
+                 "threshold": "--thresh (--threshold)", "rotations": "--rotations", "backend": "--detector"}
 
 
 def _option_error(exc: ValueError) -> PerFaceError:
@@ -129,7 +129,7 @@ Rotations = Annotated[str, typer.Option(help="Orientations searched for faces: '
                                         "comma-separated subset holding 0, e.g. '0' for upright faces only.")]
 
 
-def _detect_config(detector: str, threshold: float | None = None, rotations: str = "auto", **options):
+def _detect_config(detector: str, threshold: float | None = None, rotations: str = "auto"):
     """A DetectConfig from the command line's detection options; a bad one is a one-line error naming it."""
     from perface.face.detect import DetectConfig
 
@@ -142,16 +142,13 @@ def _detect_config(detector: str, threshold: float | None = None, rotations: str
         except ValueError:
             raise PerFaceError(f"--rotations must be 'auto' or a comma-separated list of 0, 90, 180, 270, "
                                f"got {rotations!r}") from None
-    values = {"backend": detector, "rotations": rot, **options}
+    values = {"backend": detector, "rotations": rot}
     if threshold is not None:
         values["threshold"] = threshold
-    flags = {"threshold": "--thresh (--threshold)", "rotations": "--rotations", "backend": "--detector"}
     try:
         return DetectConfig(**values)  # type: ignore[arg-type]
     except ValueError as exc:
-        msg = str(exc)
-        name = next((f for k, f in flags.items() if f"DetectConfig.{k} " in msg), "detection option")
-        raise PerFaceError(f"{name}: {msg.replace('DetectConfig.', '')}") from None
+        raise _option_error(exc) from None
 
 
 @app.command("detect")

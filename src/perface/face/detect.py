@@ -374,11 +374,6 @@ def plan_views(height: int, width: int, config: DetectConfig | None = None) -> l
     return views
 
 
-def network_runs(height: int, width: int, config: DetectConfig | None = None) -> int:
-    """Number of full network runs for an image of this size (re-check crops not counted)."""
-    return len(plan_views(height, width, config))
-
-
 # --- candidates: detections of all views in image coordinates ------------------------------------------
 
 
