@@ -36,7 +36,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from perface.backbones.runtime import env_threads
+from perface.backbones.runtime import threads as session_threads
 
 BackendName = Literal["centerface", "hog"]
 DEFAULT_BACKEND: BackendName = "centerface"
@@ -517,24 +517,27 @@ class CenterFaceDetector:
 
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        threads = threads or env_threads()  # $PERFACE_THREADS, which the pool's workers set to 1
-        if threads:
-            opts.intra_op_num_threads = threads
+        # $PERFACE_THREADS or one thread, like PerFace's other sessions, and no spin-waiting: on the 2 shared
+        # cores ONNX Runtime's default (two spinning threads) took 1.7-1.9x the CPU time of one thread for
+        # the same detections, and more wall time too (docs/benchmarks/detect_speed.md); callers that want
+        # both cores run two images at once (the session is thread-safe), as the face pipeline does
+        opts.intra_op_num_threads = threads or session_threads()
+        opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         with open(_model_path("centerface.onnx"), "rb") as fh:
             model = fh.read()
         if fold_weights:  # False only to time the file as shipped
             with contextlib.suppress(ValueError, IndexError):  # an unexpected file: run it as it is
                 model = strip_initializer_inputs(model)
         self.session = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
-        self._lock = threading.Lock()
         self._pixels = threading.local()  # network input pixels of this thread's calls, for ``stats``
 
     # one network run on an (H, W, 3) array whose sides are multiples of 32 (or a batch of them)
     def _run(self, batch: np.ndarray):
         blob = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
         self._pixels.value = getattr(self._pixels, "value", 0) + blob.shape[0] * blob.shape[2] * blob.shape[3]
-        with self._lock:
-            return self.session.run(None, {"input.1": blob})
+        return self.session.run(None, {"input.1": blob})  # ONNX Runtime's run is thread-safe
 
     @staticmethod
     def _decode(heat, sc, off, lms, low: float, iou: float) -> _Cands:
@@ -685,11 +688,23 @@ class CenterFaceDetector:
             b = faces.boxes[i]
             c = max(float(max(b[2] - b[0], b[3] - b[1])) * self.recheck_context, 24.0)
             each: dict[int, float] = {}
-            best = self._look(image, b, c, self.recheck_side, ks, config, each)
+            upright = upright_layout(faces.lms[i], b)
+            best = None
+            if upright and 0 in ks:
+                # scores are at most 1: an upright look scoring above 1 - turn_margin already decides that the
+                # face stays as found, so the three turned looks are skipped (the same result, a quarter
+                # of the runs for the faces of ordinary photos)
+                best = self._look(image, b, c, self.recheck_side, [0], config, each)
+                if each.get(0, 0.0) > 1.0 - self.turn_margin + 1e-6:
+                    continue
+            turned = self._look(image, b, c, self.recheck_side, [k for k in ks if not (upright and k == 0)],
+                                config, each)
+            if turned is not None and (best is None or turned[0] > best[0]):
+                best = turned
             if best is None or best[3] == 0:
                 continue
             score, box, pts, rot = best
-            if upright_layout(faces.lms[i], b) and score - each.get(0, 0.0) < self.turn_margin:
+            if upright and score - each.get(0, 0.0) < self.turn_margin:
                 continue
             if self.recheck_side / c < 0.75:  # shrunk crop: box and landmarks from a sharper one
                 sharp = self._look(image, b, c, min(self.refine_side, _round32(c)), [rot // 90], config)
