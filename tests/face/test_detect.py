@@ -229,3 +229,41 @@ def test_rotations_must_hold_upright():
 
     with pytest.raises(ValueError, match="rotations"):
         DetectConfig(rotations=(90, 180))
+
+
+def test_detector_session_one_thread_no_spinning():
+    """The CenterFace session: $PERFACE_THREADS or one thread, and no spin-waiting (on shared cores a
+    spinning pool burnt about twice the CPU time for the same detections)."""
+    from perface.face.detect import CenterFaceDetector
+
+    opts = CenterFaceDetector().session.get_session_options()
+    assert opts.intra_op_num_threads == 1
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert CenterFaceDetector(threads=2).session.get_session_options().intra_op_num_threads == 2
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_turn_shortcut_gives_the_full_looks_result(astronaut, group_image_path, k):
+    """turn() skips the turned looks when the upright one scores above 1 - turn_margin: the faces come out as
+    when all four orientations are looked at and the documented rule applied."""
+    from perface.face.detect import DetectConfig, get_detector, upright_layout
+    from perface.face.io import read_image
+
+    det = get_detector("centerface")
+    cfg = DetectConfig()
+    for img in (np.ascontiguousarray(np.rot90(astronaut, k)), read_image(group_image_path)):
+        whole = det.whole_pass(img, cfg, cfg.threshold)
+        sure = whole.scores >= cfg.threshold
+        faces = type(whole)(whole.boxes[sure], whole.scores[sure], whole.lms[sure], whole.rot[sure])
+        got, n = det.turn(img, faces, cfg)
+        assert n == len(faces.scores) > 0
+        for i, b in enumerate(faces.boxes):  # the rule with every look run
+            c = max(float(max(b[2] - b[0], b[3] - b[1])) * det.recheck_context, 24.0)
+            each: dict[int, float] = {}
+            best = det._look(img, b, c, det.recheck_side, [0, 1, 2, 3], cfg, each)
+            stays = best is None or best[3] == 0 or (
+                upright_layout(faces.lms[i], b) and best[0] - each.get(0, 0.0) < det.turn_margin)
+            if stays:
+                assert np.array_equal(got.boxes[i], b) and got.rot[i] == 0
+            else:
+                assert got.rot[i] == best[3] and got.scores[i] == max(float(faces.scores[i]), best[0])

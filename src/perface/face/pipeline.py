@@ -179,31 +179,49 @@ def analyze_files_overlapped(
     embedder: IdentityEmbedder | None = None,
     batch_size: int = 16,
     read_config: ReadConfig | None = None,
+    detect_workers: int | None = None,
 ) -> Iterator[tuple[Path, AnalyzedImage | InputError]]:
     """Like :func:`analyze_file` over many files, with decoding+detection and embedding overlapped.
 
-    A producer thread decodes, detects and aligns while the caller's thread embeds batches of chips;
-    onnxruntime and torch release the GIL, so the two stages use both cores. Results keep input order;
-    an unreadable file yields its :class:`InputError` instead of raising.
+    ``detect_workers`` threads (default: one per core, at most 2) decode, detect and align images at once
+    while the caller's thread embeds batches of chips; onnxruntime and torch release the GIL, so the stages
+    use every core (the detector's session has one thread, so two images in flight fill two cores). Results
+    keep input order and do not depend on the worker count; an unreadable file yields its
+    :class:`InputError` instead of raising.
     """
     import queue
     import threading
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
 
     emb = embedder or get_embedder()
+    workers = max(1, detect_workers or min(2, os.cpu_count() or 1))
     q: queue.Queue = queue.Queue(maxsize=2 * batch_size)
     done = object()
+    align_lock = threading.Lock()  # dlib's shape predictor is shared; aligning is cheap, so serialise it
+
+    def prepare(p: Path) -> tuple:
+        try:
+            image = read_image(p, read_config)
+            faces = detect(image, detect_config)
+            with align_lock:
+                chips = [dlib_chip(image, f).crop for f in faces]
+            return p, image.shape, faces, chips
+        except InputError as exc:
+            return p, None, exc, None
+        except Exception as exc:  # noqa: BLE001 - one file's failure is listed; the run goes on
+            return p, None, InputError(p, f"could not be processed ({type(exc).__name__}: "
+                                          f"{' '.join(str(exc).split())})"), None
 
     def produce() -> None:
-        for p in paths:
-            try:
-                image = read_image(p, read_config)
-                faces = detect(image, detect_config)
-                q.put((p, image.shape, faces, [dlib_chip(image, f).crop for f in faces]))
-            except InputError as exc:
-                q.put((p, None, exc, None))
-            except Exception as exc:  # noqa: BLE001 - one file's failure is listed; the run goes on
-                q.put((p, None, InputError(p, f"could not be processed ({type(exc).__name__}: "
-                                              f"{' '.join(str(exc).split())})"), None))
+        with ThreadPoolExecutor(workers, thread_name_prefix="perface-detect") as pool:
+            window: deque = deque()  # at most 2 images per worker in flight: bounded memory, input order
+            for p in paths:
+                window.append(pool.submit(prepare, p))
+                if len(window) >= 2 * workers:
+                    q.put(window.popleft().result())
+            while window:
+                q.put(window.popleft().result())
         q.put(done)
 
     threading.Thread(target=produce, daemon=True, name="perface-detect").start()
