@@ -52,6 +52,9 @@ CONFIGS = {
     "recheck0.1": DetectConfig(recheck_threshold=0.1),
     "upsample2": DetectConfig(upsample=2.0),
     "thr0.4": DetectConfig(threshold=0.4),
+    "rot0.7thr0.4": DetectConfig(threshold=0.4, rotation_scale=0.7),
+    "rot1thr0.4": DetectConfig(threshold=0.4, rotation_scale=1.0),
+    "recheck0.03thr0.4": DetectConfig(threshold=0.4, recheck_threshold=0.03),
 }
 SETTINGS = {
     "before": "the detector before this change: one pass at 640 px, the ONNX file as shipped",
@@ -63,6 +66,9 @@ SETTINGS = {
     "recheck0.1": "default with `recheck_threshold=0.1`",
     "upsample2": "default with tiles at 2x (`upsample=2`)",
     "thr0.4": "default with `threshold=0.4` (the anonymizer's)",
+    "rot0.7thr0.4": "thr0.4 with turned copies at 0.7 of the upright resolution",
+    "rot1thr0.4": "thr0.4 with turned copies at full resolution (`rotation_scale=1`)",
+    "recheck0.03thr0.4": "thr0.4 with `recheck_threshold=0.03`",
     "deface": "deface 1.5.0 with its defaults (native resolution, threshold 0.2)",
 }
 
@@ -433,6 +439,8 @@ def main() -> None:
                     help=f"comma-separated, from {', '.join(CONFIGS)}")
     ap.add_argument("--scale", type=float, default=0.8, help="fewer (<1) or more mixed/turned/photo images")
     ap.add_argument("--sources", type=int, default=100)
+    ap.add_argument("--groups", default="", help="only the image groups whose name holds one of these "
+                    "comma-separated words (e.g. mixed,turned: every clean turned face of 16-24 px)")
     ap.add_argument("--no-deface", action="store_true")
     ap.add_argument("--no-write", action="store_true", help="print, do not write the fragment")
     ap.add_argument("--note", default="", help="a sentence on the run's conditions (e.g. other jobs on the cores)")
@@ -442,6 +450,8 @@ def main() -> None:
     sources = load_sources(shared_data(), args.sources, rng)
     pictures = negative_pictures()
     samples = build(sources, pictures, rng, args.scale)
+    if args.groups:
+        samples = [s for s in samples if any(g in s.group for g in args.groups.split(","))]
     tmp = Path(tempfile.mkdtemp(prefix="perface-recall-"))
     paths = {}
     for s in samples:
@@ -466,7 +476,8 @@ def main() -> None:
     t640 = one_face_640_times()
     body = report(samples, results, names, deface_note, t640, len(sources), time.perf_counter() - t_start)
     body = (f"Command: `python benchmarks/recall.py --configs {','.join(names)} --scale {args.scale:g} "
-            f"--sources {args.sources}`.\n\n" + (args.note + "\n\n" if args.note else "") + body)
+            f"--sources {args.sources}{' --groups ' + args.groups if args.groups else ''}`.\n\n"
+            + (args.note + "\n\n" if args.note else "") + body)
     if args.no_write:
         print(body)
     else:

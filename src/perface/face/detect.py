@@ -138,7 +138,10 @@ class DetectConfig:
       ``rotation_scale`` 0.5 plus the re-check) 98-98.4 % at every rotation, for 1.19 times the
       previous detector's time on a one-face 640 px photo; ``rotation_scale`` 0.7 and 1 (every
       pass at full resolution on every turned copy) add 1-1.5 points overall (mostly 12-24 px
-      turned faces) for about 1.2 and 1.6 times the default's work, so 0.5 is the default.
+      turned faces) for about 1.2 and 1.6 times the default's work, so 0.5 is the default. At threshold 0.4
+      ``rotation_scale`` 1 finds the turned 16-24 px faces that 0.5 misses (95.8/100/100 % rather than
+      91.7/92.9/93.8 % at 90/180/270 degrees) for 1.3 times the time on busy images; not yet the default
+      (``docs/benchmarks/recall.md``, "Since: the detector's cost").
       ``recheck_threshold`` 0.05 rather than 0.1 finds 89.4 % rather than 86.0 % of all faces
       (12-16 px: 71 % rather than 63 %) for about 1.4 times the work on busy images. None turns
       the re-check off; ``recheck_max`` bounds its cost (4 small runs per candidate).
