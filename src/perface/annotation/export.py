@@ -31,9 +31,11 @@ data:
   kind: simceleba
   root: .
   subset: {subset}        # d1: every triplet by majority; d2: unanimous triplets only
-  split: {split}         # random, or the paper's identity splits i / ii / iii (triplet_identities.csv)
+  split: {split}         # iii: validation and test triplets have source groups never seen in training, so the
+                       # epoch is chosen for new faces (random triplets share faces with training and reward
+                       # memorising them); or random / the paper's i / ii (triplet_identities.csv)
   test_fraction: 0.2
-  val_fraction: 0.2    # validation triplets (from the training share) choose the epoch, identity included
+  val_fraction: 0.2    # validation triplets choose the epoch; epoch 0 (the identity metric) competes
   seed: 0
 model:
   backbone: dlib-resnet
