@@ -1,20 +1,23 @@
 """Issue 21 end to end, with simulated annotators whose answers follow a known rule.
 
-1. ``perface annotate create`` on One Million Impressions faces (20 targets, 90 sources in same-gender groups
-   of three: 300 triplets, 30 catch trials), gender labels from the OMI ratings;
+1. ``perface annotate create`` on One Million Impressions faces (20 targets, 240 sources in same-gender groups
+   of three: 780 triplets, 78 catch trials), gender labels from the OMI ratings;
 2. ``perface annotate invite`` x 6 and ``perface annotate serve``-equivalent server on 127.0.0.1 (uvicorn in
    a thread), then six simulated annotators answer over HTTP (the app's JSON API, with CSRF tokens):
    five careful ones follow the rating-space rule with logistic noise, one careless one answers at random;
 3. screenshots of the annotator page (mid-way) and the admin page (end) with headless Chromium;
 4. ``perface annotate export`` and ``perface train --config EXPORT/train.yaml`` (the CLI, as a user would);
-5. the trained model and dlib's identity cosine on held-out triplets (10 other targets x 10 other source
-   groups), scored against the noise-free rule.
+5. the trained model and dlib's identity cosine on held-out triplets (20 other targets x 20 other source
+   groups, 370 triplets), scored against the noise-free rule, with the paired difference to the baseline.
 
 The rule: the source faces' distance in a rating space (OMI attribute means, z-scored, without the hair and
 skin-colour attributes that the swap takes from the target). A careful annotator picks A with probability
 sigmoid((d(C,B) - d(C,A)) / tau), and always picks a face identical to C (as people do on catch trials).
 
-    python benchmarks/annotation_e2e.py   # ~15 min on 2 busy shared cores; writes docs/benchmarks/annotation_e2e.md
+    python benchmarks/annotation_e2e.py   # ~45 min on 2 cores shared with other jobs (load 15-20): ~11 min
+                                          # of HTTP votes, ~25 min of backbone features; writes
+                                          # docs/benchmarks/annotation_e2e.md
+    python benchmarks/annotation_e2e.py --work W --reuse-votes   # again on W's votes: new train.yaml only
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import json
 import math
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,6 +38,9 @@ from pathlib import Path
 import numpy as np
 from _common import REPO, shared_data, write_fragment
 
+TRAIN_RECIPE = ("identity-residual head over four levels of frozen dlib features, lr 0.05, up to 60 epochs, "
+                "split iii: 60% of the source groups train, 20% other source groups choose the epoch, epoch 0 "
+                "= the identity metric included, 20% are the export's own test")
 EXCLUDE = {"long-haired", "hair-color", "skin-color", "looks-like-you", "familiar"}
 CLI = [sys.executable, "-m", "perface.cli"]
 
@@ -169,9 +176,12 @@ def main() -> None:
     ap.add_argument("--tau", type=float, default=0.6, help="noise of the careful annotators (rating-space units)")
     ap.add_argument("--no-screenshots", action="store_true")
     ap.add_argument("--targets", type=int, default=20, help="training targets (half female, half male)")
-    ap.add_argument("--sources", type=int, default=90, help="training sources (groups of three per gender)")
-    ap.add_argument("--heldout-targets", type=int, default=10)
-    ap.add_argument("--heldout-sources", type=int, default=60)
+    ap.add_argument("--sources", type=int, default=240, help="training sources (groups of three per gender)")
+    ap.add_argument("--heldout-targets", type=int, default=20)
+    ap.add_argument("--heldout-sources", type=int, default=120)
+    ap.add_argument("--reuse-votes", action="store_true",
+                    help="--work holds a finished run: keep its project and votes; redo export, training, held-out")
+    ap.add_argument("--d2", action="store_true", help="also train on D2 (a second feature pass: ~+40%% time)")
     args = ap.parse_args()
     t_start = time.monotonic()
     omi = shared_data() / "omi"
@@ -180,14 +190,21 @@ def main() -> None:
     targets, sources = pick_faces(gender, args.targets, args.sources, seed=0, exclude=set())
     h_targets, h_sources = pick_faces(gender, args.heldout_targets, args.heldout_sources, seed=1,
                                       exclude=set(targets + sources))
-    labels = folders(work / "train-faces", omi, targets, sources, gender)
-    h_labels = folders(work / "heldout-faces", omi, h_targets, h_sources, gender)
-
-    log(f"1. perface annotate create ({args.targets} targets x {args.sources // 6} same-gender source groups)")
-    out = cli("annotate", "create", str(work / "project"), "--targets", str(work / "train-faces/targets"),
-              "--sources", str(work / "train-faces/sources"), "--labels", str(labels), "--catch-share", "0.1")
-    print(out, flush=True)
-    admin = re.search(r"admin token \(shown once\): (\S+)", out).group(1)
+    reuse = args.reuse_votes and (work / "project").is_dir()
+    if reuse:  # the same faces (seeded picks) and the votes already collected
+        h_labels = work / "heldout-faces" / "labels.csv"
+        for old in ("run-d1", "run-d2"):
+            shutil.rmtree(work / old, ignore_errors=True)
+        log("1-2. reusing the project and the votes in " + str(work / "project"))
+        admin = cli("annotate", "admin-token", str(work / "project")).strip()  # a fresh one: the first was shown once
+    else:
+        labels = folders(work / "train-faces", omi, targets, sources, gender)
+        h_labels = folders(work / "heldout-faces", omi, h_targets, h_sources, gender)
+        log(f"1. perface annotate create ({args.targets} targets x {args.sources // 6} same-gender source groups)")
+        out = cli("annotate", "create", str(work / "project"), "--targets", str(work / "train-faces/targets"),
+                  "--sources", str(work / "train-faces/sources"), "--labels", str(labels), "--catch-share", "0.1")
+        print(out, flush=True)
+        admin = re.search(r"admin token \(shown once\): (\S+)", out).group(1)
     t_build = time.monotonic() - t_start
 
     from sqlalchemy import select
@@ -206,12 +223,14 @@ def main() -> None:
             return s.scalar(select(Assignment.triplet_id).where(Assignment.id == aid))
 
     with BackgroundServer(project, rate=0) as url:
-        log(f"2. six annotators invited (perface annotate invite), server on {url}")
-        links = {n: cli("annotate", "invite", str(work / "project"), n, "--url", url).strip() for n in names}
-        n1 = simulate(url, links, sims, src, assignment_triplet, stop_after=60)
-        if not args.no_screenshots:
-            screenshot(links["alice"], REPO / "docs/images/annotation_annotator.png", height=820, annotate=True)
-        n2 = simulate(url, links, sims, src, assignment_triplet)
+        n1 = n2 = 0
+        if not reuse:
+            log(f"2. six annotators invited (perface annotate invite), server on {url}")
+            links = {n: cli("annotate", "invite", str(work / "project"), n, "--url", url).strip() for n in names}
+            n1 = simulate(url, links, sims, src, assignment_triplet, stop_after=60)
+            if not args.no_screenshots:
+                screenshot(links["alice"], REPO / "docs/images/annotation_annotator.png", height=820, annotate=True)
+            n2 = simulate(url, links, sims, src, assignment_triplet)
         if not args.no_screenshots:
             screenshot(f"{url}/admin/{admin}", REPO / "docs/images/annotation_admin.png", height=1060, annotate=False)
         import httpx
@@ -224,10 +243,19 @@ def main() -> None:
     print(cli("annotate", "status", str(work / "project")), flush=True)
     results = {}
     exp = work / "export"
-    print(cli("annotate", "export", str(work / "project"), "-o", str(exp), "--subset", "d1"), flush=True)
+    if reuse and (exp / "triplet_answers.csv").is_file():
+        # the same votes give the same export: keep its images (and their feature cache, keyed by file times),
+        # and rewrite only train.yaml with the current export code
+        from perface.annotation.export import write_train_yaml
+
+        write_train_yaml(exp, subset="d1")
+        log("   export kept; train.yaml rewritten")
+    else:
+        print(cli("annotate", "export", str(work / "project"), "-o", str(exp), "--subset", "d1"), flush=True)
     # the same export, trained on D2 too: a second config differing only in `subset` (features are cached)
     (exp / "train-d2.yaml").write_text((exp / "train.yaml").read_text().replace("subset: d1", "subset: d2"))
-    for subset, config in (("d1", "train.yaml"), ("d2", "train-d2.yaml")):
+    subsets = ("d1", "d2") if args.d2 else ("d1",)
+    for subset, config in (("d1", "train.yaml"), ("d2", "train-d2.yaml"))[: len(subsets)]:
         log(f"4. perface train --config export/{config}")
         t0 = time.monotonic()
         print(cli("train", "--config", str(exp / config), "--out", str(work / f"run-{subset}")), flush=True)
@@ -240,9 +268,12 @@ def main() -> None:
     from perface.annotation.build import BuildConfig, build_project
     from perface.annotation.project import create_project
 
-    held, _ = create_project(work / "heldout")
-    build_project(held, work / "heldout-faces/targets", work / "heldout-faces/sources",
-                  BuildConfig(catch_share=0, seed=5), labels=h_labels)
+    if reuse and (work / "heldout").is_dir():
+        held = open_project(work / "heldout")
+    else:
+        held, _ = create_project(work / "heldout")
+        build_project(held, work / "heldout-faces/targets", work / "heldout-faces/sources",
+                      BuildConfig(catch_share=0, seed=5), labels=h_labels)
     h_src = triplet_sources(work / "heldout")
     from perface.annotation.db import TripletRow
 
@@ -257,26 +288,31 @@ def main() -> None:
     truth = np.array(truth)
 
     import perface
-    from perface.evaluation.measures import bootstrap_ci
+    from perface.evaluation.measures import bootstrap_ci, triplet_outcomes
     from perface.metric.features import build_feature_bank
     from perface.metric.train import bank_embeddings
 
-    def score(emb: np.ndarray, index: dict[str, int]) -> dict:
+    def outcomes(emb: np.ndarray, index: dict[str, int]) -> np.ndarray:
+        """Per held-out triplet: 1 when the scorer agrees with the rule, 0 when not, 0.5 on a tie."""
         e = [[emb[index[str(q)]] for q in trip] for trip in paths]
         sa, sb = np.array([c @ a for c, a, _ in e]), np.array([c @ b for c, _, b in e])
-        pos, neg = np.where(truth, sa, sb), np.where(truth, sb, sa)
-        return bootstrap_ci((pos, neg), seed=0).to_dict()
+        return triplet_outcomes(np.where(truth, sa, sb), np.where(truth, sb, sa))
 
-    evals = {}
-    for subset in ("d1", "d2"):
+    per_triplet: dict[str, np.ndarray] = {}
+    for subset in subsets:
         model = perface.load(work / f"run-{subset}" / "model")
         # the trainer's own feature path: detection, alignment and the frozen backbone, cached once
         bank = build_feature_bank(model, [str(q) for trip in paths for q in trip], cache_dir=work / "heldout-cache",
                                   progress=False)
-        if not evals:
+        if not per_triplet:
             ident = bank.identity / np.linalg.norm(bank.identity, axis=1, keepdims=True)
-            evals["dlib identity cosine (baseline)"] = score(ident, bank.index)
-        evals[f"PerFace trained on the export ({subset.upper()})"] = score(bank_embeddings(model, bank), bank.index)
+            per_triplet["dlib identity cosine (baseline)"] = outcomes(ident, bank.index)
+        per_triplet[f"PerFace trained on the export ({subset.upper()})"] = outcomes(bank_embeddings(model, bank),
+                                                                                     bank.index)
+    # accuracy with a 95% bootstrap interval, and the paired difference to the baseline (same triplets resampled)
+    base = per_triplet["dlib identity cosine (baseline)"]
+    evals = {k: bootstrap_ci(v, seed=0).to_dict() for k, v in per_triplet.items()}
+    diffs = {k: bootstrap_ci(v - base, seed=0).to_dict() for k, v in per_triplet.items() if v is not base}
 
     # how well the collected majority matches the noise-free rule (the labels' own accuracy)
     from perface.datasets import load_simceleba
@@ -292,15 +328,26 @@ def main() -> None:
     ann = "\n".join(f"| {a['name']} | {a['votes']} | {a['catch_correct']} / {a['catch_answered']} | "
                     f"{a['median_rt_ms'] / 1000:.1f} s | {'**flagged**' if a['flagged'] else 'ok'} |"
                     for a in summary["annotators"])
-    ev = "\n".join(f"| {k} | {v['value']:.3f} | {v['low']:.3f}-{v['high']:.3f} |" for k, v in evals.items())
+    ev = "\n".join(f"| {k} | {v['value']:.3f} | {v['low']:.3f}-{v['high']:.3f} | "
+                   + (f"{diffs[k]['value']:+.3f} ({diffs[k]['low']:+.3f} to {diffs[k]['high']:+.3f})" if k in diffs
+                      else "") + " |" for k, v in evals.items())
+    runs = "; ".join(
+        f"{s.upper()} ({len(ts.d1() if s == 'd1' else ts.d2())} triplets): {results[s]['train_s'] / 60:.1f} min "
+        + ("(features cached by the earlier run)" if reuse else "including the backbone features of every image")
+        + f", epoch {results[s]['epoch']} kept (validation "
+        f"{results[s]['val']:.3f} on {results[s]['n_val']} triplets of unseen source groups)" for s in subsets)
+    how = ("the votes, the exported images and the held-out triplets come from an earlier run of this script on "
+           "the same seeded faces (`--reuse-votes`); train.yaml, training and the held-out scores were redone"
+           if reuse else
+           f"{summary['total_votes']} answers over HTTP")
     body = f"""`python benchmarks/annotation_e2e.py` (tau {args.tau}): the whole loop of issue 21 with simulated
 annotators, through the CLI and the web app's HTTP API. {args.targets} One Million Impressions targets (half
 female, half male) x {args.sources // 6} same-gender groups of three sources ({args.sources} sources):
 {summary['n_real']} triplets and {summary['n_catch']} catch trials, swapped with the classic swapper at 224 px.
 Five careful annotators follow the rating-space rule (OMI attribute means, z-scored, hair and skin-colour
 attributes left out) with logistic noise tau = {args.tau};
-one careless annotator answers at random. K = 3 valid votes per triplet, catch threshold 1.0 (the paper's).
-Other jobs were sharing the 2 cores.
+one careless annotator answers at random. K = 3 valid votes per triplet, catch threshold 1.0 (the paper's);
+{how}. Other jobs were sharing the 2 cores (load average 10-18).
 
 | annotator | votes | catch trials right | median response | QC |
 |---|---|---|---|---|
@@ -309,21 +356,14 @@ Other jobs were sharing the 2 cores.
 Admin page at the end: {summary['complete']} of {summary['n_real']} triplets complete, unanimity
 {summary['unanimity_rate']:.3f}, Krippendorff's alpha {summary['alpha']:.3f}; flagged: {', '.join(flagged) or 'none'}.
 The exported majorities agree with the noise-free rule on {label_acc:.3f} of the {len(ts)} triplets (D1).
-`perface train` on the export (the `train.yaml` it writes: identity-residual head, 60% of the
-triplets for training, 20% validation to pick the epoch, 20% test): D1 ({len(ts.d1())} triplets)
-{results['d1']['train_s']:.0f} s including the backbone features of every image;
-D2 ({len(ts.d2())} unanimous triplets, same export, `subset: d2`)
-{results['d2']['train_s']:.0f} s (the feature cache is keyed by the image list, so D2 ran its own feature pass).
-Epoch kept by validation (0 = the untrained head, i.e. the identity metric itself): D1 epoch
-{results['d1']['epoch']} (val {results['d1']['val']:.3f} on {results['d1']['n_val']} triplets), D2 epoch
-{results['d2']['epoch']} (val {results['d2']['val']:.3f} on {results['d2']['n_val']} triplets).
+`perface train --config export/train.yaml` (the file the export writes: {TRAIN_RECIPE}): {runs}.
 
 Held-out: {len(truth)} triplets from {args.heldout_targets} other targets x {args.heldout_sources // 6} other
 source groups (setting [i]: no face seen in training), labelled by the noise-free rule; 2AFC accuracy with 95%
-bootstrap intervals:
+bootstrap intervals, and the paired difference to the identity baseline (the same resampled triplets):
 
-| scorer | accuracy | 95% CI |
-|---|---|---|
+| scorer | accuracy | 95% CI | minus baseline (95% CI) |
+|---|---|---|---|
 {ev}
 
 Total {total / 60:.1f} min (building {t_build / 60:.1f} min).

@@ -739,7 +739,7 @@ def annotate_export_cmd(
     min_votes: Annotated[int | None, typer.Option(help="Valid votes a triplet needs to be exported (default K).")]
     = None,
     subset: Annotated[str, typer.Option(help="Subset written into train.yaml: d1 or d2.")] = "d2",
-    split: Annotated[str, typer.Option(help="Split written into train.yaml: random, i, ii or iii.")] = "random",
+    split: Annotated[str, typer.Option(help="Split in train.yaml: iii (unseen sources), random, i, ii.")] = "iii",
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty output folder.")] = False,
 ) -> None:
     """Write t####_{a,b,c}.jpg, triplet_answers.csv (valid votes only) and the identity map; `perface train

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from perface.annotation.export import export_project
+from perface.annotation.export import export_project, write_train_yaml
 from perface.annotation.project import AnnotationSettings
 from perface.datasets import load_simceleba
 from perface.face.io import PerFaceError
@@ -60,6 +60,21 @@ def test_train_config_reads_the_export(voted, tmp_path) -> None:
     splits = make_splits(cfg.data)
     test_targets = {t.target_id for t in splits.test}
     assert test_targets and not test_targets & {t.target_id for t in splits.train}
+
+
+def test_default_train_yaml_validates_on_unseen_sources(voted, tmp_path) -> None:
+    from perface.metric.train import load_config, make_splits
+
+    out = tmp_path / "release"
+    export_project(voted, out, subset="d1")
+    cfg = load_config(out / "train.yaml")
+    assert cfg.data.split == "iii" and cfg.model.identity_dim == 128 and cfg.optim.keep == "best"
+    splits = make_splits(cfg.data)  # validation and test triplets: source groups never seen in training
+    seen = {s for t in splits.train for s in t.source_ids}
+    assert splits.val and splits.test
+    assert all(seen.isdisjoint(t.source_ids) for t in [*splits.val, *splits.test])
+    write_train_yaml(out, subset="d2", split="random")  # a rewrite keeps the folder, changes only the file
+    assert load_config(out / "train.yaml").data.subset == "d2" and (out / "triplet_answers.csv").is_file()
 
 
 def test_nothing_to_export(tmp_path) -> None:

@@ -23,7 +23,7 @@ from .db import TripletRow, Vote, transaction
 from .project import Project
 from .quality import summarize, valid_votes
 
-__all__ = ["ExportReport", "export_project", "zip_folder"]
+__all__ = ["ExportReport", "export_project", "write_train_yaml", "zip_folder"]
 
 TRAIN_YAML = """\
 # perface train --config {name}/train.yaml   (paths are relative to this folder)
@@ -31,9 +31,11 @@ data:
   kind: simceleba
   root: .
   subset: {subset}        # d1: every triplet by majority; d2: unanimous triplets only
-  split: {split}         # random, or the paper's identity splits i / ii / iii (triplet_identities.csv)
+  split: {split}         # iii: validation and test triplets have source groups never seen in training, so the
+                       # epoch is chosen for new faces (random triplets share faces with training and reward
+                       # memorising them); or random / the paper's i / ii (triplet_identities.csv)
   test_fraction: 0.2
-  val_fraction: 0.2    # validation triplets (from the training share) choose the epoch, identity included
+  val_fraction: 0.2    # validation triplets choose the epoch; epoch 0 (the identity metric) competes
   seed: 0
 model:
   backbone: dlib-resnet
@@ -63,7 +65,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
 
 
 def export_project(project: Project, out: str | os.PathLike[str], *, min_votes: int | None = None,
-                   overwrite: bool = False, subset: str = "d2", split: str = "random") -> ExportReport:
+                   overwrite: bool = False, subset: str = "d2", split: str = "iii") -> ExportReport:
     """Write the release into `out`; only real triplets with at least `min_votes` valid votes (default K)."""
     out = Path(out)
     k = project.settings.votes_per_triplet
@@ -106,9 +108,16 @@ def export_project(project: Project, out: str | os.PathLike[str], *, min_votes: 
                [[f"annotator{a.id:03d}", a.votes, a.catch_correct, a.catch_answered,
                  "" if a.median_rt_ms is None else f"{a.median_rt_ms:.0f}", int(a.flagged)]
                 for a in summary.annotators])
-    (out / "train.yaml").write_text(TRAIN_YAML.format(name=out.name, subset=subset, split=split))
+    write_train_yaml(out, subset=subset, split=split)
     return ExportReport(triplets=len(kept), answers=sum(len(valid[t.id]) for t in kept),
                         left_out=len(triplets) - len(kept), flagged=len(flagged), folder=str(out))
+
+
+def write_train_yaml(out: Path, *, subset: str = "d2", split: str = "iii") -> Path:
+    """Write (or rewrite) ``out/train.yaml``, the ready ``perface train --config`` for an export in `out`."""
+    path = Path(out) / "train.yaml"
+    path.write_text(TRAIN_YAML.format(name=Path(out).name, subset=subset, split=split))
+    return path
 
 
 def zip_folder(folder: Path, zip_path: Path) -> Path:
