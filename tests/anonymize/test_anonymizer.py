@@ -384,3 +384,48 @@ def test_a_face_turned_sideways_is_hidden(swapper_anonymizer, astronaut, monkeyp
     monkeypatch.setattr(mod, "detect_with_unsure", profile)
     out, (rec,) = swapper_anonymizer.anonymize_array(astronaut)
     assert rec.method == "blur" and "sideways" in rec.reason and rec.donor_id is None
+
+
+def test_compare_swaps_keeps_the_swap_the_ensemble_finds_least_alike(swapper_anonymizer, astronaut, monkeypatch):
+    """With ``compare_swaps`` 3, three complete swaps are made and the one with the lowest margin is kept."""
+    _fake_predictor(monkeypatch, ["female"], ["young"])
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, compare_swaps=3)
+    seen = []
+    original = Anonymizer._swap_and_check
+
+    def spy(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        if result[0] is not None:
+            seen.append(result[0])
+        return result
+
+    monkeypatch.setattr(Anonymizer, "_swap_and_check", spy)
+    _, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method == "swap" and len(seen) == 3
+    best = min(seen, key=lambda s: s.margin)
+    assert rec.donor_id == best.donor_id and best.margin < 0
+    assert best.margin == pytest.approx(max(best.identity_similarity - an.config.identity_threshold,
+                                            *(best.recognizer_scores[n] - r.threshold(an.config.recognizer_check_at)
+                                              for n, r in an.recognizers.items())))
+    with pytest.raises(ValueError, match="compare_swaps"):
+        AnonymizeConfig(compare_swaps=0)
+
+
+def test_mobileface_can_join_the_ensemble_and_faceres_is_never_run(swapper_anonymizer, astronaut, monkeypatch):
+    """Consulting MobileFace too: the report names it, and the judge (FaceRes) is still never run."""
+    from perface.face.recognizers import get_recognizer
+
+    def forbidden(*a, **k):
+        raise AssertionError("the anonymizer ran FaceRes, the evaluation's judge")
+
+    monkeypatch.setattr(get_recognizer("faceres"), "embed_crops", forbidden)
+    an = Anonymizer.__new__(Anonymizer)
+    an.__dict__.update(swapper_anonymizer.__dict__)
+    an.config = replace(swapper_anonymizer.config, recognizers=("mobilefacenet", "mobileface"))
+    an.recognizers = {n: get_recognizer(n) for n in an.config.recognizers}
+    _, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method in ("swap", "blur")
+    if rec.method == "swap":
+        assert set(rec.recognizers_after) == {"dlib", "mobilefacenet", "mobileface"} == set(rec.recognizers_donor)
+        assert rec.recognizers_after["mobileface"] < get_recognizer("mobileface").threshold("far_1e-2")

@@ -368,3 +368,49 @@ def test_skin_lightness_reads_the_skin_not_the_eyes(astronaut: np.ndarray, targe
     assert abs(skin_lightness(painted, target_lm) - base) <= 3
     assert skin_lightness(astronaut, np.full((68, 2), np.nan)) is None
     assert skin_lightness(astronaut, target_lm + 5000) is None  # face outside the image
+
+
+def test_outline_warp_moves_the_contour_and_anchors_the_surroundings(target_lm: np.ndarray) -> None:
+    """The photo around the face follows a moved chin, continuously, and nothing past the anchor ring changes."""
+    from perface.anonymize.swap import _extended, _outline_anchors, _warp_outline
+
+    yy, xx = np.mgrid[0:300, 0:400].astype(np.float32)
+    image = np.dstack([xx * 0.5, yy * 0.6, (xx + yy) * 0.3]).clip(0, 255).astype(np.uint8)
+    t_pts = _extended(target_lm, 0.4)
+    chin = np.round(t_pts[8]).astype(int)
+    cv2.circle(image, tuple(int(v) for v in chin), 2, (255, 255, 255), -1)
+    dest = t_pts.copy()
+    dest[6:11, 1] += 8.0  # the chin and its neighbours 8 px lower
+    out = _warp_outline(image, t_pts, dest, 0.4, 0.5)
+    spot = np.argwhere(out.min(axis=2) > 240).mean(axis=0)[::-1]  # the white dot's centre (x, y)
+    assert np.linalg.norm(spot - dest[8]) < 1.5
+    ring = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillConvexPoly(ring, np.round(cv2.convexHull(_outline_anchors(t_pts, 0.5).astype(np.float32))).astype(
+        np.int32), 1)
+    outside = cv2.dilate(ring, np.ones((5, 5), np.uint8)) == 0
+    assert np.array_equal(out[outside], image[outside])
+    # no seams or holes: away from the dot, neighbouring pixels differ as little as in the smooth original
+    smooth = np.abs(np.diff(out.astype(int), axis=1))[:, :, 0]
+    near_dot = np.zeros_like(smooth, bool)
+    near_dot[chin[1] - 14:chin[1] + 22, chin[0] - 10:chin[0] + 10] = True
+    assert smooth[~near_dot].max() <= 3
+
+
+def test_outline_gives_the_face_the_donors_jaw(astronaut: np.ndarray, target_lm: np.ndarray) -> None:
+    """With ``outline`` the replaced region takes a wider donor jaw; without it the target's jaw stays."""
+    donor, donor_lm = make_donor(astronaut, target_lm, angle=0, scale=1.0, shift=(0, 0))
+    wide = donor_lm.astype(np.float64).copy()
+    cx = wide[27, 0]
+    wide[:17, 0] = cx + 1.2 * (wide[:17, 0] - cx)  # the donor's jaw 20% wider
+    plain = ClassicSwapper().swap(astronaut, target_lm, donor, wide)
+    moved = ClassicSwapper(outline=1.0).swap(astronaut, target_lm, donor, wide)
+    assert plain.ok and moved.ok and moved.info["outline_moved_px"] > 3
+    row = int(target_lm[4, 1])  # across the lower cheeks
+    width = [int((r.mask[row] > 0.5).sum()) for r in (plain, moved)]
+    assert width[1] > width[0] + 4
+    far = np.ones(astronaut.shape[:2], bool)
+    far[20:260, 110:340] = False
+    assert np.array_equal(moved.image[far], astronaut[far])
+    for bad in ({"outline": 1.5}, {"outline_ring": 0.0}):
+        with pytest.raises(ValueError, match="outline"):
+            ClassicSwapper(**bad)

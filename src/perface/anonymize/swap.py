@@ -57,6 +57,8 @@ __all__ = [
 # Brow points that get a forehead point extrapolated above them (symmetric under mirroring).
 _FOREHEAD_FROM = np.array([17, 19, 21, 22, 24, 26], dtype=np.intp)
 _FOREHEAD_WEIGHT = np.array([0.72, 0.95, 1.0, 1.0, 0.95, 0.72], dtype=np.float64)
+# The outer points of the extended set, in order around the face: jaw contour 0-16, then forehead right to left.
+_BORDER = np.concatenate([np.arange(17), 68 + np.arange(len(_FOREHEAD_FROM))[::-1]])
 # Mirror permutation for the extended (68 + forehead) point set.
 _EXT_MIRROR = np.concatenate([IBUG68_MIRROR, 68 + np.arange(len(_FOREHEAD_FROM))[::-1]])
 
@@ -354,7 +356,10 @@ class ClassicSwapper:
     ``max_yaw_deg``: limit for :func:`estimate_yaw` of target and donor. ``mirror_donor``: "auto"
     mirrors the donor when that matches the target's yaw better. ``keep_target_mouth``: keep the
     target's mouth interior (teeth) when its mouth is clearly more open than the donor's, instead of
-    stretching the donor's closed lips over it. ``poisson_max_px``: crop side above which the Poisson
+    stretching the donor's closed lips over it. ``outline``: how far (0..1) the jaw and face contour also move
+    to the donor's (a head shape is an identity cue the inner features do not carry); the photo around the face is
+    warped with it, smoothly, out to ``outline_ring`` x the face's radius past the contour, where it is anchored,
+    so the new jaw line leaves no holes or seams. ``poisson_max_px``: crop side above which the Poisson
     membrane is solved at reduced resolution (speed).
     """
 
@@ -372,6 +377,8 @@ class ClassicSwapper:
     max_color_gain: float = 1.3
     poisson_max_px: int = 96
     shape_transfer: float = 0.8
+    outline: float = 0.0
+    outline_ring: float = 0.5
     feather_scale: float = 0.05
     erode_scale: float = 0.02
     name: str = field(default="classic", init=False)
@@ -385,6 +392,10 @@ class ClassicSwapper:
             raise ValueError(f"forehead must be within 0..1.5, got {self.forehead}")
         if not 0.0 <= self.shape_transfer <= 1.0:
             raise ValueError("shape_transfer must be within 0..1")
+        if not 0.0 <= self.outline <= 1.0:
+            raise ValueError(f"outline must be within 0..1, got {self.outline}")
+        if not 0.1 <= self.outline_ring <= 2.0:
+            raise ValueError(f"outline_ring must be within 0.1..2, got {self.outline_ring}")
 
     # -- helpers
     @staticmethod
@@ -458,23 +469,28 @@ class ClassicSwapper:
             d_pts[:, 0] = donor.shape[1] - 1 - d_pts[:, 0]
         info["donor_mirrored"] = bool(mirror)
 
+        keep_mouth = self.keep_target_mouth and _mouth_open(t_lm) > _mouth_open(d_lm) + 0.03
+        dest = _transfer_shape(t_pts, d_pts, self.shape_transfer, keep_mouth, self.outline)
         h, w = target.shape[:2]
         feather = self.feather_px if self.feather_px is not None else max(2.0, self.feather_scale * size)
         erode = self.erode_px if self.erode_px is not None else max(1.0, self.erode_scale * size)
         margin = int(math.ceil(feather * 2 + 4))
-        lo = np.floor(t_pts.min(axis=0)).astype(int) - margin
-        hi = np.ceil(t_pts.max(axis=0)).astype(int) + margin + 1
+        reach = np.vstack([t_pts, dest])
+        lo = np.floor(reach.min(axis=0)).astype(int) - margin
+        hi = np.ceil(reach.max(axis=0)).astype(int) + margin + 1
         x0, y0 = max(0, lo[0]), max(0, lo[1])
         x1, y1 = min(w, hi[0]), min(h, hi[1])
         if x1 - x0 < 4 or y1 - y0 < 4:
             return self._fail(target, "face outside image", t_lm, info)
 
-        keep_mouth = self.keep_target_mouth and _mouth_open(t_lm) > _mouth_open(d_lm) + 0.03
-        dest = _transfer_shape(t_pts, d_pts, self.shape_transfer, keep_mouth)
+        unchanged = target  # what a failed swap returns
+        if self.outline > 0.0:  # move the photo's contour with the face, so the new jaw line has no old one beside it
+            target = _warp_outline(target, t_pts, dest, self.forehead, self.outline_ring)
+            info["outline_moved_px"] = float(np.abs(dest[:17] - t_pts[:17]).max())
         tri = template_triangles(self.forehead)
         warped, covered = piecewise_affine_warp(donor, d_pts, dest, tri, (x0, y0, x1, y1))
         off = np.array([x0, y0], dtype=np.float64)
-        local = t_pts - off
+        local = dest - off if self.outline > 0.0 else t_pts - off
 
         # Region to replace: convex hull of all points, within the warp's coverage.
         region = np.zeros(covered.shape, dtype=np.uint8)
@@ -485,7 +501,7 @@ class ClassicSwapper:
             cv2.fillPoly(region, [inner], 0)
             info["kept_target_mouth"] = True
         if int(region.sum()) < 16:
-            return self._fail(target, "face outside image", t_lm, info)
+            return self._fail(unchanged, "face outside image", t_lm, info)
         core = cv2.erode(region, _disk(2 * erode + 1))
         if int(core.sum()) < 16:
             core = region
@@ -524,13 +540,15 @@ class ClassicSwapper:
         return SwapResult(image=out, mask=mask, ok=True, reason=None, info=info)
 
 
-def _transfer_shape(t_pts: np.ndarray, d_pts: np.ndarray, amount: float, keep_mouth: bool) -> np.ndarray:
+def _transfer_shape(t_pts: np.ndarray, d_pts: np.ndarray, amount: float, keep_mouth: bool,
+                    outline: float = 0.0) -> np.ndarray:
     """Target points with the inner features (brows, eyes, nose, and the mouth unless the target's open
     mouth is kept) moved ``amount`` of the way to the donor's, after a similarity fit of the donor's
     landmarks onto the target's. The jaw line and forehead stay put, so the face still fits the head;
     moving the features carries the donor's proportions (eye spacing, nose length, mouth width) into
-    the output, identity cues that a texture-only swap would keep from the target."""
-    if amount <= 0.0:
+    the output, identity cues that a texture-only swap would keep from the target. ``outline`` > 0 moves the jaw
+    and face contour (points 0-16) that far to the donor's too."""
+    if amount <= 0.0 and outline <= 0.0:
         return t_pts
     m, _ = cv2.estimateAffinePartial2D(d_pts[:68].astype(np.float32), t_pts[:68].astype(np.float32),
                                        method=cv2.LMEDS)
@@ -540,7 +558,49 @@ def _transfer_shape(t_pts: np.ndarray, d_pts: np.ndarray, amount: float, keep_mo
     stop = 48 if keep_mouth else 68
     dest = t_pts.copy()
     dest[17:stop] += amount * (aligned[17:stop] - t_pts[17:stop])
+    dest[:17] += outline * (aligned[:17] - t_pts[:17])
     return dest
+
+
+def _outline_anchors(pts: np.ndarray, ring: float) -> np.ndarray:
+    """Fixed points ``ring`` x the way from the face's centre past each contour and forehead point (23 points)."""
+    border = pts[_BORDER]
+    centre = pts[:68].mean(axis=0)
+    return centre + (border - centre) * (1.0 + ring)
+
+
+def _outline_triangles(extent: float, ring: float) -> np.ndarray:
+    """Fixed triangulation of the 68 + 6 forehead points and their anchor ring, from the template face."""
+    key = f"outline {extent:.4f} {ring:.4f}"
+    tri = _TRI_CACHE.get(key)
+    if tri is None:
+        with _TRI_LOCK:
+            tri = _TRI_CACHE.get(key)
+            if tri is None:
+                ext = _extended(_TEMPLATE68, extent)
+                tri = _delaunay(np.vstack([ext, _outline_anchors(ext, ring)]))
+                _TRI_CACHE[key] = tri
+    return tri
+
+
+def _warp_outline(image: np.ndarray, t_pts: np.ndarray, dest: np.ndarray, extent: float, ring: float) -> np.ndarray:
+    """The photo warped piecewise-affinely so that the face's points move from ``t_pts`` to ``dest``, out to an
+    anchor ring that stays put: the surroundings follow the new contour continuously, and nothing past the ring
+    changes."""
+    anchors = _outline_anchors(t_pts, ring)
+    src = np.vstack([t_pts, anchors])
+    dst = np.vstack([dest, anchors])
+    h, w = image.shape[:2]
+    lo = np.clip(np.floor(dst.min(axis=0)).astype(int), 0, [w, h])
+    hi = np.clip(np.ceil(dst.max(axis=0)).astype(int) + 1, 0, [w, h])
+    if (hi - lo < 2).any():
+        return image
+    warped, covered = piecewise_affine_warp(image, src, dst, _outline_triangles(extent, ring),
+                                            (lo[0], lo[1], hi[0], hi[1]))
+    out = image.copy()
+    roi = out[lo[1]:hi[1], lo[0]:hi[0]]
+    roi[covered] = warped[covered]
+    return out
 
 
 def _face_size(lm: np.ndarray) -> float:
