@@ -45,6 +45,22 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {  # name: (Anonymi
     "compare 3 swaps": ({"compare_swaps": 3}, {}),
     "compare 8 swaps": ({"compare_swaps": 8}, {}),
     "forehead 0.8": ({}, {"forehead": 0.8}),
+    "outline + shape 1.0 + compare 8": ({"compare_swaps": 8}, {"outline": 1.0, "shape_transfer": 1.0}),
+    "outline + shape 1.0 + MobileFace": ({"recognizers": ("mobilefacenet", "mobileface")},
+                                         {"outline": 1.0, "shape_transfer": 1.0}),
+    "membrane 0.5": ({}, {"membrane": 0.5}),
+    "membrane 0": ({}, {"membrane": 0.0}),
+    "outline + shape 1.0 + membrane 0.5": ({}, {"outline": 1.0, "shape_transfer": 1.0, "membrane": 0.5}),
+    "outline + shape 1.0 + membrane 0": ({}, {"outline": 1.0, "shape_transfer": 1.0, "membrane": 0.0}),
+    "outline + shape 1.0 + membrane 0 + compare 8": ({"compare_swaps": 8},
+                                                     {"outline": 1.0, "shape_transfer": 1.0, "membrane": 0.0}),
+    "outline + shape 1.0 + membrane 0.5 + compare 8": ({"compare_swaps": 8},
+                                                       {"outline": 1.0, "shape_transfer": 1.0, "membrane": 0.5}),
+    "all: outline + shape 1.0 + MobileFace + compare 8 + check at EER":
+        ({"recognizers": ("mobilefacenet", "mobileface"), "compare_swaps": 8, "recognizer_check_at": "eer"},
+         {"outline": 1.0, "shape_transfer": 1.0}),
+    "feather blend (no Poisson membrane of the target's shading)": ({}, {"blend": "feather"}),
+    "no colour transfer (the donor's own tone)": ({}, {"color_match": False}),
 }
 
 
@@ -165,6 +181,29 @@ def screen(names: list[str], n: int) -> None:
         write_json(REPO / "runs" / f"faceres_residue_screen_{slug}.json", {"name": name, **res})
 
 
+def speed(names: list[str], n: int, rounds: int = 2) -> None:
+    """Paired timing: each probe anonymized by every named variant in turn, rounds alternating; images/s."""
+    from perface.anonymize.anonymizer import AnonymizeConfig, Anonymizer
+    from perface.anonymize.select import SelectConfig
+
+    probes = _probes(n)
+    anons = {k: Anonymizer(AnonymizeConfig(select=SelectConfig(seed=SEED), swapper_options=VARIANTS[k][1],
+                                           **VARIANTS[k][0])) for k in names}
+    for an in anons.values():  # warm up: models loaded, donor caches filled once
+        an.anonymize_array(probes[0][1])
+    spent = dict.fromkeys(names, 0.0)
+    for r in range(rounds):
+        for _, image, _ in probes:
+            for k in names if r % 2 == 0 else names[::-1]:
+                t0 = time.perf_counter()
+                anons[k].anonymize_array(image)
+                spent[k] += time.perf_counter() - t0
+    res = {k: rounds * len(probes) / v for k, v in spent.items()}
+    print("images/s", res, flush=True)
+    write_json(REPO / "runs" / "faceres_residue_speed.json", {"probes": len(probes), "rounds": rounds,
+                                                             "images_per_s": res})
+
+
 def report() -> None:
     parts = []
     p = REPO / "runs" / "faceres_residue_study.json"
@@ -191,6 +230,15 @@ def report() -> None:
                          f"{r['seconds'] / r['probes']:.1f} |")
         parts.append("**Variants screened** (same draw; other jobs were sharing the 2 cores, so seconds are rough):"
                      "\n\n" + "\n".join(lines) + "\n\n" + SCREEN_NOTES)
+    p = REPO / "runs" / "faceres_residue_speed.json"
+    if p.exists():
+        d = json.loads(p.read_text())
+        ips = d["images_per_s"]
+        base = ips.get("defaults (main)")
+        cells = ", ".join(f"{k}: {v:.2f} images/s" + (f" ({v / base:.2f}x)" if base else "") for k, v in ips.items())
+        parts.append(f"**Throughput**, paired (each of {d['probes']} probe photos anonymized by every variant in "
+                     f"turn, {d['rounds']} rounds in alternating order, in one process; other jobs shared the 2 "
+                     f"cores): {cells}.")
     write_fragment("anonymity_residue", "Where FaceRes still re-identifies, and swap variants (issue 17, tuning "
                    "draw)", __doc__.split("\n\n", 1)[1] + "\n\n" + "\n\n".join(parts))
 
@@ -201,7 +249,7 @@ SCREEN_NOTES = ""
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=("study", "screen", "report"))
+    ap.add_argument("what", choices=("study", "screen", "speed", "report"))
     ap.add_argument("variants", nargs="*")
     ap.add_argument("-n", type=int, default=50)
     args = ap.parse_args()
@@ -209,6 +257,8 @@ def main() -> None:
         study(args.n)
     elif args.what == "screen":
         screen(args.variants or list(VARIANTS), args.n)
+    elif args.what == "speed":
+        speed(args.variants, args.n)
     report()
 
 

@@ -414,3 +414,22 @@ def test_outline_gives_the_face_the_donors_jaw(astronaut: np.ndarray, target_lm:
     for bad in ({"outline": 1.5}, {"outline_ring": 0.0}):
         with pytest.raises(ValueError, match="outline"):
             ClassicSwapper(**bad)
+
+
+def test_membrane_keeps_the_donors_shading_at_the_centre_and_the_seam_hidden(astronaut: np.ndarray,
+                                                                              target_lm: np.ndarray) -> None:
+    """``membrane`` 0: a darker donor stays darker at the face's centre (the Poisson correction fades there), while
+    the region's edge still matches the photo as with the full Poisson blend."""
+    donor, donor_lm = make_donor(astronaut, target_lm)
+    dark = (donor.astype(np.float32) * 0.6).astype(np.uint8)
+    full = ClassicSwapper(color_match=False).swap(astronaut, target_lm, dark, donor_lm)
+    faded = ClassicSwapper(color_match=False, membrane=0.0).swap(astronaut, target_lm, dark, donor_lm)
+    assert full.ok and faded.ok
+    centre = hull_mask(astronaut.shape[:2], target_lm, erode=25)
+    lum = [r.image.astype(np.float32).mean(axis=2) for r in (full, faded)]
+    assert lum[1][centre].mean() < lum[0][centre].mean() - 10
+    edge = (full.mask > 0.3) & (full.mask < 0.8)  # the soft edge of the replaced region
+    assert np.abs(lum[1][edge] - lum[0][edge]).mean() < 6
+    assert np.array_equal(full.image[full.mask == 0], faded.image[full.mask == 0])
+    with pytest.raises(ValueError, match="membrane"):
+        ClassicSwapper(membrane=1.5)

@@ -359,8 +359,11 @@ class ClassicSwapper:
     stretching the donor's closed lips over it. ``outline``: how far (0..1) the jaw and face contour also move
     to the donor's (a head shape is an identity cue the inner features do not carry); the photo around the face is
     warped with it, smoothly, out to ``outline_ring`` x the face's radius past the contour, where it is anchored,
-    so the new jaw line leaves no holes or seams. ``poisson_max_px``: crop side above which the Poisson
-    membrane is solved at reduced resolution (speed).
+    so the new jaw line leaves no holes or seams. ``membrane``: share of the Poisson blend's correction (a smooth
+    field that carries the target's shading and colours into the face) kept at the face's centre; it is kept whole
+    at the region's edge, where it hides the seam, and fades to ``membrane`` over ``membrane_ramp`` x the face size
+    inwards, so the donor's own shading shows where recognizers look. ``poisson_max_px``: crop side above which the
+    Poisson membrane is solved at reduced resolution (speed).
     """
 
     blend: Literal["seamless", "feather"] = "seamless"
@@ -379,6 +382,8 @@ class ClassicSwapper:
     shape_transfer: float = 0.8
     outline: float = 0.0
     outline_ring: float = 0.5
+    membrane: float = 1.0
+    membrane_ramp: float = 0.3
     feather_scale: float = 0.05
     erode_scale: float = 0.02
     name: str = field(default="classic", init=False)
@@ -394,6 +399,10 @@ class ClassicSwapper:
             raise ValueError("shape_transfer must be within 0..1")
         if not 0.0 <= self.outline <= 1.0:
             raise ValueError(f"outline must be within 0..1, got {self.outline}")
+        if not 0.0 <= self.membrane <= 1.0:
+            raise ValueError(f"membrane must be within 0..1, got {self.membrane}")
+        if not 0.0 < self.membrane_ramp <= 2.0:
+            raise ValueError(f"membrane_ramp must be within (0, 2], got {self.membrane_ramp}")
         if not 0.1 <= self.outline_ring <= 2.0:
             raise ValueError(f"outline_ring must be within 0.1..2, got {self.outline_ring}")
 
@@ -521,6 +530,8 @@ class ClassicSwapper:
             try:
                 blended = _poisson(warped, dst, core * 255, self.poisson_max_px)
                 used = "seamless"
+                if self.membrane < 1.0:
+                    blended = _fade_membrane(warped, blended, core, self.membrane, self.membrane_ramp * size)
             except cv2.error:
                 used = "feather (seamless failed)"
         info["blend_used"] = used
@@ -538,6 +549,16 @@ class ClassicSwapper:
         mask = np.zeros((h, w), dtype=np.float32)
         mask[y0:y1, x0:x1] = alpha
         return SwapResult(image=out, mask=mask, ok=True, reason=None, info=info)
+
+
+def _fade_membrane(warped: np.ndarray, cloned: np.ndarray, core: np.ndarray, keep: float, ramp: float
+                   ) -> np.ndarray:
+    """The Poisson result with its correction (``cloned - warped``) kept whole at the mask's edge and faded to
+    ``keep`` of it from ``ramp`` px inside the edge on."""
+    inside = cv2.distanceTransform(core.astype(np.uint8), cv2.DIST_L2, 3)
+    weight = 1.0 - (1.0 - keep) * np.clip(inside / max(ramp, 1.0), 0.0, 1.0)
+    w = warped.astype(np.float32)
+    return np.clip(w + weight[..., None] * (cloned.astype(np.float32) - w), 0, 255).astype(np.uint8)
 
 
 def _transfer_shape(t_pts: np.ndarray, d_pts: np.ndarray, amount: float, keep_mouth: bool,
