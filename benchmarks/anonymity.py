@@ -19,7 +19,7 @@ from perface.evaluation.anonymity import AnonymityResult, evaluate_anonymization
 from perface.evaluation.protocols import write_json
 
 VARIANTS = {  # name: (method, step-1 rule, ClassicSwapper options, AnonymizeConfig options)
-    "swap": ("swap", "hybrid", {}, {}),  # the defaults (dlib + MobileFaceNet consulted)
+    "swap": ("swap", "hybrid", {}, {}),  # the defaults (dlib + MobileFaceNet + MobileFace consulted)
     "swap-dlib-only": ("swap", "hybrid", {}, {"recognizers": ()}),  # the identity check before the ensemble
     "swap-paper": ("swap", "metric", {}, {}),  # the paper's step 1 alone
     "swap-forehead": ("swap", "hybrid", {"forehead": 1.2}, {}),  # the option that also replaces the hairline

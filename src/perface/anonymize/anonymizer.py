@@ -46,8 +46,10 @@ class AnonymizeConfig:
     # of them scores the output below its same-person threshold at ``recognizer_check_at`` (calibrated on CelebA
     # pairs), and donors that any of them scores at or above its ``recognizer_prescreen_at`` threshold against
     # the face are skipped. FaceRes is left out on purpose: the evaluation keeps it as the judge that the
-    # anonymizer never consulted (a VGGFace2 network; dlib and MobileFaceNet learned from other data).
-    recognizers: tuple[str, ...] = ("mobilefacenet",)
+    # anonymizer never consulted (a VGGFace2 network; dlib, MobileFaceNet and MobileFace learned from other data).
+    # MobileFace joined on the seed-1 tuning draw: FaceRes verified 3% of outputs instead of 10%, for 5 more of 60
+    # faces blurred (docs/benchmarks.md, "Where FaceRes still re-identifies").
+    recognizers: tuple[str, ...] = ("mobilefacenet", "mobileface")
     recognizer_check_at: str = "far_1e-2"
     # Identity-safe swaps that keep the checked attributes to compare before one is kept (within
     # ``select.max_tries``): the kept one is the swap the consulted recognizers find least like the face (lowest

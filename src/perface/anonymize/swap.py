@@ -9,13 +9,15 @@ Pipeline of :class:`ClassicSwapper` (all work is done in a region of interest ar
 1. sanity checks: face size (inter-ocular / eye-to-mouth distance), yaw estimated from landmark asymmetry;
 2. optional mirroring of the donor when that brings its yaw closer to the target's;
 3. extra forehead points extrapolated above the brows, so the forehead is covered too;
-4. piecewise-affine warp of the donor onto the target geometry, with the inner features moved most of
-   the way to the donor's proportions (``shape_transfer``; jaw line and forehead stay): one fixed
+4. piecewise-affine warp of the donor onto the target geometry, with the inner features moved to the
+   donor's proportions (``shape_transfer``) and the jaw and face contour too (``outline``: the photo around the
+   face is warped with the contour, out to a fixed anchor ring, so no old jaw line shows); one fixed
    triangulation (Delaunay of a symmetric template face, so topology never depends on noisy or
    coincident landmarks), rasterized to a triangle-index map and turned into a single ``cv2.remap``;
 5. colour transfer (mean/std in LAB over the target's skin) so the donor takes the target's tone;
 6. Poisson blending (``cv2.seamlessClone`` NORMAL_CLONE, on a reflect-padded crop so faces touching
-   the border work, solved at reduced resolution for large faces) with a feathered alpha on top;
+   the border work, solved at reduced resolution for large faces) with a feathered alpha on top; its
+   correction, which carries the target's shading into the face, fades towards the centre (``membrane``);
    falls back to a plain feathered alpha blend when seamlessClone fails.
 
 Adding another swapper (e.g. a neural ONNX model with user-supplied weights): write a class with a
@@ -90,6 +92,7 @@ class SwapResult:
     ``image``: the output (RGB uint8, same shape as the target). When ``ok`` is False it is the
     unmodified target and ``mask`` marks the face region the caller should obscure instead (all zeros
     if the landmarks were unusable). ``mask``: (H, W) float32 in 0..1, the alpha of the replaced region.
+    With ``outline`` the photo around the face, out to the anchor ring, is warped smoothly too (outside ``mask``).
     ``info``: diagnostics (yaw estimates, blend actually used, whether the donor was mirrored...).
     """
 
@@ -379,10 +382,13 @@ class ClassicSwapper:
     keep_target_mouth: bool = True
     max_color_gain: float = 1.3
     poisson_max_px: int = 96
-    shape_transfer: float = 0.8
-    outline: float = 0.0
+    # shape_transfer 1.0, outline 1.0 and membrane 0 (instead of 0.8, 0 and 1): on the seed-1 tuning draw FaceRes, the
+    # never-consulted judge, still verified 10% of outputs instead of 30% (3% with MobileFace consulted too), with
+    # as many faces swapped (docs/benchmarks.md, "Where FaceRes still re-identifies").
+    shape_transfer: float = 1.0
+    outline: float = 1.0
     outline_ring: float = 0.5
-    membrane: float = 1.0
+    membrane: float = 0.0
     membrane_ramp: float = 0.3
     feather_scale: float = 0.05
     erode_scale: float = 0.02
