@@ -263,15 +263,16 @@ def report() -> None:
 
 
 FINDINGS = """What it says: FaceRes's remaining match sits mostly in the swapped face itself. Blurring the swapped
-region of the output alone brings FaceRes's mean score from 0.496 down to 0.348 (MobileFace 0.351 to 0.236), while blurring the
-ring around it (jaw outline, ears, hairline) or the rest of the photo, in both photos, lowers it by only 0.03 each.
-Inside the swapped region, the output kept the target's geometry (the jaw and face contour untouched, the inner
-features moved 80% of the way to the donor's) and, through the Poisson blend, the target's shading and colours
-(the blend's correction is a smooth field fitted to the target at the region's edge). Hence the three swapper
-options screened below: ``outline`` (the contour moves to the donor's, the photo around it warped along, anchored
-at a ring half the face's radius further out), ``shape_transfer`` 1.0, and ``membrane`` (the Poisson correction kept
-whole at the edge, where it hides the seam, and faded towards the centre). FaceRes's crop (the detector's box plus
-10% on each side, 224 px) holds hair and background too, which the swap does not change; they carry little here."""
+region of the output alone brings FaceRes's mean score from 0.496 down to 0.348 (MobileFace 0.351 to 0.236), while
+blurring the ring around it (jaw outline, ears, hairline) or the rest of the photo, in both photos, lowers it by
+only 0.03 each. Inside the swapped region, the output kept the target's geometry (the jaw and face contour
+untouched, the inner features moved 80% of the way to the donor's) and, through the Poisson blend, the target's
+shading and colours (the blend's correction is a smooth field fitted to the target at the region's edge). Hence the
+three swapper options screened below: ``outline`` (the contour moves to the donor's, the photo around it warped
+along, anchored at a ring half the face's radius further out), ``shape_transfer`` 1.0, and ``membrane`` (the Poisson
+correction kept whole at the edge, where it hides the seam, and faded towards the centre). FaceRes's crop (the
+detector's box plus 10% on each side, 224 px) holds hair and background too, which the swap does not change; they
+carry little here."""
 SCREEN_NOTES = """Read with care: 60 probes, so one face is 1.7 points and a 95% interval around 30% spans about +-12
 points; the rows were run in three batches while other jobs loaded the machine, so 's per probe' compares only
 within a batch (the paired timing below is the fair one). What paid: the outline and full shape transfer (FaceRes
