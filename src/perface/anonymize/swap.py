@@ -352,7 +352,7 @@ class ClassicSwapper:
     face (``feather_scale`` / ``erode_scale`` x face size; the Poisson blend already matches the target
     at the mask edge, so a thin edge suffices and leaves less of the target face behind).
     ``shape_transfer``: how far (0..1) the brows, eyes, nose and mouth move from the target's positions
-    to the donor's proportions (jaw line and forehead stay); a texture-only swap (0) keeps the target's
+    to the donor's proportions (the jaw line moves only with ``outline``); a texture-only swap (0) keeps the target's
     facial geometry, which recognizers use. ``forehead``: how far above the brows the swapped region
     reaches (fraction of the brow-to-nose-base height). ``min_face_px``: minimum face size
     (larger of inter-ocular and eye-to-mouth distance, in px).
@@ -571,7 +571,7 @@ def _transfer_shape(t_pts: np.ndarray, d_pts: np.ndarray, amount: float, keep_mo
                     outline: float = 0.0) -> np.ndarray:
     """Target points with the inner features (brows, eyes, nose, and the mouth unless the target's open
     mouth is kept) moved ``amount`` of the way to the donor's, after a similarity fit of the donor's
-    landmarks onto the target's. The jaw line and forehead stay put, so the face still fits the head;
+    landmarks onto the target's. The forehead points stay put, and the jaw line too unless ``outline`` > 0;
     moving the features carries the donor's proportions (eye spacing, nose length, mouth width) into
     the output, identity cues that a texture-only swap would keep from the target. ``outline`` > 0 moves the jaw
     and face contour (points 0-16) that far to the donor's too."""
