@@ -274,21 +274,21 @@ along, anchored at a ring half the face's radius further out), ``shape_transfer`
 correction kept whole at the edge, where it hides the seam, and faded towards the centre). FaceRes's crop (the
 detector's box plus 10% on each side, 224 px) holds hair and background too, which the swap does not change; they
 carry little here."""
-SCREEN_NOTES = """Read with care: 60 probes, so one face is 1.7 points and a 95% interval around 30% spans about +-12
-points; the rows were run in three batches while other jobs loaded the machine, so 's per probe' compares only
+SCREEN_NOTES = """Read with care: 60 probes, so one face is 1.7 points and a 95% interval around 30% spans about
++-12 points; the rows were run in three batches while other jobs loaded the machine, so 's per probe' compares only
 within a batch (the paired timing below is the fair one). What paid: the outline and full shape transfer (FaceRes
 30% to 20%), the faded Poisson correction (30% to 20% alone; with the first two, 10%), and consulting MobileFace
 (MobileFace itself, a weak recognizer with a low threshold, refuses more swaps: 4 to 6 more faces of 60 blurred).
-The new defaults bring FaceRes's verification to 3.3% and MobileFace's to 3.3% on this draw, with 15 instead of
-12 faces blurred and the face still detected in 95.0% instead of 96.7%; the independent judge's gender agreement
-fell from 91.7% to 85.0% (4 faces), a cost to re-check on the reported draw. Not kept: the feather blend (FaceRes
-11.7% alone, but the donor's hair and shadows at the forehead show as coloured patches without the Poisson edge),
-checking at the equal-error threshold (20 to 47 faces blurred), no colour transfer (no gain), half the Poisson
-correction kept at the centre (``membrane`` 0.5: no gain, 35%), and comparing 8
-identity-safe swaps (``compare_swaps``, an option: FaceRes 20% alone, 10% with outline and shape, for about 16%
-more time and 3 points of gender agreement). The eyebrows are already the donor's (they are inner features of the
-warp); a higher forehead (``--forehead``) was measured in earlier sessions (section "Anonymizer settings on a
-tuning draw")."""
+The new defaults bring FaceRes's verification to 3.3% and MobileFace's to 3.3% on this draw, with 15 instead of 12
+faces blurred and the face still detected in 95.0% instead of 96.7%; the independent judge's gender agreement fell
+from 91.7% to 85.0% (4 faces), a cost to re-check on the reported draw. Not kept: the feather blend (FaceRes 11.7%
+alone, but the donor's hair and shadows at the forehead show as coloured patches without the Poisson edge), checking
+at the equal-error threshold (20 to 47 faces blurred), no colour transfer (no gain), half the Poisson correction
+kept at the centre (``membrane`` 0.5: 35% alone, 15% with outline and shape against 10% with 0), and comparing 8
+identity-safe swaps (``compare_swaps``, an option: FaceRes 20% alone, 10% with outline and shape, for about 16% more
+time and 3 points of gender agreement). The eyebrows are already the donor's (they are inner features of the warp);
+a higher forehead (``--forehead``) was measured in earlier sessions (section "Anonymizer settings on a tuning
+draw")."""
 
 
 def main() -> None:
