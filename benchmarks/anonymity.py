@@ -87,7 +87,9 @@ def main() -> None:
             "tends to read blurred men as women. Per-probe rows (method, donor, hits) go to runs/anonymity_*.json "
             "(not committed; rerun the script). "
             "LBPH's rank-1 hits churn with the donor draw: between two runs with different defaults, 12 probes "
-            "became hits and 6 stopped being hits, so its rate moves by a few points from run to run.\n\n"
+            "became hits and 6 stopped being hits, so its rate moves by a few points from run to run. "
+            "The 2026-12-04 run shared the 2 cores with other jobs (load average 11-19): its seconds are not a "
+            "speed figure.\n\n"
             + "\n\n".join(parts) + "\n\n" + TUNING)
     write_fragment("anonymity", "Anonymization: re-identification by every recognizer, and utility, on CelebA "
                    "(issues 5 and 17)", body)
