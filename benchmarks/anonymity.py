@@ -19,7 +19,7 @@ from perface.evaluation.anonymity import AnonymityResult, evaluate_anonymization
 from perface.evaluation.protocols import write_json
 
 VARIANTS = {  # name: (method, step-1 rule, ClassicSwapper options, AnonymizeConfig options)
-    "swap": ("swap", "hybrid", {}, {}),  # the defaults (dlib + MobileFaceNet consulted)
+    "swap": ("swap", "hybrid", {}, {}),  # the defaults (dlib + MobileFaceNet + MobileFace consulted)
     "swap-dlib-only": ("swap", "hybrid", {}, {"recognizers": ()}),  # the identity check before the ensemble
     "swap-paper": ("swap", "metric", {}, {}),  # the paper's step 1 alone
     "swap-forehead": ("swap", "hybrid", {"forehead": 1.2}, {}),  # the option that also replaces the hairline
@@ -87,7 +87,9 @@ def main() -> None:
             "tends to read blurred men as women. Per-probe rows (method, donor, hits) go to runs/anonymity_*.json "
             "(not committed; rerun the script). "
             "LBPH's rank-1 hits churn with the donor draw: between two runs with different defaults, 12 probes "
-            "became hits and 6 stopped being hits, so its rate moves by a few points from run to run.\n\n"
+            "became hits and 6 stopped being hits, so its rate moves by a few points from run to run. "
+            "The 2026-12-04 run shared the 2 cores with other jobs (load average 11-19): its seconds are not a "
+            "speed figure.\n\n"
             + "\n\n".join(parts) + "\n\n" + TUNING)
     write_fragment("anonymity", "Anonymization: re-identification by every recognizer, and utility, on CelebA "
                    "(issues 5 and 17)", body)

@@ -450,7 +450,8 @@ def anonymize_cmd(
     recognizers: Annotated[str, typer.Option(
         help="Recognizers consulted besides dlib, comma-separated, or 'none': a swap is kept only when each one "
              "scores it below its same-person threshold (FAR 1%); donors any of them finds close are skipped. "
-             "FaceRes is left out so the evaluation has a judge that was never consulted.")] = "mobilefacenet",
+             "FaceRes is left out so the evaluation has a judge that was never consulted.")
+    ] = "mobilefacenet,mobileface",
     forehead: Annotated[float, typer.Option(
         help="How far above the brows the donor's face reaches, as a fraction of the brow-to-nose height "
              "(0-1.5). Higher replaces more forehead and hairline: more anonymous, but can paint skin over "
@@ -570,7 +571,8 @@ def evaluate_anonymization_cmd(
     recognizers: Annotated[str, typer.Option(
         help="Recognizers consulted besides dlib, comma-separated, or 'none': a swap is kept only when each one "
              "scores it below its same-person threshold (FAR 1%); donors any of them finds close are skipped. "
-             "FaceRes is left out so the evaluation has a judge that was never consulted.")] = "mobilefacenet",
+             "FaceRes is left out so the evaluation has a judge that was never consulted.")
+    ] = "mobilefacenet,mobileface",
 ) -> None:
     """Re-identification, detection and attribute agreement after anonymizing probe photos."""
     from perface.anonymize.anonymizer import AnonymizeConfig

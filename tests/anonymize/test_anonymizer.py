@@ -115,16 +115,17 @@ def test_donors_close_in_identity_are_skipped_and_the_face_still_hidden(swapper_
     assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
 
 
-def test_every_consulted_recognizer_must_pass_or_the_face_is_blurred(swapper_anonymizer, astronaut, monkeypatch):
-    """The ensemble check: dlib passes but MobileFaceNet still "matches" every swap, so none is kept."""
+@pytest.mark.parametrize("network", ["mobilefacenet", "mobileface"])
+def test_every_consulted_recognizer_must_pass_or_the_face_is_blurred(swapper_anonymizer, astronaut, monkeypatch,
+                                                                     network):
+    """The ensemble check: dlib passes but one network still "matches" every swap, so none is kept."""
     ensemble = Anonymizer.__new__(Anonymizer)
     ensemble.__dict__.update(swapper_anonymizer.__dict__)
     ensemble.config = replace(swapper_anonymizer.config, recognizer_prescreen_at=None, donor_identity_max=None,
                               identity_threshold=1.01)  # dlib alone would accept every swap
-    rec_mfn = ensemble.recognizers["mobilefacenet"]
-    monkeypatch.setattr(rec_mfn, "threshold", lambda at="far_1e-3": -1.0)  # any score is "the same person"
+    monkeypatch.setattr(ensemble.recognizers[network], "threshold", lambda at="far_1e-3": -1.0)  # all "match"
     out, (rec,) = ensemble.anonymize_array(astronaut)
-    assert rec.method == "blur" and "mobilefacenet still matched" in rec.reason
+    assert rec.method == "blur" and f"{network} still matched" in rec.reason
     assert rec.tries == ensemble.config.select.max_tries and rec.donor_id is None
     x1, y1, x2, y2 = ASTRO_BOX
     assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
@@ -134,7 +135,7 @@ def test_ensemble_prescreen_skips_donors_and_the_report_names_each_recognizer(sw
                                                                                monkeypatch):
     out, (rec,) = swapper_anonymizer.anonymize_array(astronaut)
     assert rec.method == "swap"
-    assert set(rec.recognizers_after) == {"dlib", "mobilefacenet"} == set(rec.recognizers_donor)
+    assert set(rec.recognizers_after) == {"dlib", "mobilefacenet", "mobileface"} == set(rec.recognizers_donor)
     mfn = swapper_anonymizer.recognizers["mobilefacenet"]
     assert rec.recognizers_after["mobilefacenet"] < mfn.threshold("far_1e-2")
     assert rec.recognizers_after["dlib"] == rec.identity_similarity_after
@@ -384,3 +385,48 @@ def test_a_face_turned_sideways_is_hidden(swapper_anonymizer, astronaut, monkeyp
     monkeypatch.setattr(mod, "detect_with_unsure", profile)
     out, (rec,) = swapper_anonymizer.anonymize_array(astronaut)
     assert rec.method == "blur" and "sideways" in rec.reason and rec.donor_id is None
+
+
+def test_compare_swaps_keeps_the_swap_the_ensemble_finds_least_alike(swapper_anonymizer, astronaut, monkeypatch):
+    """With ``compare_swaps`` 3, three complete swaps are made and the one with the lowest margin is kept."""
+    _fake_predictor(monkeypatch, ["female"], ["young"])
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, compare_swaps=3)
+    seen = []
+    original = Anonymizer._swap_and_check
+
+    def spy(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        if result[0] is not None:
+            seen.append(result[0])
+        return result
+
+    monkeypatch.setattr(Anonymizer, "_swap_and_check", spy)
+    _, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method == "swap" and len(seen) == 3
+    best = min(seen, key=lambda s: s.margin)
+    assert rec.donor_id == best.donor_id and best.margin < 0
+    assert best.margin == pytest.approx(max(best.identity_similarity - an.config.identity_threshold,
+                                            *(best.recognizer_scores[n] - r.threshold(an.config.recognizer_check_at)
+                                              for n, r in an.recognizers.items())))
+    with pytest.raises(ValueError, match="compare_swaps"):
+        AnonymizeConfig(compare_swaps=0)
+
+
+def test_mobileface_can_join_the_ensemble_and_faceres_is_never_run(swapper_anonymizer, astronaut, monkeypatch):
+    """Consulting MobileFace too: the report names it, and the judge (FaceRes) is still never run."""
+    from perface.face.recognizers import get_recognizer
+
+    def forbidden(*a, **k):
+        raise AssertionError("the anonymizer ran FaceRes, the evaluation's judge")
+
+    monkeypatch.setattr(get_recognizer("faceres"), "embed_crops", forbidden)
+    an = Anonymizer.__new__(Anonymizer)
+    an.__dict__.update(swapper_anonymizer.__dict__)
+    an.config = replace(swapper_anonymizer.config, recognizers=("mobilefacenet", "mobileface"))
+    an.recognizers = {n: get_recognizer(n) for n in an.config.recognizers}
+    _, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method in ("swap", "blur")
+    if rec.method == "swap":
+        assert set(rec.recognizers_after) == {"dlib", "mobilefacenet", "mobileface"} == set(rec.recognizers_donor)
+        assert rec.recognizers_after["mobileface"] < get_recognizer("mobileface").threshold("far_1e-2")

@@ -81,7 +81,7 @@ def hull_mask(shape: tuple[int, int], pts: np.ndarray, erode: int = 0) -> np.nda
 
 def test_swap_changes_face_only(astronaut: np.ndarray, target_lm: np.ndarray) -> None:
     donor, donor_lm = make_donor(astronaut, target_lm, stripes=0.5)
-    res = ClassicSwapper().swap(astronaut, target_lm, donor, donor_lm)
+    res = ClassicSwapper(outline=0.0).swap(astronaut, target_lm, donor, donor_lm)  # outline warps the ring too
     assert isinstance(res, SwapResult) and res.ok and res.reason is None
     assert res.image.shape == astronaut.shape and res.image.dtype == np.uint8
     assert res.info["blend_used"] == "seamless"
@@ -93,6 +93,8 @@ def test_swap_changes_face_only(astronaut: np.ndarray, target_lm: np.ndarray) ->
     far[40:220, 140:310] = False
     assert diff[far].max() == 0
     assert not np.array_equal(astronaut, res.image)
+    default = ClassicSwapper().swap(astronaut, target_lm, donor, donor_lm)
+    assert default.ok and np.array_equal(default.image[far], astronaut[far])
 
 
 def test_mask_covers_landmark_hull(astronaut: np.ndarray, target_lm: np.ndarray) -> None:
@@ -344,8 +346,8 @@ def test_shape_transfer_swap_is_natural(astronaut: np.ndarray, target_lm: np.nda
     """With shape transfer the output's eyes sit wider apart, and the face is still found where it was."""
     donor, donor_lm = make_donor(astronaut, target_lm, angle=5, scale=1.2, shift=(-40, -20))
     donor_lm = _wide_eyed(donor_lm.astype(np.float64), 1.2).astype(np.float32)
-    plain = ClassicSwapper(shape_transfer=0.0).swap(astronaut, target_lm, donor, donor_lm)
-    moved = ClassicSwapper(shape_transfer=1.0).swap(astronaut, target_lm, donor, donor_lm)
+    plain = ClassicSwapper(shape_transfer=0.0, outline=0.0).swap(astronaut, target_lm, donor, donor_lm)
+    moved = ClassicSwapper(shape_transfer=1.0, outline=0.0).swap(astronaut, target_lm, donor, donor_lm)
     assert plain.ok and moved.ok
     gap = [np.linalg.norm(lm[42:48].mean(0) - lm[36:42].mean(0))
            for lm in (predict_landmarks68(r.image, ASTRO_BOX) for r in (plain, moved))]
@@ -368,3 +370,68 @@ def test_skin_lightness_reads_the_skin_not_the_eyes(astronaut: np.ndarray, targe
     assert abs(skin_lightness(painted, target_lm) - base) <= 3
     assert skin_lightness(astronaut, np.full((68, 2), np.nan)) is None
     assert skin_lightness(astronaut, target_lm + 5000) is None  # face outside the image
+
+
+def test_outline_warp_moves_the_contour_and_anchors_the_surroundings(target_lm: np.ndarray) -> None:
+    """The photo around the face follows a moved chin, continuously, and nothing past the anchor ring changes."""
+    from perface.anonymize.swap import _extended, _outline_anchors, _warp_outline
+
+    yy, xx = np.mgrid[0:300, 0:400].astype(np.float32)
+    image = np.dstack([xx * 0.5, yy * 0.6, (xx + yy) * 0.3]).clip(0, 255).astype(np.uint8)
+    t_pts = _extended(target_lm, 0.4)
+    chin = np.round(t_pts[8]).astype(int)
+    cv2.circle(image, tuple(int(v) for v in chin), 2, (255, 255, 255), -1)
+    dest = t_pts.copy()
+    dest[6:11, 1] += 8.0  # the chin and its neighbours 8 px lower
+    out = _warp_outline(image, t_pts, dest, 0.4, 0.5)
+    spot = np.argwhere(out.min(axis=2) > 240).mean(axis=0)[::-1]  # the white dot's centre (x, y)
+    assert np.linalg.norm(spot - dest[8]) < 1.5
+    ring = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillConvexPoly(ring, np.round(cv2.convexHull(_outline_anchors(t_pts, 0.5).astype(np.float32))).astype(
+        np.int32), 1)
+    outside = cv2.dilate(ring, np.ones((5, 5), np.uint8)) == 0
+    assert np.array_equal(out[outside], image[outside])
+    # no seams or holes: away from the dot, neighbouring pixels differ as little as in the smooth original
+    smooth = np.abs(np.diff(out.astype(int), axis=1))[:, :, 0]
+    near_dot = np.zeros_like(smooth, bool)
+    near_dot[chin[1] - 14:chin[1] + 22, chin[0] - 10:chin[0] + 10] = True
+    assert smooth[~near_dot].max() <= 3
+
+
+def test_outline_gives_the_face_the_donors_jaw(astronaut: np.ndarray, target_lm: np.ndarray) -> None:
+    """With ``outline`` the replaced region takes a wider donor jaw; without it the target's jaw stays."""
+    donor, donor_lm = make_donor(astronaut, target_lm, angle=0, scale=1.0, shift=(0, 0))
+    wide = donor_lm.astype(np.float64).copy()
+    cx = wide[27, 0]
+    wide[:17, 0] = cx + 1.2 * (wide[:17, 0] - cx)  # the donor's jaw 20% wider
+    plain = ClassicSwapper(outline=0.0).swap(astronaut, target_lm, donor, wide)
+    moved = ClassicSwapper(outline=1.0).swap(astronaut, target_lm, donor, wide)
+    assert plain.ok and moved.ok and moved.info["outline_moved_px"] > 3
+    row = int(target_lm[4, 1])  # across the lower cheeks
+    width = [int((r.mask[row] > 0.5).sum()) for r in (plain, moved)]
+    assert width[1] > width[0] + 4
+    far = np.ones(astronaut.shape[:2], bool)
+    far[20:260, 110:340] = False
+    assert np.array_equal(moved.image[far], astronaut[far])
+    for bad in ({"outline": 1.5}, {"outline_ring": 0.0}):
+        with pytest.raises(ValueError, match="outline"):
+            ClassicSwapper(**bad)
+
+
+def test_membrane_keeps_the_donors_shading_at_the_centre_and_the_seam_hidden(astronaut: np.ndarray,
+                                                                              target_lm: np.ndarray) -> None:
+    """``membrane`` 0: a darker donor stays darker at the face's centre (the Poisson correction fades there), while
+    the region's edge still matches the photo as with the full Poisson blend."""
+    donor, donor_lm = make_donor(astronaut, target_lm)
+    dark = (donor.astype(np.float32) * 0.6).astype(np.uint8)
+    full = ClassicSwapper(color_match=False, membrane=1.0).swap(astronaut, target_lm, dark, donor_lm)
+    faded = ClassicSwapper(color_match=False, membrane=0.0).swap(astronaut, target_lm, dark, donor_lm)
+    assert full.ok and faded.ok
+    centre = hull_mask(astronaut.shape[:2], target_lm, erode=25)
+    lum = [r.image.astype(np.float32).mean(axis=2) for r in (full, faded)]
+    assert lum[1][centre].mean() < lum[0][centre].mean() - 10
+    edge = (full.mask > 0.3) & (full.mask < 0.8)  # the soft edge of the replaced region
+    assert np.abs(lum[1][edge] - lum[0][edge]).mean() < 6
+    assert np.array_equal(full.image[full.mask == 0], faded.image[full.mask == 0])
+    with pytest.raises(ValueError, match="membrane"):
+        ClassicSwapper(membrane=1.5)

@@ -18,6 +18,7 @@ from perface.evaluation.anonymity import (
     split_probes,
 )
 from perface.face.io import InputError
+from perface.face.recognizers import get_recognizer
 
 CHIPS = Path(__file__).parents[1] / "data" / "chips"
 
@@ -111,6 +112,12 @@ def test_evaluate_anonymization_end_to_end_with_blur(tmp_path: Path) -> None:
         v = rec[name]["verified_far_1e-2"]
         assert v["n"] == 3 and 0.0 <= v["low"] <= v["rate"] <= v["high"] <= 1.0
     assert "consulted by the anonymizer" in res.to_markdown()
+    # per probe, every recognizer's score of original vs output; the verified share is read from them
+    for name in ("faceres", "mobileface"):
+        scores = np.array([p["recognizer_scores"][name] for p in res.probes])
+        th = get_recognizer(name).threshold("far_1e-2")
+        assert np.mean(scores >= th) == pytest.approx(rec[name]["verified_far_1e-2"]["rate"])
+    assert all(p["consulted_after"] is None for p in res.probes)  # nothing consulted for a blur
 
 
 

@@ -46,9 +46,15 @@ class AnonymizeConfig:
     # of them scores the output below its same-person threshold at ``recognizer_check_at`` (calibrated on CelebA
     # pairs), and donors that any of them scores at or above its ``recognizer_prescreen_at`` threshold against
     # the face are skipped. FaceRes is left out on purpose: the evaluation keeps it as the judge that the
-    # anonymizer never consulted (a VGGFace2 network; dlib and MobileFaceNet learned from other data).
-    recognizers: tuple[str, ...] = ("mobilefacenet",)
+    # anonymizer never consulted (a VGGFace2 network; dlib, MobileFaceNet and MobileFace learned from other data).
+    # MobileFace joined on the seed-1 tuning draw: FaceRes verified 3% of outputs instead of 10%, for 5 more of 60
+    # faces blurred (docs/benchmarks.md, "Where FaceRes still re-identifies").
+    recognizers: tuple[str, ...] = ("mobilefacenet", "mobileface")
     recognizer_check_at: str = "far_1e-2"
+    # Identity-safe swaps that keep the checked attributes to compare before one is kept (within
+    # ``select.max_tries``): the kept one is the swap the consulted recognizers find least like the face (lowest
+    # score minus threshold, of the recognizer that comes closest). 1: the first such swap, as before.
+    compare_swaps: int = 1
     recognizer_prescreen_at: str | None = "eer"
     # Try donors whose skin lightness (median LAB L, 0-255) is within this of the face's first; the others follow,
     # closest first. The colour transfer bridges moderate gaps, but a dark donor on a pale face (or the reverse)
@@ -87,6 +93,8 @@ class AnonymizeConfig:
                             ("recognizer_prescreen_at", self.recognizer_prescreen_at)):
             if point is not None and point not in OPERATING_POINTS:
                 raise ValueError(f"{name} must be one of {', '.join(OPERATING_POINTS)}, got {point!r}")
+        if isinstance(self.compare_swaps, bool) or not isinstance(self.compare_swaps, int) or self.compare_swaps < 1:
+            raise ValueError(f"compare_swaps must be an integer >= 1, got {self.compare_swaps!r}")
         if isinstance(self.max_swaps, bool) or not isinstance(self.max_swaps, int) or self.max_swaps < 0:
             raise ValueError(f"max_swaps must be an integer >= 0, got {self.max_swaps!r}")
         if self.max_yaw_deg is not None and not 0 < self.max_yaw_deg <= 90:
@@ -358,6 +366,7 @@ class Anonymizer:
         swap (None if none was safe) and the reason the last donor failed."""
         last_reason = "no donor passed the identity check"
         best: _Swap | None = None
+        complete: list[_Swap] = []  # identity-safe swaps that keep every checked attribute
         tries = 0
         for donor_id, psim, gap in self._by_skin(sel.candidates, sel.similarities, target.skin):
             if tries >= self.config.select.max_tries:
@@ -378,7 +387,11 @@ class Anonymizer:
             if best is None or swap.score > best.score:
                 best = swap
             if swap.score == target.full_score:
-                break
+                complete.append(swap)
+                if len(complete) >= self.config.compare_swaps:
+                    break
+        if complete:
+            best = min(complete, key=lambda sw: sw.margin)  # the first one on ties
         return best, last_reason
 
     def _prescreen(self, target: _Target, donor_id: str) -> str | None:
@@ -419,18 +432,20 @@ class Anonymizer:
         if id_sim >= cfg.identity_threshold:
             return None, f"identity still matched after swap (cosine {id_sim:.3f})", False
         after: dict[str, float] = {"dlib": id_sim}
+        margin = id_sim - cfg.identity_threshold
         for name, rec in self.recognizers.items():
             score = float(rec.score(target.features[name], rec.embed(res.image, [face]))[0])
             th = rec.threshold(cfg.recognizer_check_at)  # type: ignore[arg-type]
             if score >= th:
                 return None, f"{name} still matched after swap (score {score:.3f} >= {th:.3f})", False
             after[name] = score
+            margin = max(margin, score - th)
         g_kept = a_kept = None
         if target.check_gender or target.check_age:
             after_attr = predict_attributes([res.image], [target.box])[0]
             g_kept = after_attr.gender == target.predicted[0] if target.check_gender else None
             a_kept = after_attr.age_group == target.predicted[2] if target.check_age else None
-        return _Swap(res.image, donor_id, psim, id_sim, g_kept, a_kept, gap, after, chips), "", False
+        return _Swap(res.image, donor_id, psim, id_sim, g_kept, a_kept, gap, after, margin, chips), "", False
 
     def _record_swap(self, rec: FaceRecord, swap: _Swap, target: _Target, face: Face) -> None:
         """Fill the face's report record from the swap that was kept."""
@@ -484,6 +499,7 @@ class _Swap:
     age_group_kept: bool | None
     gap: float | None  # donor's skin lightness minus the face's
     recognizer_scores: dict[str, float]  # every consulted recognizer's score of output vs original
+    margin: float  # the highest score minus same-person threshold among the consulted recognizers (< 0)
     chips: list[np.ndarray] | None = None  # the perceptual model's view chips of the output (ONNX model only)
 
     @property

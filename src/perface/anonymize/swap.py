@@ -9,13 +9,15 @@ Pipeline of :class:`ClassicSwapper` (all work is done in a region of interest ar
 1. sanity checks: face size (inter-ocular / eye-to-mouth distance), yaw estimated from landmark asymmetry;
 2. optional mirroring of the donor when that brings its yaw closer to the target's;
 3. extra forehead points extrapolated above the brows, so the forehead is covered too;
-4. piecewise-affine warp of the donor onto the target geometry, with the inner features moved most of
-   the way to the donor's proportions (``shape_transfer``; jaw line and forehead stay): one fixed
+4. piecewise-affine warp of the donor onto the target geometry, with the inner features moved to the
+   donor's proportions (``shape_transfer``) and the jaw and face contour too (``outline``: the photo around the
+   face is warped with the contour, out to a fixed anchor ring, so no old jaw line shows); one fixed
    triangulation (Delaunay of a symmetric template face, so topology never depends on noisy or
    coincident landmarks), rasterized to a triangle-index map and turned into a single ``cv2.remap``;
 5. colour transfer (mean/std in LAB over the target's skin) so the donor takes the target's tone;
 6. Poisson blending (``cv2.seamlessClone`` NORMAL_CLONE, on a reflect-padded crop so faces touching
-   the border work, solved at reduced resolution for large faces) with a feathered alpha on top;
+   the border work, solved at reduced resolution for large faces) with a feathered alpha on top; its
+   correction, which carries the target's shading into the face, fades towards the centre (``membrane``);
    falls back to a plain feathered alpha blend when seamlessClone fails.
 
 Adding another swapper (e.g. a neural ONNX model with user-supplied weights): write a class with a
@@ -57,6 +59,8 @@ __all__ = [
 # Brow points that get a forehead point extrapolated above them (symmetric under mirroring).
 _FOREHEAD_FROM = np.array([17, 19, 21, 22, 24, 26], dtype=np.intp)
 _FOREHEAD_WEIGHT = np.array([0.72, 0.95, 1.0, 1.0, 0.95, 0.72], dtype=np.float64)
+# The outer points of the extended set, in order around the face: jaw contour 0-16, then forehead right to left.
+_BORDER = np.concatenate([np.arange(17), 68 + np.arange(len(_FOREHEAD_FROM))[::-1]])
 # Mirror permutation for the extended (68 + forehead) point set.
 _EXT_MIRROR = np.concatenate([IBUG68_MIRROR, 68 + np.arange(len(_FOREHEAD_FROM))[::-1]])
 
@@ -88,6 +92,7 @@ class SwapResult:
     ``image``: the output (RGB uint8, same shape as the target). When ``ok`` is False it is the
     unmodified target and ``mask`` marks the face region the caller should obscure instead (all zeros
     if the landmarks were unusable). ``mask``: (H, W) float32 in 0..1, the alpha of the replaced region.
+    With ``outline`` the photo around the face, out to the anchor ring, is warped smoothly too (outside ``mask``).
     ``info``: diagnostics (yaw estimates, blend actually used, whether the donor was mirrored...).
     """
 
@@ -347,15 +352,21 @@ class ClassicSwapper:
     face (``feather_scale`` / ``erode_scale`` x face size; the Poisson blend already matches the target
     at the mask edge, so a thin edge suffices and leaves less of the target face behind).
     ``shape_transfer``: how far (0..1) the brows, eyes, nose and mouth move from the target's positions
-    to the donor's proportions (jaw line and forehead stay); a texture-only swap (0) keeps the target's
+    to the donor's proportions (the jaw line moves only with ``outline``); a texture-only swap (0) keeps the target's
     facial geometry, which recognizers use. ``forehead``: how far above the brows the swapped region
     reaches (fraction of the brow-to-nose-base height). ``min_face_px``: minimum face size
     (larger of inter-ocular and eye-to-mouth distance, in px).
     ``max_yaw_deg``: limit for :func:`estimate_yaw` of target and donor. ``mirror_donor``: "auto"
     mirrors the donor when that matches the target's yaw better. ``keep_target_mouth``: keep the
     target's mouth interior (teeth) when its mouth is clearly more open than the donor's, instead of
-    stretching the donor's closed lips over it. ``poisson_max_px``: crop side above which the Poisson
-    membrane is solved at reduced resolution (speed).
+    stretching the donor's closed lips over it. ``outline``: how far (0..1) the jaw and face contour also move
+    to the donor's (a head shape is an identity cue the inner features do not carry); the photo around the face is
+    warped with it, smoothly, out to ``outline_ring`` x the face's radius past the contour, where it is anchored,
+    so the new jaw line leaves no holes or seams. ``membrane``: share of the Poisson blend's correction (a smooth
+    field that carries the target's shading and colours into the face) kept at the face's centre; it is kept whole
+    at the region's edge, where it hides the seam, and fades to ``membrane`` over ``membrane_ramp`` x the face size
+    inwards, so the donor's own shading shows where recognizers look. ``poisson_max_px``: crop side above which the
+    Poisson membrane is solved at reduced resolution (speed).
     """
 
     blend: Literal["seamless", "feather"] = "seamless"
@@ -371,7 +382,14 @@ class ClassicSwapper:
     keep_target_mouth: bool = True
     max_color_gain: float = 1.3
     poisson_max_px: int = 96
-    shape_transfer: float = 0.8
+    # shape_transfer 1.0, outline 1.0 and membrane 0 (instead of 0.8, 0 and 1): on the seed-1 tuning draw FaceRes, the
+    # never-consulted judge, still verified 10% of outputs instead of 30% (3% with MobileFace consulted too), with
+    # as many faces swapped (docs/benchmarks.md, "Where FaceRes still re-identifies").
+    shape_transfer: float = 1.0
+    outline: float = 1.0
+    outline_ring: float = 0.5
+    membrane: float = 0.0
+    membrane_ramp: float = 0.3
     feather_scale: float = 0.05
     erode_scale: float = 0.02
     name: str = field(default="classic", init=False)
@@ -385,6 +403,14 @@ class ClassicSwapper:
             raise ValueError(f"forehead must be within 0..1.5, got {self.forehead}")
         if not 0.0 <= self.shape_transfer <= 1.0:
             raise ValueError("shape_transfer must be within 0..1")
+        if not 0.0 <= self.outline <= 1.0:
+            raise ValueError(f"outline must be within 0..1, got {self.outline}")
+        if not 0.0 <= self.membrane <= 1.0:
+            raise ValueError(f"membrane must be within 0..1, got {self.membrane}")
+        if not 0.0 < self.membrane_ramp <= 2.0:
+            raise ValueError(f"membrane_ramp must be within (0, 2], got {self.membrane_ramp}")
+        if not 0.1 <= self.outline_ring <= 2.0:
+            raise ValueError(f"outline_ring must be within 0.1..2, got {self.outline_ring}")
 
     # -- helpers
     @staticmethod
@@ -458,23 +484,28 @@ class ClassicSwapper:
             d_pts[:, 0] = donor.shape[1] - 1 - d_pts[:, 0]
         info["donor_mirrored"] = bool(mirror)
 
+        keep_mouth = self.keep_target_mouth and _mouth_open(t_lm) > _mouth_open(d_lm) + 0.03
+        dest = _transfer_shape(t_pts, d_pts, self.shape_transfer, keep_mouth, self.outline)
         h, w = target.shape[:2]
         feather = self.feather_px if self.feather_px is not None else max(2.0, self.feather_scale * size)
         erode = self.erode_px if self.erode_px is not None else max(1.0, self.erode_scale * size)
         margin = int(math.ceil(feather * 2 + 4))
-        lo = np.floor(t_pts.min(axis=0)).astype(int) - margin
-        hi = np.ceil(t_pts.max(axis=0)).astype(int) + margin + 1
+        reach = np.vstack([t_pts, dest])
+        lo = np.floor(reach.min(axis=0)).astype(int) - margin
+        hi = np.ceil(reach.max(axis=0)).astype(int) + margin + 1
         x0, y0 = max(0, lo[0]), max(0, lo[1])
         x1, y1 = min(w, hi[0]), min(h, hi[1])
         if x1 - x0 < 4 or y1 - y0 < 4:
             return self._fail(target, "face outside image", t_lm, info)
 
-        keep_mouth = self.keep_target_mouth and _mouth_open(t_lm) > _mouth_open(d_lm) + 0.03
-        dest = _transfer_shape(t_pts, d_pts, self.shape_transfer, keep_mouth)
+        unchanged = target  # what a failed swap returns
+        if self.outline > 0.0:  # move the photo's contour with the face, so the new jaw line has no old one beside it
+            target = _warp_outline(target, t_pts, dest, self.forehead, self.outline_ring)
+            info["outline_moved_px"] = float(np.abs(dest[:17] - t_pts[:17]).max())
         tri = template_triangles(self.forehead)
         warped, covered = piecewise_affine_warp(donor, d_pts, dest, tri, (x0, y0, x1, y1))
         off = np.array([x0, y0], dtype=np.float64)
-        local = t_pts - off
+        local = dest - off if self.outline > 0.0 else t_pts - off
 
         # Region to replace: convex hull of all points, within the warp's coverage.
         region = np.zeros(covered.shape, dtype=np.uint8)
@@ -485,7 +516,7 @@ class ClassicSwapper:
             cv2.fillPoly(region, [inner], 0)
             info["kept_target_mouth"] = True
         if int(region.sum()) < 16:
-            return self._fail(target, "face outside image", t_lm, info)
+            return self._fail(unchanged, "face outside image", t_lm, info)
         core = cv2.erode(region, _disk(2 * erode + 1))
         if int(core.sum()) < 16:
             core = region
@@ -505,6 +536,8 @@ class ClassicSwapper:
             try:
                 blended = _poisson(warped, dst, core * 255, self.poisson_max_px)
                 used = "seamless"
+                if self.membrane < 1.0:
+                    blended = _fade_membrane(warped, blended, core, self.membrane, self.membrane_ramp * size)
             except cv2.error:
                 used = "feather (seamless failed)"
         info["blend_used"] = used
@@ -524,13 +557,25 @@ class ClassicSwapper:
         return SwapResult(image=out, mask=mask, ok=True, reason=None, info=info)
 
 
-def _transfer_shape(t_pts: np.ndarray, d_pts: np.ndarray, amount: float, keep_mouth: bool) -> np.ndarray:
+def _fade_membrane(warped: np.ndarray, cloned: np.ndarray, core: np.ndarray, keep: float, ramp: float
+                   ) -> np.ndarray:
+    """The Poisson result with its correction (``cloned - warped``) kept whole at the mask's edge and faded to
+    ``keep`` of it from ``ramp`` px inside the edge on."""
+    inside = cv2.distanceTransform(core.astype(np.uint8), cv2.DIST_L2, 3)
+    weight = 1.0 - (1.0 - keep) * np.clip(inside / max(ramp, 1.0), 0.0, 1.0)
+    w = warped.astype(np.float32)
+    return np.clip(w + weight[..., None] * (cloned.astype(np.float32) - w), 0, 255).astype(np.uint8)
+
+
+def _transfer_shape(t_pts: np.ndarray, d_pts: np.ndarray, amount: float, keep_mouth: bool,
+                    outline: float = 0.0) -> np.ndarray:
     """Target points with the inner features (brows, eyes, nose, and the mouth unless the target's open
     mouth is kept) moved ``amount`` of the way to the donor's, after a similarity fit of the donor's
-    landmarks onto the target's. The jaw line and forehead stay put, so the face still fits the head;
+    landmarks onto the target's. The forehead points stay put, and the jaw line too unless ``outline`` > 0;
     moving the features carries the donor's proportions (eye spacing, nose length, mouth width) into
-    the output, identity cues that a texture-only swap would keep from the target."""
-    if amount <= 0.0:
+    the output, identity cues that a texture-only swap would keep from the target. ``outline`` > 0 moves the jaw
+    and face contour (points 0-16) that far to the donor's too."""
+    if amount <= 0.0 and outline <= 0.0:
         return t_pts
     m, _ = cv2.estimateAffinePartial2D(d_pts[:68].astype(np.float32), t_pts[:68].astype(np.float32),
                                        method=cv2.LMEDS)
@@ -540,7 +585,49 @@ def _transfer_shape(t_pts: np.ndarray, d_pts: np.ndarray, amount: float, keep_mo
     stop = 48 if keep_mouth else 68
     dest = t_pts.copy()
     dest[17:stop] += amount * (aligned[17:stop] - t_pts[17:stop])
+    dest[:17] += outline * (aligned[:17] - t_pts[:17])
     return dest
+
+
+def _outline_anchors(pts: np.ndarray, ring: float) -> np.ndarray:
+    """Fixed points ``ring`` x the way from the face's centre past each contour and forehead point (23 points)."""
+    border = pts[_BORDER]
+    centre = pts[:68].mean(axis=0)
+    return centre + (border - centre) * (1.0 + ring)
+
+
+def _outline_triangles(extent: float, ring: float) -> np.ndarray:
+    """Fixed triangulation of the 68 + 6 forehead points and their anchor ring, from the template face."""
+    key = f"outline {extent:.4f} {ring:.4f}"
+    tri = _TRI_CACHE.get(key)
+    if tri is None:
+        with _TRI_LOCK:
+            tri = _TRI_CACHE.get(key)
+            if tri is None:
+                ext = _extended(_TEMPLATE68, extent)
+                tri = _delaunay(np.vstack([ext, _outline_anchors(ext, ring)]))
+                _TRI_CACHE[key] = tri
+    return tri
+
+
+def _warp_outline(image: np.ndarray, t_pts: np.ndarray, dest: np.ndarray, extent: float, ring: float) -> np.ndarray:
+    """The photo warped piecewise-affinely so that the face's points move from ``t_pts`` to ``dest``, out to an
+    anchor ring that stays put: the surroundings follow the new contour continuously, and nothing past the ring
+    changes."""
+    anchors = _outline_anchors(t_pts, ring)
+    src = np.vstack([t_pts, anchors])
+    dst = np.vstack([dest, anchors])
+    h, w = image.shape[:2]
+    lo = np.clip(np.floor(dst.min(axis=0)).astype(int), 0, [w, h])
+    hi = np.clip(np.ceil(dst.max(axis=0)).astype(int) + 1, 0, [w, h])
+    if (hi - lo < 2).any():
+        return image
+    warped, covered = piecewise_affine_warp(image, src, dst, _outline_triangles(extent, ring),
+                                            (lo[0], lo[1], hi[0], hi[1]))
+    out = image.copy()
+    roi = out[lo[1]:hi[1], lo[0]:hi[0]]
+    roi[covered] = warped[covered]
+    return out
 
 
 def _face_size(lm: np.ndarray) -> float:

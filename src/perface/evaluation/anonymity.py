@@ -318,9 +318,11 @@ def recognizer_gallery(root: Path, rows: list[tuple[str, str]], det: DetectConfi
 
 def recognizer_rates(names: Sequence[str], consulted: Sequence[str], originals: list[tuple[np.ndarray, Face]],
                      outputs: list[tuple[np.ndarray, Face]], truth: Sequence[str], gallery_ids: np.ndarray,
-                     gallery: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+                     gallery: dict[str, np.ndarray], probes: list[dict[str, Any]] | None = None
+                     ) -> dict[str, dict[str, Any]]:
     """Per recognizer: rank-1 re-ID of originals and outputs against the gallery, and the share of outputs it
-    still verifies as the original person at its FAR 1%, FAR 0.1% and equal-error thresholds (95% intervals)."""
+    still verifies as the original person at its FAR 1%, FAR 0.1% and equal-error thresholds (95% intervals).
+    ``probes``: per-probe rows (one per original) that also get each recognizer's score of original vs output."""
     from perface.face.recognizers import get_recognizer
 
     t = np.asarray(truth)
@@ -332,6 +334,8 @@ def recognizer_rates(names: Sequence[str], consulted: Sequence[str], originals: 
         rank_o = gallery_ids[rec.score_matrix(fo, gallery[n]).argmax(1)] == t
         rank_a = gallery_ids[rec.score_matrix(fa, gallery[n]).argmax(1)] == t
         pair = rec.score(fo, fa)
+        for row_p, v in zip(probes or (), pair, strict=False):
+            row_p.setdefault("recognizer_scores", {})[n] = round(float(v), 4)
         row: dict[str, Any] = {"consulted": n in consulted, "network": rec.network,
                                "training_data": rec.training_data,
                                "rank1_original": _rate(rank_o.tolist()), "rank1_anonymized": _rate(rank_a.tolist())}
@@ -457,6 +461,9 @@ def evaluate_anonymization(
                        "age_group_before": pa.age_group, "age_group_after": pb.age_group,
                        "identity_similarity_donor": main.identity_similarity_donor if main else None,
                        "identity_similarity_after": main.identity_similarity_after if main else None,
+                       # the anonymizer's own report: each consulted recognizer, face vs donor and face vs output
+                       "consulted_donor": main.recognizers_donor if main else None,
+                       "consulted_after": main.recognizers_after if main else None,
                        "skin_lightness_gap": skin_gap})
 
     o_hits_d, o_hits_l = rank1_hits(orig_f, truth, g_ids_a, g_dlib_m, g_lbph_m)
@@ -500,7 +507,7 @@ def evaluate_anonymization(
         consulted = ("dlib", *cfg.recognizers) if method == "swap" else ()
         g_ids_r, g_feats = recognizer_gallery(root, gallery_rows, det, recognizers, progress)
         rates["recognizers"] = recognizer_rates(recognizers, consulted, originals, outputs, truth, g_ids_r,
-                                                g_feats)
+                                                g_feats, probes)
     return AnonymityResult(root.name, method, len(truth), len(g_ids_a), rates, totals, time.perf_counter() - t0,
                            {"seed": seed, "group_by": group_by, "swapper_options": swapper_options,
                             "select_options": select_options, "anonymize_options": anonymize_options,
