@@ -280,3 +280,22 @@ def test_identity_residual_head_keeps_the_identity_metric_unless_validation_says
     assert any("epoch   0  (the identity metric)" in m for m in logs)
     epoch0 = float(next(m for m in logs if "epoch   0" in m).split()[-1])
     assert res.best_val_accuracy >= epoch0 and 0 <= res.best_epoch <= 2
+
+
+def test_labelled_sources_parse_resolve_and_round_trip(tmp_path):
+    import dataclasses
+
+    from perface.datasets import LabelTripletConfig
+    from perface.metric.train import describe_data
+
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "x.yaml").write_text(
+        "data:\n  labelled:\n    - {kind: utkface, root: data/utk, n_triplets: 50, train_fraction: 0.2}\n")
+    cfg = load_config(tmp_path / "configs" / "x.yaml")
+    (src,) = cfg.data.labelled
+    assert isinstance(src, LabelTripletConfig) and src.n_triplets == 50
+    assert Path(src.root) == (tmp_path / "data" / "utk").resolve()  # relative to the repository root
+    assert config_from_dict(dataclasses.asdict(cfg)) == cfg  # as saved in a model's metadata
+    assert "50 label-derived triplets" in describe_data(cfg.data)
+    with pytest.raises(PerFaceError, match="unknown key"):
+        config_from_dict({"data": {"labelled": [{"kind": "utkface", "triplets": 5}]}})

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from perface.datasets import TripletSet
+from perface.datasets import LabelTripletConfig, TripletSet, label_triplets
+from perface.datasets.label_triplets import resolve_root
 from perface.face.io import PerFaceError
 from perface.metric.features import FeatureBank, bank_features, build_feature_bank
 from perface.metric.losses import TripletMarginLoss
@@ -47,6 +48,7 @@ class DataConfig:
     seed: int = 0
     cv_folds: int = 0  # > 0 (omi): validate on fold `cv_fold` of the non-test faces, train on the other folds
     cv_fold: int = 0
+    labelled: tuple[LabelTripletConfig, ...] = ()  # real-photo label triplets added to the training set (omi)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,11 @@ def config_from_dict(d: dict[str, Any], where: str = "config") -> TrainConfig:
         "loss": (LossConfig, d.pop("loss", {}) or {}),
         "attribute_head": (AttributeHeadConfig, d.pop("attribute_head", {}) or {}),
     }
+    data = dict(parts["data"][1])
+    if "labelled" in data:
+        data["labelled"] = tuple(_build(LabelTripletConfig, dict(v or {}), f"{where}: data: labelled")
+                                 for v in data["labelled"] or ())
+    parts["data"] = (DataConfig, data)
     built = {k: _build(c, v, f"{where}: {k}") for k, (c, v) in parts.items()}
     try:
         built["model"] = ModelConfig.from_dict(d.pop("model", {}) or {})
@@ -146,9 +153,9 @@ def load_config(path: str | os.PathLike[str]) -> TrainConfig:
     def rel(s: str) -> str:
         return s if os.path.isabs(s) else str((base / s).resolve())
 
-    return dataclasses.replace(
-        cfg, data=dataclasses.replace(cfg.data, root=rel(cfg.data.root)), out=rel(cfg.out), cache_dir=rel(cfg.cache_dir)
-    )
+    data = dataclasses.replace(cfg.data, root=rel(cfg.data.root),
+                               labelled=tuple(resolve_root(c, base) for c in cfg.data.labelled))
+    return dataclasses.replace(cfg, data=data, out=rel(cfg.out), cache_dir=rel(cfg.cache_dir))
 
 
 @dataclass
@@ -185,7 +192,12 @@ def make_splits(cfg: DataConfig) -> Splits:
         notes = {"reliability": rep_train.reliability, "weights": rep_train.weights,
                  "train_candidates": rep_train.n_candidates, "test_candidates": rep_test.n_candidates,
                  "test_gender_matched_kept": rep_test.n_matched_kept}
-        return Splits(rep_train.triplets, val, rep_test.triplets,
+        train = rep_train.triplets
+        if cfg.labelled:
+            extra = [label_triplets(c) for c in cfg.labelled]
+            notes["label_triplets"] = {f"{c.kind}": len(e) for c, e in zip(cfg.labelled, extra, strict=True)}
+            train = TripletSet([*train, *(t for e in extra for t in e)], train.name)
+        return Splits(train, val, rep_test.triplets,
                       {"train": tuple(train_ids), "val": tuple(val_ids), "test": tuple(test_ids)}, notes,
                       rep_train.space)
     if cfg.kind == "simceleba":
@@ -521,6 +533,10 @@ def _resumable(saved: dict | None, cfg: TrainConfig) -> bool:
 def describe_data(cfg: DataConfig) -> str:
     """One honest sentence on what the model learned from."""
     if cfg.kind == "omi":
-        return ("rating-derived triplets (a stand-in for human similarity judgments) built from One Million "
+        text = ("rating-derived triplets (a stand-in for human similarity judgments) built from One Million "
                 "Impressions attribute ratings of synthetic StyleGAN2 faces")
+        for c in cfg.labelled:
+            text += (f", plus {c.n_triplets} label-derived triplets from the training part "
+                     f"({c.train_fraction:g}) of {c.kind} (same gender and age group closer than different)")
+        return text
     return f"human similarity triplets ({cfg.kind}, subset {cfg.subset.upper()})"

@@ -1,0 +1,337 @@
+"""Issue 18: backbones and real-face signals for the PerFace metric, measured on cached features.
+
+``extract``: one feature extraction per image set (default model's dlib features through the library cache,
+and the MobileFaceNet / MobileFace / FaceRes embeddings in runs/metric_signals/): the 800 OMI faces, the
+UTKFace training part (30% of the files, :func:`perface.datasets.split_labelled`), the UTKFace Sec. 4.5 draws
+from the held-out 70% (all ages and adults), and CelebA's Sec. 4.5 draw. Later steps read only these caches.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import REPO, shared_data  # noqa: E402
+
+from perface.datasets import in_training_part, load_celeba, load_utkface, split_labelled  # noqa: E402
+from perface.evaluation.measures import make_groups  # noqa: E402
+
+CACHE = REPO / ".cache" / "perface"
+RUNS = REPO / "runs" / "metric_signals"
+UTK_TRAIN_FRACTION = 0.3
+
+
+def eval_draw(faces) -> list[Path]:
+    """Images the Sec. 4.5 protocol draws (seed 0): 100 per cell for the groups and up to 250 queries per cell."""
+    split = make_groups([(f.gender, f.young) for f in faces], per_group=100, n_queries_per_group=250, seed=0)
+    used = np.unique(np.concatenate([*split.groups.values(), split.queries]))
+    return [faces[i].path for i in used]
+
+
+def eval_sets() -> dict[str, list]:
+    """The labelled faces of each reported Sec. 4.5 figure, before the protocol's draw: UTKFace's held-out part
+    (all ages, adults) and CelebA (never trained on)."""
+    data = shared_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        utk = load_utkface(data / "utkface" / "images")
+    utk_train, utk_held = split_labelled(utk, UTK_TRAIN_FRACTION)
+    return {"UTKFace held-out, all ages": utk_held, "UTKFace held-out, adults": [f for f in utk_held if f.age >= 18],
+            "CelebA": load_celeba(data / "celeba"), "_utk_train": utk_train}
+
+
+def image_sets() -> dict[str, list[str]]:
+    e = eval_sets()
+    return {
+        "omi": sorted(str(p) for p in (shared_data() / "omi" / "images").glob("*.jpg")),
+        "utk_train": sorted(str(f.path) for f in e["_utk_train"]),
+        "utk_eval": sorted({str(p) for p in eval_draw(e["UTKFace held-out, all ages"]) +
+                            eval_draw(e["UTKFace held-out, adults"])}),
+        "celeba_eval": sorted(str(p) for p in eval_draw(e["CelebA"])),
+    }
+
+
+def drawn_with_face(faces) -> list:
+    """What the library's Sec. 4.5 protocol redraws its groups from: the first draw's faces that have a face."""
+    import pickle
+
+    found: dict[str, object] = {}
+    for name in ("utk_eval", "celeba_eval"):
+        found.update(pickle.loads((RUNS / f"faces_{name}.pkl").read_bytes()))
+    drawn = set(map(str, eval_draw(faces)))
+    return [f for f in faces if str(f.path) in drawn and found.get(str(f.path)) is not None]
+
+
+def extract() -> None:
+    """dlib features per image set (library cache), keeping each image's detected face for the recognizer crops."""
+    import pickle
+
+    import perface.metric.features as F
+    from perface.metric.model import ModelConfig, PerFaceModel
+
+    torch.set_num_threads(2)
+    model = PerFaceModel(ModelConfig())
+    found: dict[str, object] = {}
+    current: list[str] = [""]
+    read, detect = F.read_image, F.detect
+
+    def read_and_note(path):
+        current[0] = str(path)
+        return read(path)
+
+    def remember(image, config):  # the detector's answer for the image just read
+        faces = detect(image, config)
+        found[current[0]] = max(faces, key=lambda f: f.width * f.height) if faces else None
+        return faces
+
+    F.read_image, F.detect = read_and_note, remember
+    RUNS.mkdir(parents=True, exist_ok=True)
+    for name, paths in image_sets().items():
+        t = time.perf_counter()
+        found.clear()
+        bank = F.build_feature_bank(model, paths, cache_dir=CACHE, progress=False)
+        if found:
+            (RUNS / f"faces_{name}.pkl").write_bytes(pickle.dumps(found))
+        print(f"{name}: {len(bank)} of {len(paths)} images, {time.perf_counter() - t:.0f} s", flush=True)
+
+
+RECOGNIZERS = ("mobilefacenet", "mobileface", "faceres")
+
+
+def recognizers(sets: str = "omi,utk_eval,celeba_eval", which: str = ",".join(RECOGNIZERS)) -> None:
+    """Recognizer embeddings of the face the dlib extraction detected (no second detection run)."""
+    import pickle
+
+    from perface.face import recognizers as R
+    from perface.face.io import read_image
+
+    torch.set_num_threads(2)
+    for name in sets.split(","):
+        out = RUNS / f"rec_{name}.npz"
+        if out.exists():
+            continue
+        t = time.perf_counter()
+        found = pickle.loads((RUNS / f"faces_{name}.pkl").read_bytes())
+        paths = [p for p, f in found.items() if f is not None]
+        feats: dict[str, list[np.ndarray]] = {r: [] for r in which.split(",")}
+        for s in range(0, len(paths), 64):
+            chunk = [(read_image(p), found[p]) for p in paths[s : s + 64]]
+            for r in feats:
+                rec = R.get_recognizer(r)
+                feats[r].append(rec.embed_crops([rec.crop(im, f) for im, f in chunk]))
+        np.savez(out, paths=np.array(paths), **{r: np.concatenate(v) for r, v in feats.items()})
+        print(f"{name}: {len(paths)} faces, {time.perf_counter() - t:.0f} s", flush=True)
+
+
+def recognizer_embedder(set_names: tuple[str, ...], which: tuple[str, ...]):
+    """paths -> concatenation of unit recognizer embeddings (each weighted equally), from runs/metric_signals."""
+    table: dict[str, np.ndarray] = {}
+    for name in set_names:
+        z = np.load(RUNS / f"rec_{name}.npz")
+        if not all(r in z.files for r in which):
+            continue
+        parts = [z[r] / np.linalg.norm(z[r], axis=1, keepdims=True) for r in which]
+        for p, row in zip(z["paths"].tolist(), np.concatenate(parts, axis=1), strict=True):
+            table[p] = row
+
+    def embed(paths: list[str]) -> np.ndarray:
+        dim = len(next(iter(table.values())))
+        return np.stack([table.get(p, np.zeros(dim, np.float32)) for p in paths])
+
+    return embed
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Screening by cross-validation: OMI fold accuracy, and Sec. 4.5 on a validation half of the UTKFace training part
+# ---------------------------------------------------------------------------------------------------------------
+CV_LABEL_FRACTION = 0.15  # label triplets come from this part; the rest of the training part (0.15-0.3) validates
+
+
+def wilson(k: float, n: int) -> tuple[float, float]:
+    """95% Wilson interval of a proportion k / n."""
+    z = 1.959964
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return float(c - h), float(c + h)
+
+
+def group_scores(embed, faces, per_group: int, n_queries: int | None, seed: int = 0) -> dict[str, tuple]:
+    """Sec. 4.5 gender / age-group accuracy (with Wilson 95% intervals) of an embedding function on labelled faces."""
+    from perface.evaluation.measures import attribute_group_report
+
+    split = make_groups([(f.gender, f.young) for f in faces], per_group=per_group, n_queries_per_group=n_queries,
+                        seed=seed)
+    emb = embed([str(f.path) for f in faces])
+    rep = attribute_group_report(split.query_embeddings(emb), [(faces[i].gender, faces[i].young)
+                                                              for i in split.queries], split.group_embeddings(emb))
+    n = len(split.queries)
+    return {t: (rep.overall_accuracy[t], *wilson(rep.overall_accuracy[t] * n, n), n) for t in ("gender", "age")}
+
+
+def bank_embedder(model, cache=CACHE):
+    """paths -> embeddings of a model, from the cached features (faceless images get a zero row)."""
+    from perface.metric.features import build_feature_bank
+    from perface.metric.train import bank_embeddings
+
+    def embed(paths: list[str]) -> np.ndarray:
+        bank = build_feature_bank(model, paths, cache_dir=cache, progress=False)
+        e = bank_embeddings(model, bank)
+        out = np.zeros((len(paths), e.shape[1]), np.float32)
+        for i, p in enumerate(paths):
+            if p in bank.index:
+                out[i] = e[bank.index[p]]
+        return out
+
+    return embed
+
+
+def identity_embedder(model, cache=CACHE):
+    """paths -> dlib identity descriptors from the cached features."""
+    from perface.metric.features import build_feature_bank
+
+    def embed(paths: list[str]) -> np.ndarray:
+        bank = build_feature_bank(model, paths, cache_dir=cache, progress=False)
+        return np.stack([bank.identity[bank.index[p]] if p in bank.index else np.zeros(128, np.float32)
+                         for p in paths])
+
+    return embed
+
+
+def cv_validation_faces() -> list:
+    data = shared_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        utk = load_utkface(data / "utkface" / "images")
+    part, _ = split_labelled(utk, UTK_TRAIN_FRACTION)
+    return [f for f in part if not in_training_part(f, CV_LABEL_FRACTION)]
+
+
+def screen(name: str, n_triplets: int, folds: str = "0", min_age: str = "none", epochs: str = "6") -> None:
+    """Train fold(s) of the default config with n_triplets UTKFace label triplets; print OMI CV and UTK val scores."""
+    import dataclasses
+    import json
+
+    from perface.datasets import LabelTripletConfig
+    from perface.metric.model import load
+    from perface.metric.train import load_config, train
+
+    torch.set_num_threads(2)
+    base = load_config(REPO / "configs" / "default.yaml")
+    age = None if min_age == "none" else int(min_age)
+    labelled = () if int(n_triplets) == 0 else (LabelTripletConfig(
+        root=str(shared_data() / "utkface" / "images"), train_fraction=CV_LABEL_FRACTION,
+        n_triplets=int(n_triplets), min_age=age),)
+    val_faces = cv_validation_faces()
+    adults = [f for f in val_faces if f.age >= 18]
+    for k in (int(x) for x in folds.split(",")):
+        cfg = dataclasses.replace(
+            base, data=dataclasses.replace(base.data, cv_folds=5, cv_fold=k, labelled=labelled),
+            optim=dataclasses.replace(base.optim, keep="last", epochs=int(epochs)),
+            out=str(RUNS / name / f"fold{k}"), cache_dir=str(CACHE))
+        res = train(cfg, progress=False, log=lambda s: None)
+        model = load(res.model_dir)
+        row = {"name": name, "fold": k, "n_triplets": int(n_triplets), "omi_cv": res.final_val_accuracy,
+               "minutes": res.seconds / 60}
+        for label, faces in (("utk_val_all", val_faces), ("utk_val_adults", adults)):
+            row[label] = group_scores(bank_embedder(model), faces, per_group=30, n_queries=None)
+            if k == int(folds.split(",")[0]) and name == "base":
+                row[label + "_dlib"] = group_scores(identity_embedder(model), faces, per_group=30, n_queries=None)
+        print(json.dumps(row), flush=True)
+        with (RUNS / "screen.jsonl").open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def baselines() -> None:
+    """Sec. 4.5 of every recognizer's identity embedding (and concatenations) on the reported splits."""
+    import json
+
+    from perface.metric.model import ModelConfig, PerFaceModel
+
+    sets = ("utk_eval", "celeba_eval")
+    methods = {"dlib identity": identity_embedder(PerFaceModel(ModelConfig()))}
+    for r in RECOGNIZERS:
+        methods[r] = recognizer_embedder(sets, (r,))
+    methods["mobilefacenet + mobileface"] = recognizer_embedder(sets, ("mobilefacenet", "mobileface"))
+    dlib = methods["dlib identity"]
+    mfn = methods["mobilefacenet"]
+    methods["dlib + mobilefacenet"] = lambda p: np.concatenate([dlib(p), mfn(p)], axis=1)
+    rows = {}
+    for label, faces in eval_sets().items():
+        if label.startswith("_"):
+            continue
+        faces = drawn_with_face(faces)
+        for m, f in methods.items():
+            rows.setdefault(m, {})[label] = group_scores(f, faces, per_group=100, n_queries=250)
+            print(m, label, rows[m][label], flush=True)
+    (RUNS / "baselines.json").write_text(json.dumps(rows, indent=1))
+
+
+def probe() -> None:
+    """Backbone choice on the stand-in: ridge map of each feature set to the rating coordinates, 5-fold CV over the
+    640 non-test OMI faces (the library's folds), triplet accuracy of the predicted profiles on each fold's faces."""
+    import json
+
+    from perface.metric.model import ModelConfig, PerFaceModel
+    from perface.metric.train import load_config, make_splits
+
+    base = load_config(REPO / "configs" / "default.yaml")
+    omi = image_sets()["omi"]
+    model = PerFaceModel(ModelConfig())
+    from perface.metric.features import build_feature_bank
+
+    bank = build_feature_bank(model, omi, cache_dir=CACHE, progress=False)
+    dl = bank.pooled[:, 0]
+    rec = np.load(RUNS / "rec_omi.npz")
+    where = {p: i for i, p in enumerate(rec["paths"].tolist())}
+    ok = [p for p in bank.paths if p in where]
+    feats = {"dlib (shipped features: 2 views, levels 3-5, descriptor, colour)": dl[[bank.index[p] for p in ok]]}
+    for r in RECOGNIZERS:
+        feats[r] = rec[r][[where[p] for p in ok]]
+    feats["dlib + mobilefacenet"] = np.concatenate([feats[next(iter(feats))], feats["mobilefacenet"]], axis=1)
+    feats["dlib + mobileface"] = np.concatenate([feats[next(iter(feats))], feats["mobileface"]], axis=1)
+    feats["dlib + mobilefacenet + mobileface"] = np.concatenate(
+        [feats["dlib + mobilefacenet"], feats["mobileface"]], axis=1)
+    feats["dlib + faceres"] = np.concatenate([feats[next(iter(feats))], feats["faceres"]], axis=1)
+    stem = {Path(p).stem: i for i, p in enumerate(ok)}
+    results: dict[str, list[float]] = {k: [] for k in feats}
+    for k in range(5):
+        data = dataclasses_replace(base.data, cv_folds=5, cv_fold=k)
+        sp = make_splits(data)
+        space = sp.train_space
+        coords = space.features()
+        tr = [i for i, f in enumerate(space.face_ids) if str(f) in stem]
+        y = coords[tr]
+        rows_tr = np.array([stem[str(space.face_ids[i])] for i in tr])
+        val = [(stem[Path(t.reference).stem], stem[Path(t.positive).stem], stem[Path(t.negative).stem])
+               for t in sp.val if all(Path(x).stem in stem for x in (t.reference, t.a, t.b))]
+        v = np.array(val)
+        for name, x in feats.items():
+            mu, sd = x[rows_tr].mean(0), x[rows_tr].std(0) + 1e-6
+            xs = (x - mu) / sd
+            a = xs[rows_tr]
+            alpha = np.linalg.solve(a @ a.T + 1000.0 * np.eye(len(a)), y)
+            pred = xs @ (a.T @ alpha)
+            dp = ((pred[v[:, 0]] - pred[v[:, 1]]) ** 2).sum(1)
+            dn = ((pred[v[:, 0]] - pred[v[:, 2]]) ** 2).sum(1)
+            results[name].append(float((dp < dn).mean()))
+        print(k, {n: round(r[-1], 4) for n, r in results.items()}, flush=True)
+    (RUNS / "probe.json").write_text(json.dumps(results, indent=1))
+
+
+def dataclasses_replace(obj, **kw):
+    import dataclasses
+
+    return dataclasses.replace(obj, **kw)
+
+
+if __name__ == "__main__":
+    steps = {"extract": extract, "screen": screen, "recognizers": recognizers, "baselines": baselines, "probe": probe}
+    steps[sys.argv[1]](*sys.argv[2:])
