@@ -88,6 +88,20 @@ class AttributeHeadConfig:
 
 
 @dataclass(frozen=True)
+class LabelHeadConfig:
+    """Linear label head (issue 18): ridge regression of real photos' gender and age group (+1/-1) on the features,
+    fitted on the training part of every ``data.labelled`` source, and appended to the attribute part of the
+    embedding (needs ``attribute_head``), so faces that differ in gender or age group sit further apart."""
+
+    enabled: bool = False
+    ridge: float = 1000.0
+    weight: float = 0.15  # the label part's weight in the embedding (as attribute_head.weight for the ratings)
+
+
+LABEL_COLUMNS = ("male", "young")  # +1 / -1 targets of the label head
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs; saved next to the model for reproducibility."""
 
@@ -96,6 +110,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     attribute_head: AttributeHeadConfig = field(default_factory=AttributeHeadConfig)
+    label_head: LabelHeadConfig = field(default_factory=LabelHeadConfig)
     flip_augment: bool = True
     out: str = "runs/perface"
     cache_dir: str = ".cache/perface"
@@ -118,6 +133,7 @@ def config_from_dict(d: dict[str, Any], where: str = "config") -> TrainConfig:
         "optim": (OptimConfig, d.pop("optim", {}) or {}),
         "loss": (LossConfig, d.pop("loss", {}) or {}),
         "attribute_head": (AttributeHeadConfig, d.pop("attribute_head", {}) or {}),
+        "label_head": (LabelHeadConfig, d.pop("label_head", {}) or {}),
     }
     data = dict(parts["data"][1])
     if "labelled" in data:
@@ -282,11 +298,40 @@ def _fit_attribute_head(cfg: TrainConfig, model: PerFaceModel, bank: FeatureBank
     if len(rows) == 0:
         raise PerFaceError("attribute_head: no training face in the feature bank")
     target = torch.from_numpy(np.stack([coords[where[Path(bank.paths[i]).stem]] for i in rows]).astype(np.float32))
-    feats = bank_features(model, bank, rows, np.zeros_like(rows))
-    mirrored = bank_features(model, bank, rows, np.ones_like(rows)) if model.config.flip_average else None
-    model.head.fit_attributes(feats, mirrored, target, cfg.attribute_head.ridge)
+    feats, mirrored = _head_inputs(model, bank, rows)
+    model.head.fit_attributes(feats, mirrored, target, cfg.attribute_head.ridge, columns=slice(0, target.shape[1]))
+    model.head.set_attribute_radius([(feats, mirrored)])
     log(f"attribute head: ridge {cfg.attribute_head.ridge:g} on {len(rows)} training faces, "
         f"weight {cfg.attribute_head.weight:g}")
+
+
+def _head_inputs(model: PerFaceModel, bank: FeatureBank, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+    feats = bank_features(model, bank, rows, np.zeros_like(rows))
+    mirrored = bank_features(model, bank, rows, np.ones_like(rows)) if model.config.flip_average else None
+    return feats, mirrored
+
+
+def fit_label_head(cfg: TrainConfig, model: PerFaceModel, bank: FeatureBank, log: Callable[[str], None] = print
+                   ) -> None:
+    """Fit the label columns of the attribute head on the labelled training faces (gender, age group as +1/-1),
+    then widen the padding radius to cover them and the OMI training faces (``bank``)."""
+    from perface.datasets import labelled_training_faces
+
+    if not cfg.data.labelled:
+        raise PerFaceError("label_head needs data.labelled (the labelled faces it is fitted on)")
+    faces = [f for c in cfg.data.labelled for f in labelled_training_faces(c)]
+    lbank = build_feature_bank(model, [str(f.path) for f in faces], cache_dir=cfg.cache_dir, progress=False)
+    faces = [f for f in faces if str(f.path) in lbank.index]
+    rows = np.array([lbank.index[str(f.path)] for f in faces], dtype=np.int64)
+    scale = cfg.label_head.weight / cfg.attribute_head.weight  # the head's outputs share attribute_head.weight
+    target = torch.tensor([[1.0 if f.gender == "male" else -1.0, 1.0 if f.young else -1.0] for f in faces]) * scale
+    feats, mirrored = _head_inputs(model, lbank, rows)
+    n = model.config.attribute_outputs
+    model.head.fit_attributes(feats, mirrored, target, cfg.label_head.ridge, columns=slice(n - len(LABEL_COLUMNS), n))
+    omi = np.array([i for i, p in enumerate(bank.paths) if Path(p).parent.parent == Path(cfg.data.root)])
+    model.head.set_attribute_radius([(feats, mirrored), _head_inputs(model, bank, omi)] if len(omi) else
+                                    [(feats, mirrored)])
+    log(f"label head: ridge {cfg.label_head.ridge:g} on {len(faces)} labelled faces, weight {cfg.label_head.weight:g}")
 
 
 def _aux_targets(cfg: TrainConfig, bank: FeatureBank) -> tuple[np.ndarray, list[str]] | None:
@@ -351,7 +396,11 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
         if cfg.data.kind != "omi":
             raise PerFaceError("attribute_head needs data.kind 'omi' (attribute ratings)")
         n_attr = len(_rating_config(cfg.data).attributes)
+        if cfg.label_head.enabled:
+            n_attr += len(LABEL_COLUMNS)
         model_cfg = dataclasses.replace(model_cfg, attribute_outputs=n_attr, attribute_weight=cfg.attribute_head.weight)
+    elif cfg.label_head.enabled:
+        raise PerFaceError("label_head needs attribute_head (it joins the attribute part of the embedding)")
     model = PerFaceModel(model_cfg)
     paths = sorted({str(p) for s in (splits.train, splits.val, splits.test) for t in s
                     for p in (t.reference, t.a, t.b)})
@@ -460,6 +509,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
     final_val = None
     if cfg.attribute_head.enabled:
         _fit_attribute_head(cfg, model, bank, splits.train_space, log)
+    if cfg.label_head.enabled:
+        fit_label_head(cfg, model, bank, log)
         if not no_val:
             final_val = accuracy_from_embeddings(bank_embeddings(model, bank), va_rows)
             log(f"val acc with the attribute head: {final_val:.4f}")
@@ -536,7 +587,10 @@ def describe_data(cfg: DataConfig) -> str:
         text = ("rating-derived triplets (a stand-in for human similarity judgments) built from One Million "
                 "Impressions attribute ratings of synthetic StyleGAN2 faces")
         for c in cfg.labelled:
-            text += (f", plus {c.n_triplets} label-derived triplets from the training part "
-                     f"({c.train_fraction:g}) of {c.kind} (same gender and age group closer than different)")
+            if c.n_triplets:
+                text += (f", plus {c.n_triplets} label-derived triplets from the training part "
+                         f"({c.train_fraction:g}) of {c.kind} (same gender and age group closer than different)")
+            else:
+                text += f", plus {c.kind}'s gender and age-group labels (training part, {c.train_fraction:g})"
         return text
     return f"human similarity triplets ({cfg.kind}, subset {cfg.subset.upper()})"
