@@ -441,6 +441,40 @@ def assemble(out: str) -> None:
     print("saved", out)
 
 
+def reembed_gallery(path: str = "src/perface/data/default_gallery.sqlite") -> None:
+    """Give the bundled gallery's donors the new default model's embeddings, from the cached OMI features.
+
+    Which donors the gallery holds does not depend on the model (frontal, sharp, clear gender, a seeded sample per
+    group), and `prepare_donor` embeds the largest face found with the default detector, as the feature bank does;
+    so this equals `perface gallery build` with the new model (checked: the old model's bank embeddings reproduce
+    the old gallery's vectors) without detecting 800 faces again on the loaded cores."""
+    import sqlite3
+
+    from perface.metric.model import load
+
+    data = shared_data() / "omi" / "images"
+    con = sqlite3.connect(REPO / path)
+    donors = con.execute("SELECT key, source, perceptual FROM donors").fetchall()
+    paths = [str(data / src) for _, src, _ in donors]
+    old = load(str(REPO / "runs" / "old_default"))
+    e_old = bank_embedder(old)(paths)
+    stored = np.stack([np.frombuffer(b, "<f4") for _, _, b in donors])
+    agree = (e_old * stored).sum(1)
+    print(f"old model, cached features vs stored vectors: cosine min {agree.min():.6f}, median {np.median(agree):.6f}")
+    if agree.min() < 0.999:
+        raise SystemExit("the cached features do not reproduce the gallery: rebuild it with perface gallery build")
+    new = load("default")
+    e_new = bank_embedder(new)(paths)
+    with con:
+        con.executemany("UPDATE donors SET perceptual = ? WHERE key = ?",
+                        [(e.astype("<f4").tobytes(), k) for e, (k, _, _) in zip(e_new, donors, strict=True)])
+        con.execute("UPDATE meta SET value = ? WHERE key = 'model_id'", (new.model_id,))
+        con.execute("UPDATE meta SET value = ? WHERE key = 'perceptual_dim'", (str(e_new.shape[1]),))
+    con.execute("VACUUM")
+    con.close()
+    print(f"{len(donors)} donors re-embedded for {new.model_id}")
+
+
 def _ci(v) -> str:
     return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
 
@@ -525,5 +559,6 @@ def dataclasses_replace(obj, **kw):
 if __name__ == "__main__":
     steps = {"extract": extract, "screen": screen, "recognizers": recognizers, "baselines": baselines, "probe": probe,
              "models": models, "write": write,
-             "labelhead": labelhead, "assemble": assemble}
+             "labelhead": labelhead, "assemble": assemble,
+             "reembed_gallery": reembed_gallery}
     steps[sys.argv[1]](*sys.argv[2:])
