@@ -142,8 +142,7 @@ def recognizer_embedder(set_names: tuple[str, ...], which: tuple[str, ...]):
             table[p] = row
 
     def embed(paths: list[str]) -> np.ndarray:
-        dim = len(next(iter(table.values())))
-        return np.stack([table.get(p, np.zeros(dim, np.float32)) for p in paths])
+        return np.stack([table[p] for p in paths])  # KeyError: not embedded by this recognizer
 
     return embed
 
@@ -272,7 +271,10 @@ def baselines() -> None:
             continue
         faces = drawn_with_face(faces)
         for m, f in methods.items():
-            rows.setdefault(m, {})[label] = group_scores(f, faces, per_group=100, n_queries=250)
+            try:
+                rows.setdefault(m, {})[label] = group_scores(f, faces, per_group=100, n_queries=250)
+            except (KeyError, StopIteration, ValueError):  # this recognizer did not run on that set
+                continue
             print(m, label, rows[m][label], flush=True)
     (RUNS / "baselines.json").write_text(json.dumps(rows, indent=1))
 
@@ -341,22 +343,24 @@ def models(*spec: str) -> None:
     out = {}
     for item in spec:
         name, path = item.split("=", 1)
-        groups_only = path.endswith("@groups")  # Sec. 4.5 only (triplet figures known already)
-        model = load(path.removesuffix("@groups"))
-        row: dict = {"triplets": {}}
-        if not groups_only:
+        path, _, only = path.partition("@")  # @groups / @triplets: that part only
+        model = load(path)
+        row: dict = {}
+        if only != "groups":
             cfg = config_from_dict(model.metadata["config"])
             sp = make_splits(cfg.data)
             rep = triplet_protocol(model, {"all": sp.test, "gender-matched": gender_matched(sp.test, cfg.data.root)},
                                    cache_dir=str(CACHE), progress=False, method_name=name)
             row["triplets"] = {f"{r.method}|{r.subset}": (r.accuracy, r.low, r.high, r.n) for r in rep.rows}
         for label, faces in eval_sets().items():
-            if not label.startswith("_"):
+            if not label.startswith("_") and only != "triplets":
                 row[label] = group_scores(bank_embedder(model), drawn_with_face(faces), per_group=100, n_queries=250)
         out[name] = row
         print(name, json.dumps(row), flush=True)
     prev = json.loads((RUNS / "models.json").read_text()) if (RUNS / "models.json").exists() else {}
-    (RUNS / "models.json").write_text(json.dumps({**prev, **out}, indent=1))
+    for k, v in out.items():
+        prev.setdefault(k, {}).update(v)
+    (RUNS / "models.json").write_text(json.dumps(prev, indent=1))
 
 
 def with_label_head(path: str, cfg):
@@ -521,6 +525,7 @@ def write() -> None:
         table.update(json.loads((RUNS / "baselines.json").read_text()))
     models = json.loads((RUNS / "models.json").read_text()) if (RUNS / "models.json").exists() else {}
     table.update({k: {d: v for d, v in r.items() if d != "triplets"} for k, r in models.items()})
+    table = {k: v for k, v in table.items() if v}
     if table:
         sets = ["UTKFace held-out, adults", "UTKFace held-out, all ages", "CelebA"]
         head = "| method | " + " | ".join(f"{d}: gender | {d}: age group" for d in sets) + " |"
@@ -538,7 +543,7 @@ def write() -> None:
     if models:
         rows = []
         for m, r in models.items():
-            for k, v in r["triplets"].items():
+            for k, v in r.get("triplets", {}).items():
                 meth, subset = k.split("|")
                 if meth in (m, "dlib identity (cosine)") and v[1] == v[1]:
                     rows.append(f"| {meth} ({m}'s split) | {subset} | {v[3]} | {_ci(v)} |")
