@@ -555,6 +555,55 @@ def write() -> None:
                    + "\n\n".join(parts))
 
 
+def omi_label_cv(folds: str = "0,1", grid: str = "0,0.05,0.1,0.15,0.2,0.3,0.5,1") -> None:
+    """What the label head costs on the stand-in, out of sample: per library fold of the 640 non-test OMI faces, the
+    rating columns (ridge 1000, weight 0.15) fitted on the fold's training faces and the label columns (ridge 1000,
+    weight w) on UTKFace's first 15%; triplet accuracy of [0.15 p, w q] on the fold's own triplets. No MLP (that
+    would need a training run per fold), so this is conservative: the MLP part dilutes the label part further."""
+    import json
+    import pickle  # noqa: F401
+
+    from perface.datasets import LabelTripletConfig, labelled_training_faces
+    from perface.metric.features import build_feature_bank
+    from perface.metric.model import ModelConfig, PerFaceModel
+    from perface.metric.train import load_config, make_splits
+
+    base = load_config(REPO / "configs" / "default.yaml")
+    model = PerFaceModel(ModelConfig())
+    omi = image_sets()["omi"]
+    bank = build_feature_bank(model, omi, cache_dir=CACHE, progress=False)
+    x = bank.pooled.mean(axis=1)  # face and mirror image averaged
+    stem = {Path(p).stem: i for i, p in enumerate(bank.paths)}
+    faces = labelled_training_faces(LabelTripletConfig(root=str(shared_data() / "utkface" / "images"),
+                                                       train_fraction=CV_LABEL_FRACTION))
+    lb = build_feature_bank(model, [str(f.path) for f in faces], cache_dir=CACHE, progress=False)
+    faces = [f for f in faces if str(f.path) in lb.index]
+    xl = lb.pooled.mean(axis=1)[[lb.index[str(f.path)] for f in faces]]
+    yl = np.array([[1.0 if f.gender == "male" else -1.0, 1.0 if f.young else -1.0] for f in faces])
+
+    def ridge(a, y, lam=1000.0):
+        return a.T @ np.linalg.solve(a @ a.T + lam * np.eye(len(a)), y)
+
+    res: dict[str, list[float]] = {}
+    for k in (int(v) for v in folds.split(",")):
+        sp = make_splits(dataclasses_replace(base.data, cv_folds=5, cv_fold=k, labelled=()))
+        space = sp.train_space
+        tr = np.array([stem[str(f)] for f in space.face_ids])
+        mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6
+        xs = (x - mu) / sd
+        p = xs @ ridge(xs[tr], space.features())
+        q = xs @ ridge((xl - mu) / sd, yl)
+        v = np.array([(stem[Path(t.reference).stem], stem[Path(t.positive).stem], stem[Path(t.negative).stem])
+                      for t in sp.val])
+        for w in (float(g) for g in grid.split(",")):
+            e = np.concatenate([0.15 * p, w * q], axis=1)
+            dp = ((e[v[:, 0]] - e[v[:, 1]]) ** 2).sum(1)
+            dn = ((e[v[:, 0]] - e[v[:, 2]]) ** 2).sum(1)
+            res.setdefault(f"{w:g}", []).append(float((dp < dn).mean()))
+        print(k, {w: round(a[-1], 4) for w, a in res.items()}, flush=True)
+    (RUNS / "omi_label_cv.json").write_text(json.dumps(res, indent=1))
+
+
 def dataclasses_replace(obj, **kw):
     import dataclasses
 
@@ -565,5 +614,5 @@ if __name__ == "__main__":
     steps = {"extract": extract, "screen": screen, "recognizers": recognizers, "baselines": baselines, "probe": probe,
              "models": models, "write": write,
              "labelhead": labelhead, "assemble": assemble,
-             "reembed_gallery": reembed_gallery}
+             "reembed_gallery": reembed_gallery, "omi_label_cv": omi_label_cv}
     steps[sys.argv[1]](*sys.argv[2:])
