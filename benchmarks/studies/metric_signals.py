@@ -64,7 +64,8 @@ def drawn_with_face(faces) -> list:
 
     found: dict[str, object] = {}
     for name in ("utk_eval", "celeba_eval"):
-        found.update(pickle.loads((RUNS / f"faces_{name}.pkl").read_bytes()))
+        if (RUNS / f"faces_{name}.pkl").exists():  # a set not extracted yields no faces (and is skipped)
+            found.update(pickle.loads((RUNS / f"faces_{name}.pkl").read_bytes()))
     drawn = set(map(str, eval_draw(faces)))
     return [f for f in faces if str(f.path) in drawn and found.get(str(f.path)) is not None]
 
@@ -114,31 +115,31 @@ def recognizers(sets: str = "omi,utk_eval,celeba_eval", which: str = ",".join(RE
 
     torch.set_num_threads(2)
     for name in sets.split(","):
-        out = RUNS / f"rec_{name}.npz"
-        if out.exists():
-            continue
-        t = time.perf_counter()
         found = pickle.loads((RUNS / f"faces_{name}.pkl").read_bytes())
         paths = [p for p, f in found.items() if f is not None]
-        feats: dict[str, list[np.ndarray]] = {r: [] for r in which.split(",")}
-        for s in range(0, len(paths), 64):
-            chunk = [(read_image(p), found[p]) for p in paths[s : s + 64]]
-            for r in feats:
-                rec = R.get_recognizer(r)
-                feats[r].append(rec.embed_crops([rec.crop(im, f) for im, f in chunk]))
-        np.savez(out, paths=np.array(paths), **{r: np.concatenate(v) for r, v in feats.items()})
-        print(f"{name}: {len(paths)} faces, {time.perf_counter() - t:.0f} s", flush=True)
+        for r in which.split(","):  # one file per recognizer, so a slow one can be left out
+            out = RUNS / f"rec_{name}_{r}.npz"
+            if out.exists():
+                continue
+            t = time.perf_counter()
+            rec = R.get_recognizer(r)
+            feats = []
+            for s in range(0, len(paths), 64):
+                feats.append(rec.embed_crops([rec.crop(read_image(p), found[p]) for p in paths[s : s + 64]]))
+            np.savez(out, paths=np.array(paths), **{r: np.concatenate(feats)})
+            print(f"{name} {r}: {len(paths)} faces, {time.perf_counter() - t:.0f} s", flush=True)
 
 
 def recognizer_embedder(set_names: tuple[str, ...], which: tuple[str, ...]):
     """paths -> concatenation of unit recognizer embeddings (each weighted equally), from runs/metric_signals."""
     table: dict[str, np.ndarray] = {}
     for name in set_names:
-        z = np.load(RUNS / f"rec_{name}.npz")
-        if not all(r in z.files for r in which):
+        files = [RUNS / f"rec_{name}_{r}.npz" for r in which]
+        if not all(f.exists() for f in files):
             continue
-        parts = [z[r] / np.linalg.norm(z[r], axis=1, keepdims=True) for r in which]
-        for p, row in zip(z["paths"].tolist(), np.concatenate(parts, axis=1), strict=True):
+        zs = [np.load(f) for f in files]
+        parts = [z[r] / np.linalg.norm(z[r], axis=1, keepdims=True) for z, r in zip(zs, which, strict=True)]
+        for p, row in zip(zs[0]["paths"].tolist(), np.concatenate(parts, axis=1), strict=True):
             table[p] = row
 
     def embed(paths: list[str]) -> np.ndarray:
@@ -270,6 +271,8 @@ def baselines() -> None:
         if label.startswith("_"):
             continue
         faces = drawn_with_face(faces)
+        if not faces:
+            continue
         for m, f in methods.items():
             try:
                 rows.setdefault(m, {})[label] = group_scores(f, faces, per_group=100, n_queries=250)
@@ -294,8 +297,9 @@ def probe() -> None:
 
     bank = build_feature_bank(model, omi, cache_dir=CACHE, progress=False)
     dl = bank.pooled[:, 0]
-    rec = np.load(RUNS / "rec_omi.npz")
-    where = {p: i for i, p in enumerate(rec["paths"].tolist())}
+    rec = {r: np.load(RUNS / f"rec_omi_{r}.npz")[r] for r in RECOGNIZERS}
+    rec_paths = np.load(RUNS / f"rec_omi_{RECOGNIZERS[0]}.npz")["paths"].tolist()
+    where = {p: i for i, p in enumerate(rec_paths)}
     ok = [p for p in bank.paths if p in where]
     feats = {"dlib (shipped features: 2 views, levels 3-5, descriptor, colour)": dl[[bank.index[p] for p in ok]]}
     for r in RECOGNIZERS:
@@ -353,8 +357,9 @@ def models(*spec: str) -> None:
                                    cache_dir=str(CACHE), progress=False, method_name=name)
             row["triplets"] = {f"{r.method}|{r.subset}": (r.accuracy, r.low, r.high, r.n) for r in rep.rows}
         for label, faces in eval_sets().items():
-            if not label.startswith("_") and only != "triplets":
-                row[label] = group_scores(bank_embedder(model), drawn_with_face(faces), per_group=100, n_queries=250)
+            drawn = drawn_with_face(faces) if not label.startswith("_") and only != "triplets" else []
+            if drawn:
+                row[label] = group_scores(bank_embedder(model), drawn, per_group=100, n_queries=250)
         out[name] = row
         print(name, json.dumps(row), flush=True)
     prev = json.loads((RUNS / "models.json").read_text()) if (RUNS / "models.json").exists() else {}
