@@ -499,8 +499,9 @@ def write() -> None:
         probe = json.loads((RUNS / "probe.json").read_text())
         rows = "\n".join(f"| {k} | {np.mean(v):.4f} | {' / '.join(f'{x:.3f}' for x in v)} |" for k, v in probe.items())
         parts.append("### Backbone choice on the stand-in (OMI rating-derived triplets)\n\n"
-                     "Ridge map (lambda 1000) of each feature set to the 17 rating coordinates, 5-fold CV over the 640 "
-                     "non-test OMI faces (the library's folds); triplet accuracy of the predicted profiles on each "
+                     "Ridge map (lambda 1000) of each feature set to the 17 rating coordinates, folds 1 and 2 of the "
+                     "library's 5-fold split of the 640 non-test OMI faces (the other three were stopped to free the "
+                     "cores); triplet accuracy of the predicted profiles on each "
                      "fold's own triplets. Recognizer embeddings are of the ArcFace / HSE crop of the same detected "
                      "face, without mirror averaging. FaceRes is issue 17's never-consulted judge: measured here, "
                      "not usable in the default model.\n\n| features | mean CV accuracy | per fold |\n|---|---|---|\n"
@@ -578,8 +579,9 @@ def write() -> None:
                      "0.899 [0.892, 0.905] all, 0.893 gender-matched, section `model`).\n\n"
                      "| method | subset | triplets | accuracy |\n|---|---|---|---|\n" + "\n".join(rows))
     write_fragment("metric_signals", "The metric with real-face signals and other backbones (issue 18)",
-                   "Script: `benchmarks/studies/metric_signals.py` (steps extract, recognizers, probe, screen, "
-                   "baselines, models, write). Other jobs shared the two cores throughout (load average 4-14).\n\n"
+                   "Script: `benchmarks/studies/metric_signals.py` (steps extract, recognizers, probe, labelhead, "
+                   "omi_label_cv, baselines, models, write). Other jobs shared the two cores throughout (load "
+                   "average 14-22). The default model was not changed; see docs/model.md, \"Issue 18\".\n\n"
                    + "\n\n".join(parts))
 
 
