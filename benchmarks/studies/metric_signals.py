@@ -562,8 +562,8 @@ def write() -> None:
             rows.append(f"| {label} | " + " | ".join(f"{g} | {a}" for g, a in cells) + " |")
         parts.append("### Sec. 4.5 on faces no model trained on: every recognizer and the models\n\n"
                      "UTKFace: the held-out 70% of the files (`split_labelled`, CRC32 of the file name; training "
-                     "signals use the other 30%); CelebA: its features were not extracted this session (cores "
-                     "needed elsewhere), so its columns are empty. The paper's rule: groups "
+                     "signals use the other 30%); CelebA: the protocol's draw over all of it (never trained on). "
+                     "The paper's rule: groups "
                      "of 100 per gender x age cell, up to 250 queries per cell, seed 0, the CI-upper statistic; "
                      "Wilson 95% intervals over the queries (they do not include the variation of the group draw).\n\n"
                      + head + "\n|" + "---|" * (1 + 2 * len(sets)) + "\n" + "\n".join(rows))
