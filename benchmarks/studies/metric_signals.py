@@ -282,7 +282,7 @@ def baselines() -> None:
     (RUNS / "baselines.json").write_text(json.dumps(rows, indent=1))
 
 
-def probe() -> None:
+def probe(folds: str = "0,1,2,3,4") -> None:
     """Backbone choice on the stand-in: ridge map of each feature set to the rating coordinates, 5-fold CV over the
     640 non-test OMI faces (the library's folds), triplet accuracy of the predicted profiles on each fold's faces."""
     import json
@@ -311,7 +311,7 @@ def probe() -> None:
     feats["dlib + faceres"] = np.concatenate([feats[next(iter(feats))], feats["faceres"]], axis=1)
     stem = {Path(p).stem: i for i, p in enumerate(ok)}
     results: dict[str, list[float]] = {k: [] for k in feats}
-    for k in range(5):
+    for k in (int(v) for v in folds.split(",")):
         data = dataclasses_replace(base.data, cv_folds=5, cv_fold=k)
         sp = make_splits(data)
         space = sp.train_space
@@ -332,7 +332,9 @@ def probe() -> None:
             dn = ((pred[v[:, 0]] - pred[v[:, 2]]) ** 2).sum(1)
             results[name].append(float((dp < dn).mean()))
         print(k, {n: round(r[-1], 4) for n, r in results.items()}, flush=True)
-    (RUNS / "probe.json").write_text(json.dumps(results, indent=1))
+    prev = json.loads((RUNS / "probe.json").read_text()) if folds != "0,1,2,3,4" and (RUNS / "probe.json").exists() \
+        else {}
+    (RUNS / "probe.json").write_text(json.dumps({k: prev.get(k, []) + v for k, v in results.items()}, indent=1))
 
 
 def models(*spec: str) -> None:
