@@ -501,9 +501,8 @@ def write() -> None:
         probe = json.loads((RUNS / "probe.json").read_text())
         rows = "\n".join(f"| {k} | {np.mean(v):.4f} | {' / '.join(f'{x:.3f}' for x in v)} |" for k, v in probe.items())
         parts.append("### Backbone choice on the stand-in (OMI rating-derived triplets)\n\n"
-                     "Ridge map (lambda 1000) of each feature set to the 17 rating coordinates, folds 1 and 2 of the "
-                     "library's 5-fold split of the 640 non-test OMI faces (the other three were stopped to free the "
-                     "cores); triplet accuracy of the predicted profiles on each "
+                     "Ridge map (lambda 1000) of each feature set to the 17 rating coordinates, the library's 5-fold "
+                     "split of the 640 non-test OMI faces; triplet accuracy of the predicted profiles on each "
                      "fold's own triplets. Recognizer embeddings are of the ArcFace / HSE crop of the same detected "
                      "face, without mirror averaging. FaceRes is issue 17's never-consulted judge: measured here, "
                      "not usable in the default model.\n\n| features | mean CV accuracy | per fold |\n|---|---|---|\n"
