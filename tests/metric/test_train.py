@@ -280,3 +280,64 @@ def test_identity_residual_head_keeps_the_identity_metric_unless_validation_says
     assert any("epoch   0  (the identity metric)" in m for m in logs)
     epoch0 = float(next(m for m in logs if "epoch   0" in m).split()[-1])
     assert res.best_val_accuracy >= epoch0 and 0 <= res.best_epoch <= 2
+
+
+def test_labelled_sources_parse_resolve_and_round_trip(tmp_path):
+    import dataclasses
+
+    from perface.datasets import LabelTripletConfig
+    from perface.metric.train import describe_data
+
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "x.yaml").write_text(
+        "data:\n  labelled:\n    - {kind: utkface, root: data/utk, n_triplets: 50, train_fraction: 0.2}\n")
+    cfg = load_config(tmp_path / "configs" / "x.yaml")
+    (src,) = cfg.data.labelled
+    assert isinstance(src, LabelTripletConfig) and src.n_triplets == 50
+    assert Path(src.root) == (tmp_path / "data" / "utk").resolve()  # relative to the repository root
+    assert config_from_dict(dataclasses.asdict(cfg)) == cfg  # as saved in a model's metadata
+    assert "50 label-derived triplets" in describe_data(cfg.data)
+    with pytest.raises(PerFaceError, match="unknown key"):
+        config_from_dict({"data": {"labelled": [{"kind": "utkface", "triplets": 5}]}})
+
+
+def test_label_head_separates_its_labels_and_keeps_the_rating_columns(tmp_path):
+    """The label columns are fitted on the labelled faces' training part; the MLP and rating columns stay as trained."""
+    import shutil
+
+    import torch
+
+    from perface.datasets import in_training_part, load_utkface
+    from perface.metric.model import load
+
+    _write_omi_like(tmp_path / "omi", 12)
+    utk = tmp_path / "utk"
+    utk.mkdir()
+    chips = sorted(CHIPS.glob("omi_*.jpg"))
+    for i, chip in enumerate(chips):  # UTKFace-style names: age, gender, race, date
+        age, gender = (25 if i % 4 < 2 else 60), i % 2
+        shutil.copy(chip, utk / f"{age}_{gender}_0_201701{i:04d}.jpg.chip.jpg")
+    ratings = {"attributes": ["age", "hair", "skin"], "gender_matched_fraction": 0.0, "n_candidates": 300,
+               "bootstrap": 50, "threshold": 0.9}
+    raw = {"data": {"kind": "omi", "root": str(tmp_path / "omi"), "test_fraction": 0.25, "val_fraction": 0,
+                    "ratings": ratings, "test_candidates": 200,
+                    "labelled": [{"kind": "utkface", "root": str(utk), "train_fraction": 1.0, "n_triplets": 0}]},
+           "model": {"views": [0.25], "hidden": 16, "embed_dim": 8},
+           "optim": {"epochs": 1, "batch_size": 8},
+           "attribute_head": {"enabled": True, "ridge": 1.0, "weight": 0.2},
+           "label_head": {"enabled": True, "ridge": 1.0, "weight": 0.4},
+           "out": str(tmp_path / "with"), "cache_dir": str(tmp_path / "cache")}
+    with_head = load(train(config_from_dict(raw), progress=False, log=lambda m: None).model_dir)
+    raw_without = {**raw, "label_head": {"enabled": False}, "out": str(tmp_path / "without")}
+    without = load(train(config_from_dict(raw_without), progress=False, log=lambda m: None).model_dir)
+    assert with_head.config.attribute_outputs == 3 + 2 and without.config.attribute_outputs == 3
+    w1, w0 = with_head.head.attribute.weight, without.head.attribute.weight
+    assert torch.equal(w1[:3], w0) and torch.equal(with_head.head.mlp[1].weight, without.head.mlp[1].weight)
+    faces = [f for f in load_utkface(utk) if in_training_part(f, 1.0)]
+    emb = with_head.embed([str(f.path) for f in faces])
+    pred = emb[:, 8 + 3 : 8 + 5]  # the label part, scaled by the embedding's norm
+    male = np.array([f.gender == "male" for f in faces])
+    young = np.array([f.young for f in faces])
+    assert (pred[male, 0].min() > pred[~male, 0].max()) and (pred[young, 1].min() > pred[~young, 1].max())
+    with pytest.raises(PerFaceError, match="attribute_head"):
+        train(config_from_dict({**raw, "attribute_head": {"enabled": False}}), progress=False, log=lambda m: None)

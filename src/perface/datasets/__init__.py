@@ -14,7 +14,16 @@ Every source of similarity judgments becomes a :class:`TripletSet` of :class:`Tr
 from .avfs import avfs_image_path, load_avfs
 from .csv_triplets import load_csv_triplets
 from .errors import DatasetError, DatasetWarning
-from .labelled import YOUNG_AGE_LIMIT, LabelledFace, load_celeba, load_utkface, parse_utkface_name
+from .label_triplets import LabelTripletConfig, label_triplets, labelled_training_faces
+from .labelled import (
+    YOUNG_AGE_LIMIT,
+    LabelledFace,
+    in_training_part,
+    load_celeba,
+    load_utkface,
+    parse_utkface_name,
+    split_labelled,
+)
 from .ratings import (
     APPEARANCE_ATTRIBUTES,
     AttributeTable,
@@ -49,6 +58,7 @@ __all__ = [
     "DatasetError",
     "DatasetWarning",
     "IdentityMode",
+    "LabelTripletConfig",
     "LabelledFace",
     "RatingSpace",
     "RatingTripletConfig",
@@ -60,6 +70,9 @@ __all__ = [
     "avfs_image_path",
     "build_rating_triplets",
     "extract_simceleba",
+    "label_triplets",
+    "labelled_training_faces",
+    "in_training_part",
     "load_avfs",
     "load_celeba",
     "load_csv_triplets",
@@ -73,4 +86,5 @@ __all__ = [
     "read_simceleba_answers",
     "split_faces",
     "split_half_reliability",
+    "split_labelled",
 ]

@@ -15,13 +15,15 @@ import csv
 import os
 import re
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from .errors import DatasetError, DatasetWarning, summarise
 
-__all__ = ["YOUNG_AGE_LIMIT", "LabelledFace", "load_celeba", "load_utkface", "parse_utkface_name"]
+__all__ = ["YOUNG_AGE_LIMIT", "LabelledFace", "in_training_part", "load_celeba", "load_utkface", "parse_utkface_name",
+           "split_labelled"]
 
 #: UTKFace faces younger than this are "young".
 YOUNG_AGE_LIMIT = 40
@@ -128,3 +130,17 @@ def load_celeba(root: str | os.PathLike[str]) -> list[LabelledFace]:
     if not faces:
         raise DatasetError(f"{path}: no rows with an existing image under {root / 'images'}")
     return faces
+
+
+def in_training_part(face: LabelledFace, train_fraction: float) -> bool:
+    """Whether a labelled face falls in the training part of the fixed split: by person where the
+    dataset has identities (CelebA), else by file name (UTKFace). A CRC32 of the key, so the split
+    needs no seed, does not depend on which other files exist, and is the same on every machine."""
+    key = face.identity if face.identity is not None else face.path.name
+    return zlib.crc32(key.encode("utf-8")) % 1000 < round(1000 * train_fraction)
+
+
+def split_labelled(faces: list[LabelledFace], train_fraction: float) -> tuple[list[LabelledFace], list[LabelledFace]]:
+    """(training part, held-out part) of labelled faces; see :func:`in_training_part`."""
+    train = [f for f in faces if in_training_part(f, train_fraction)]
+    return train, [f for f in faces if not in_training_part(f, train_fraction)]

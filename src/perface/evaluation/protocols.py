@@ -190,6 +190,15 @@ class EvaluationResult:
                 "groups": [g.to_dict() for g in self.groups], "notes": self.notes}
 
 
+def _labelled_sources(meta: dict[str, Any]) -> list[Any]:
+    """The labelled datasets a saved model was trained on (from its training config), if any."""
+    from perface.metric.train import config_from_dict
+
+    if "config" not in meta:
+        return []
+    return list(config_from_dict(meta["config"]).data.labelled)
+
+
 def run_evaluation(
     model_name: str = "default",
     triplets: bool = True,
@@ -202,7 +211,7 @@ def run_evaluation(
     min_age: int | None = None,
 ) -> EvaluationResult:
     """Evaluate a saved model: triplets on its own held-out split, Sec. 4.5 on labelled folders."""
-    from perface.datasets import load_celeba, load_utkface
+    from perface.datasets import in_training_part, load_celeba, load_utkface
     from perface.face.io import InputError
     from perface.metric.model import load
     from perface.metric.train import config_from_dict, make_splits
@@ -234,9 +243,14 @@ def run_evaluation(
             raise InputError(root, "folder not found")
         faces = loader(root)
         label = name
+        trained = [c for c in _labelled_sources(meta) if c.kind == name.lower()]
+        if trained:  # a model trained on this dataset's labels is scored on its held-out part only
+            fraction = max(c.train_fraction for c in trained)
+            faces = [f for f in faces if not in_training_part(f, fraction)]
+            label = f"{name}, held-out part ({1 - fraction:.0%}; the model trained on the rest)"
         if min_age is not None:
             faces = [f for f in faces if f.age is None or f.age >= min_age]
-            label = f"{name} (age >= {min_age} where known)"
+            label = f"{label} (age >= {min_age} where known)"
         log(f"attribute groups on {label} ({root})")
         result.groups.append(attribute_group_protocol(model, faces, label, cache_dir=cache, seed=seed))
     return result

@@ -80,15 +80,18 @@ def build_feature_bank(
     names = [n for n, _ in model.features.backbone.stages()]
     start = model.features.last + 1 if cfg.train_from is None else names.index(cfg.train_from)
     det = detect_config or DetectConfig()
-    key = _fingerprint(paths, {"model": asdict(cfg), "start": start, "detect": asdict(det), "v": 4})
+    feature_key = _feature_key(cfg, start, det)
+    key = _fingerprint(paths, {"features": feature_key, "v": 5})
     cache_file = Path(cache_dir) / f"features-{key}.npz" if cache_dir else None
     if cache_file is not None and cache_file.is_file():
-        z = np.load(cache_file, allow_pickle=False)
-        acts = [z[f"acts{v}"] for v in range(len(cfg.views))] if f"acts{0}" in z.files else None
-        missing = [tuple(m.split("\t", 1)) for m in z["missing"].tolist()]
-        kept = z["paths"].tolist()
-        return FeatureBank(kept, {p: i for i, p in enumerate(kept)}, z["pooled"], z["identity"], acts, start,
-                           missing)
+        return _read_bank(cache_file, len(cfg.views), start)
+    if cache_dir is not None:  # gather from banks cached for other image sets; extract only what none holds
+        covered = _cached_sources(Path(cache_dir), paths, feature_key)
+        if covered and len(covered) < len(paths):
+            build_feature_bank(model, [p for p in paths if p not in covered], cache_dir, det, batch_size, progress)
+            covered = _cached_sources(Path(cache_dir), paths, feature_key)
+        if len(covered) == len(paths):
+            return _gather(covered, paths, len(cfg.views), start)
 
     chips: list[list[np.ndarray]] = []
     kept, missing = [], []
@@ -145,8 +148,82 @@ def build_feature_bank(
         extra = {f"acts{v}": a for v, a in enumerate(acts_arr or [])}
         with atomic_write(cache_file, overwrite=True, suffix=".npz", what="feature cache") as tmp:
             np.savez(tmp, paths=np.array(kept), pooled=pooled_arr, identity=identity_arr,
-                     missing=np.array(["\t".join(m) for m in missing] or [], dtype=str), **extra)
+                     missing=np.array(["\t".join(m) for m in missing] or [], dtype=str),
+                     feature_key=np.array(feature_key), stamps=np.array([_stamp(p) for p in paths]),
+                     requested=np.array(paths), **extra)
     return bank
+
+
+def _feature_key(cfg, start: int, det: DetectConfig) -> str:
+    """What the cached features depend on: the backbone part, views and levels, and the detector (not the head)."""
+    part = {k: getattr(cfg, k) for k in ("backbone", "views", "feature_levels", "color_grid", "train_from")}
+    return json.dumps({"model": part, "start": start, "detect": asdict(det)}, sort_keys=True, default=str)
+
+
+def _stamp(path: str) -> str:
+    try:
+        st = os.stat(path)
+        return f"{st.st_size}|{int(st.st_mtime)}"
+    except OSError:
+        return "missing"
+
+
+def _read_bank(cache_file: Path, n_views: int, start: int, only: Sequence[str] | None = None) -> FeatureBank:
+    """A cached bank, or the rows of ``only`` (requested paths) from a larger one."""
+    z = np.load(cache_file, allow_pickle=False)
+    kept = z["paths"].tolist()
+    missing = [tuple(m.split("\t", 1)) for m in z["missing"].tolist()]
+    rows = np.arange(len(kept))
+    if only is not None:  # matched by absolute path; the bank names images as requested
+        where = {os.path.abspath(p): i for i, p in enumerate(kept)}
+        got = [p for p in only if os.path.abspath(p) in where]
+        rows = np.array([where[os.path.abspath(p)] for p in got], dtype=np.int64)
+        kept = got
+        wanted = {os.path.abspath(p): p for p in only}
+        missing = [(wanted[os.path.abspath(m[0])], m[1]) for m in missing if os.path.abspath(m[0]) in wanted]
+    acts = [z[f"acts{v}"][rows] for v in range(n_views)] if "acts0" in z.files else None
+    return FeatureBank(kept, {p: i for i, p in enumerate(kept)}, z["pooled"][rows], z["identity"][rows], acts,
+                       start, missing)
+
+
+def _cached_sources(cache_dir: Path, paths: Sequence[str], feature_key: str) -> dict[str, Path]:
+    """For each requested (unchanged) image, a cached bank of the same features that holds it."""
+    if not cache_dir.is_dir():
+        return {}
+    want = {p: _stamp(p) for p in paths}
+    source: dict[str, Path] = {}
+    for f in sorted(cache_dir.glob("features-*.npz")):
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                if "feature_key" not in z.files or str(z["feature_key"]) != feature_key:
+                    continue
+                have = {os.path.abspath(r): s for r, s in zip(z["requested"].tolist(), z["stamps"].tolist(),
+                                                               strict=True)}
+        except (OSError, ValueError, KeyError):
+            continue
+        for p, s in want.items():
+            if p not in source and have.get(os.path.abspath(p)) == s:
+                source[p] = f
+        if len(source) == len(want):
+            break
+    return source
+
+
+def _gather(source: dict[str, Path], paths: Sequence[str], n_views: int, start: int) -> FeatureBank:
+    """One bank of the requested images, in the requested order, read from the cached banks that hold them.
+
+    One extraction per image folder then serves every training run and evaluation drawn from those folders."""
+    parts = [_read_bank(f, n_views, start, only=[p for p in paths if source[p] == f])
+             for f in dict.fromkeys(source[p] for p in paths)]
+    kept = [p for b in parts for p in b.paths]
+    order = {p: i for i, p in enumerate(kept)}
+    rows = np.array([order[p] for p in paths if p in order], dtype=np.int64)
+    kept = [kept[i] for i in rows]
+    acts = ([np.concatenate([b.acts[v] for b in parts])[rows] for v in range(n_views)]
+            if parts[0].acts is not None else None)
+    return FeatureBank(kept, {p: i for i, p in enumerate(kept)}, np.concatenate([b.pooled for b in parts])[rows],
+                       np.concatenate([b.identity for b in parts])[rows], acts, start,
+                       [m for b in parts for m in b.missing])
 
 
 def _run_until(model, x: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:

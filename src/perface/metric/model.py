@@ -187,9 +187,10 @@ class ProjectionHead(nn.Module):
 
     @torch.no_grad()
     def fit_attributes(self, feats: torch.Tensor, mirrored: torch.Tensor | None, targets: torch.Tensor,
-                       ridge: float) -> None:
+                       ridge: float, columns: slice | None = None) -> None:
         """Ridge regression (closed form, kernel side: few faces, many features) of targets on features.
 
+        ``columns``: fit only these outputs (e.g. the label columns, on other faces than the rating columns).
         Why not SGD: with a few hundred faces the closed form is exact, instant and has one knob.
         """
         if self.attribute is None:
@@ -201,12 +202,18 @@ class ProjectionHead(nn.Module):
             y = torch.cat([targets, targets])
         x, y = x.double(), y.double()
         alpha = torch.linalg.solve(x @ x.T + ridge * torch.eye(len(x), dtype=x.dtype), y)
-        self.attribute.weight.copy_((x.T @ alpha).T.float())
-        p = self._weighted_attributes(feats, mirrored)
-        # Leave headroom above the training faces so the padding entry stays real for new faces.
-        self.attribute_radius2.fill_(1.0 + 1.2 * float((p**2).sum(1).max()))
+        weight = (x.T @ alpha).T.float()
+        if columns is None:
+            self.attribute.weight.copy_(weight)
+            self.set_attribute_radius([(feats, mirrored)])
+        else:
+            self.attribute.weight[columns] = weight
 
-
+    @torch.no_grad()
+    def set_attribute_radius(self, faces: list[tuple[torch.Tensor, torch.Tensor | None]]) -> None:
+        """Leave headroom above the training faces' attribute parts so the padding entry stays real for new faces."""
+        top = max(float((self._weighted_attributes(f, m) ** 2).sum(1).max()) for f, m in faces)
+        self.attribute_radius2.fill_(1.0 + 1.2 * top)
 
 
 class PerFaceModel(nn.Module):

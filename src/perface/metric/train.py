@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from perface.datasets import TripletSet
+from perface.datasets import LabelTripletConfig, TripletSet, label_triplets
+from perface.datasets.label_triplets import resolve_root
 from perface.face.io import PerFaceError
 from perface.metric.features import FeatureBank, bank_features, build_feature_bank
 from perface.metric.losses import TripletMarginLoss
@@ -47,6 +48,7 @@ class DataConfig:
     seed: int = 0
     cv_folds: int = 0  # > 0 (omi): validate on fold `cv_fold` of the non-test faces, train on the other folds
     cv_fold: int = 0
+    labelled: tuple[LabelTripletConfig, ...] = ()  # real-photo label triplets added to the training set (omi)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,20 @@ class AttributeHeadConfig:
 
 
 @dataclass(frozen=True)
+class LabelHeadConfig:
+    """Linear label head (issue 18): ridge regression of real photos' gender and age group (+1/-1) on the features,
+    fitted on the training part of every ``data.labelled`` source, and appended to the attribute part of the
+    embedding (needs ``attribute_head``), so faces that differ in gender or age group sit further apart."""
+
+    enabled: bool = False
+    ridge: float = 1000.0
+    weight: float = 0.15  # the label part's weight in the embedding (as attribute_head.weight for the ratings)
+
+
+LABEL_COLUMNS = ("male", "young")  # +1 / -1 targets of the label head
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs; saved next to the model for reproducibility."""
 
@@ -94,6 +110,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     attribute_head: AttributeHeadConfig = field(default_factory=AttributeHeadConfig)
+    label_head: LabelHeadConfig = field(default_factory=LabelHeadConfig)
     flip_augment: bool = True
     out: str = "runs/perface"
     cache_dir: str = ".cache/perface"
@@ -116,7 +133,13 @@ def config_from_dict(d: dict[str, Any], where: str = "config") -> TrainConfig:
         "optim": (OptimConfig, d.pop("optim", {}) or {}),
         "loss": (LossConfig, d.pop("loss", {}) or {}),
         "attribute_head": (AttributeHeadConfig, d.pop("attribute_head", {}) or {}),
+        "label_head": (LabelHeadConfig, d.pop("label_head", {}) or {}),
     }
+    data = dict(parts["data"][1])
+    if "labelled" in data:
+        data["labelled"] = tuple(_build(LabelTripletConfig, dict(v or {}), f"{where}: data: labelled")
+                                 for v in data["labelled"] or ())
+    parts["data"] = (DataConfig, data)
     built = {k: _build(c, v, f"{where}: {k}") for k, (c, v) in parts.items()}
     try:
         built["model"] = ModelConfig.from_dict(d.pop("model", {}) or {})
@@ -146,9 +169,9 @@ def load_config(path: str | os.PathLike[str]) -> TrainConfig:
     def rel(s: str) -> str:
         return s if os.path.isabs(s) else str((base / s).resolve())
 
-    return dataclasses.replace(
-        cfg, data=dataclasses.replace(cfg.data, root=rel(cfg.data.root)), out=rel(cfg.out), cache_dir=rel(cfg.cache_dir)
-    )
+    data = dataclasses.replace(cfg.data, root=rel(cfg.data.root),
+                               labelled=tuple(resolve_root(c, base) for c in cfg.data.labelled))
+    return dataclasses.replace(cfg, data=data, out=rel(cfg.out), cache_dir=rel(cfg.cache_dir))
 
 
 @dataclass
@@ -185,7 +208,12 @@ def make_splits(cfg: DataConfig) -> Splits:
         notes = {"reliability": rep_train.reliability, "weights": rep_train.weights,
                  "train_candidates": rep_train.n_candidates, "test_candidates": rep_test.n_candidates,
                  "test_gender_matched_kept": rep_test.n_matched_kept}
-        return Splits(rep_train.triplets, val, rep_test.triplets,
+        train = rep_train.triplets
+        if cfg.labelled:
+            extra = [label_triplets(c) for c in cfg.labelled]
+            notes["label_triplets"] = {f"{c.kind}": len(e) for c, e in zip(cfg.labelled, extra, strict=True)}
+            train = TripletSet([*train, *(t for e in extra for t in e)], train.name)
+        return Splits(train, val, rep_test.triplets,
                       {"train": tuple(train_ids), "val": tuple(val_ids), "test": tuple(test_ids)}, notes,
                       rep_train.space)
     if cfg.kind == "simceleba":
@@ -270,11 +298,40 @@ def _fit_attribute_head(cfg: TrainConfig, model: PerFaceModel, bank: FeatureBank
     if len(rows) == 0:
         raise PerFaceError("attribute_head: no training face in the feature bank")
     target = torch.from_numpy(np.stack([coords[where[Path(bank.paths[i]).stem]] for i in rows]).astype(np.float32))
-    feats = bank_features(model, bank, rows, np.zeros_like(rows))
-    mirrored = bank_features(model, bank, rows, np.ones_like(rows)) if model.config.flip_average else None
-    model.head.fit_attributes(feats, mirrored, target, cfg.attribute_head.ridge)
+    feats, mirrored = _head_inputs(model, bank, rows)
+    model.head.fit_attributes(feats, mirrored, target, cfg.attribute_head.ridge, columns=slice(0, target.shape[1]))
+    model.head.set_attribute_radius([(feats, mirrored)])
     log(f"attribute head: ridge {cfg.attribute_head.ridge:g} on {len(rows)} training faces, "
         f"weight {cfg.attribute_head.weight:g}")
+
+
+def _head_inputs(model: PerFaceModel, bank: FeatureBank, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+    feats = bank_features(model, bank, rows, np.zeros_like(rows))
+    mirrored = bank_features(model, bank, rows, np.ones_like(rows)) if model.config.flip_average else None
+    return feats, mirrored
+
+
+def fit_label_head(cfg: TrainConfig, model: PerFaceModel, bank: FeatureBank, log: Callable[[str], None] = print
+                   ) -> None:
+    """Fit the label columns of the attribute head on the labelled training faces (gender, age group as +1/-1),
+    then widen the padding radius to cover them and the OMI training faces (``bank``)."""
+    from perface.datasets import labelled_training_faces
+
+    if not cfg.data.labelled:
+        raise PerFaceError("label_head needs data.labelled (the labelled faces it is fitted on)")
+    faces = [f for c in cfg.data.labelled for f in labelled_training_faces(c)]
+    lbank = build_feature_bank(model, [str(f.path) for f in faces], cache_dir=cfg.cache_dir, progress=False)
+    faces = [f for f in faces if str(f.path) in lbank.index]
+    rows = np.array([lbank.index[str(f.path)] for f in faces], dtype=np.int64)
+    scale = cfg.label_head.weight / cfg.attribute_head.weight  # the head's outputs share attribute_head.weight
+    target = torch.tensor([[1.0 if f.gender == "male" else -1.0, 1.0 if f.young else -1.0] for f in faces]) * scale
+    feats, mirrored = _head_inputs(model, lbank, rows)
+    n = model.config.attribute_outputs
+    model.head.fit_attributes(feats, mirrored, target, cfg.label_head.ridge, columns=slice(n - len(LABEL_COLUMNS), n))
+    omi = np.array([i for i, p in enumerate(bank.paths) if Path(p).parent.parent == Path(cfg.data.root)])
+    model.head.set_attribute_radius([(feats, mirrored), _head_inputs(model, bank, omi)] if len(omi) else
+                                    [(feats, mirrored)])
+    log(f"label head: ridge {cfg.label_head.ridge:g} on {len(faces)} labelled faces, weight {cfg.label_head.weight:g}")
 
 
 def _aux_targets(cfg: TrainConfig, bank: FeatureBank) -> tuple[np.ndarray, list[str]] | None:
@@ -339,7 +396,11 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
         if cfg.data.kind != "omi":
             raise PerFaceError("attribute_head needs data.kind 'omi' (attribute ratings)")
         n_attr = len(_rating_config(cfg.data).attributes)
+        if cfg.label_head.enabled:
+            n_attr += len(LABEL_COLUMNS)
         model_cfg = dataclasses.replace(model_cfg, attribute_outputs=n_attr, attribute_weight=cfg.attribute_head.weight)
+    elif cfg.label_head.enabled:
+        raise PerFaceError("label_head needs attribute_head (it joins the attribute part of the embedding)")
     model = PerFaceModel(model_cfg)
     paths = sorted({str(p) for s in (splits.train, splits.val, splits.test) for t in s
                     for p in (t.reference, t.a, t.b)})
@@ -448,6 +509,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
     final_val = None
     if cfg.attribute_head.enabled:
         _fit_attribute_head(cfg, model, bank, splits.train_space, log)
+    if cfg.label_head.enabled:
+        fit_label_head(cfg, model, bank, log)
         if not no_val:
             final_val = accuracy_from_embeddings(bank_embeddings(model, bank), va_rows)
             log(f"val acc with the attribute head: {final_val:.4f}")
@@ -521,6 +584,13 @@ def _resumable(saved: dict | None, cfg: TrainConfig) -> bool:
 def describe_data(cfg: DataConfig) -> str:
     """One honest sentence on what the model learned from."""
     if cfg.kind == "omi":
-        return ("rating-derived triplets (a stand-in for human similarity judgments) built from One Million "
+        text = ("rating-derived triplets (a stand-in for human similarity judgments) built from One Million "
                 "Impressions attribute ratings of synthetic StyleGAN2 faces")
+        for c in cfg.labelled:
+            if c.n_triplets:
+                text += (f", plus {c.n_triplets} label-derived triplets from the training part "
+                         f"({c.train_fraction:g}) of {c.kind} (same gender and age group closer than different)")
+            else:
+                text += f", plus {c.kind}'s gender and age-group labels (training part, {c.train_fraction:g})"
+        return text
     return f"human similarity triplets ({cfg.kind}, subset {cfg.subset.upper()})"
