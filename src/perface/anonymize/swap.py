@@ -190,13 +190,17 @@ def _delaunay(points: np.ndarray) -> np.ndarray:
 
 def template_triangles(extent: float = 0.4) -> np.ndarray:
     """Fixed (T, 3) triangulation of the 68 + 6 forehead points, from a symmetric template face."""
-    key = f"{extent:.4f}"
+    return _cached_triangles(f"{extent:.4f}", lambda: _extended(_TEMPLATE68, extent))
+
+
+def _cached_triangles(key: str, points: Callable[[], np.ndarray]) -> np.ndarray:
+    """Delaunay triangles of ``points()``, computed once per key (thread-safe) and then reused."""
     tri = _TRI_CACHE.get(key)
     if tri is None:
         with _TRI_LOCK:
             tri = _TRI_CACHE.get(key)
             if tri is None:
-                tri = _delaunay(_extended(_TEMPLATE68, extent))
+                tri = _delaunay(points())
                 _TRI_CACHE[key] = tri
     return tri
 
@@ -598,16 +602,11 @@ def _outline_anchors(pts: np.ndarray, ring: float) -> np.ndarray:
 
 def _outline_triangles(extent: float, ring: float) -> np.ndarray:
     """Fixed triangulation of the 68 + 6 forehead points and their anchor ring, from the template face."""
-    key = f"outline {extent:.4f} {ring:.4f}"
-    tri = _TRI_CACHE.get(key)
-    if tri is None:
-        with _TRI_LOCK:
-            tri = _TRI_CACHE.get(key)
-            if tri is None:
-                ext = _extended(_TEMPLATE68, extent)
-                tri = _delaunay(np.vstack([ext, _outline_anchors(ext, ring)]))
-                _TRI_CACHE[key] = tri
-    return tri
+    def points() -> np.ndarray:
+        ext = _extended(_TEMPLATE68, extent)
+        return np.vstack([ext, _outline_anchors(ext, ring)])
+
+    return _cached_triangles(f"outline {extent:.4f} {ring:.4f}", points)
 
 
 def _warp_outline(image: np.ndarray, t_pts: np.ndarray, dest: np.ndarray, extent: float, ring: float) -> np.ndarray:
