@@ -36,7 +36,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from perface.backbones.runtime import threads as session_threads
+from perface.backbones.runtime import session_options
 
 BackendName = Literal["centerface", "hog"]
 DEFAULT_BACKEND: BackendName = "centerface"
@@ -518,14 +518,13 @@ class CenterFaceDetector:
     def __init__(self, threads: int | None = None, fold_weights: bool = True) -> None:
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        opts = session_options()
         # $PERFACE_THREADS or one thread, like PerFace's other sessions, and no spin-waiting: on the 2 shared
         # cores ONNX Runtime's default (two spinning threads) took 1.7-1.9x the CPU time of one thread for
         # the same detections, and more wall time too (docs/benchmarks/detect_speed.md); callers that want
         # both cores run two images at once (the session is thread-safe), as the face pipeline does
-        opts.intra_op_num_threads = threads or session_threads()
-        opts.inter_op_num_threads = 1
+        if threads:
+            opts.intra_op_num_threads = threads
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         with open(_model_path("centerface.onnx"), "rb") as fh:
