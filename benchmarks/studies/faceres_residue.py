@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,8 @@ NETS = ("dlib", "mobilefacenet", "faceres", "mobileface")
 # main's defaults before this study (6901440); every variant below is these plus its own changes
 MAIN_ANONYMIZE: dict[str, Any] = {"recognizers": ("mobilefacenet",), "compare_swaps": 1}
 MAIN_SWAPPER: dict[str, Any] = {"shape_transfer": 0.8, "outline": 0.0, "membrane": 1.0, "blend": "seamless"}
+_NEW: dict[str, Any] = {"recognizers": ("mobilefacenet", "mobileface")}  # this study's new defaults (main now)
+_NEW_SW: dict[str, Any] = {"outline": 1.0, "shape_transfer": 1.0, "membrane": 0.0}
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {  # name: (AnonymizeConfig, ClassicSwapper changes)
     "defaults (main)": ({}, {}),
     "+ MobileFace consulted": ({"recognizers": ("mobilefacenet", "mobileface")}, {}),
@@ -69,12 +72,29 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {  # name: (Anonymi
     "all: outline + shape 1.0 + MobileFace + compare 8 + check at EER":
         ({"recognizers": ("mobilefacenet", "mobileface"), "compare_swaps": 8, "recognizer_check_at": "eer"},
          {"outline": 1.0, "shape_transfer": 1.0}),
+    "defaults + max tries 16": ({**_NEW, "select": {"max_tries": 16}}, _NEW_SW),
+    "defaults + max tries 16 + compare 2": ({**_NEW, "select": {"max_tries": 16}, "compare_swaps": 2}, _NEW_SW),
+    "defaults + max tries 16 + yaw guard 60": ({**_NEW, "select": {"max_tries": 16}, "max_yaw_deg": 60.0}, _NEW_SW),
+    "defaults + max tries 32": ({**_NEW, "select": {"max_tries": 32}}, _NEW_SW),
+    "defaults + max tries 16 + compare 3": ({**_NEW, "select": {"max_tries": 16}, "compare_swaps": 3}, _NEW_SW),
+    "defaults + max tries 32 + MobileFaceNet at EER": (
+        {**_NEW, "select": {"max_tries": 32}, "recognizer_check_overrides": {"mobilefacenet": "eer"}}, _NEW_SW),
+    "defaults + max tries 32 + MobileFaceNet at EER + compare 3": (
+        {**_NEW, "select": {"max_tries": 32}, "recognizer_check_overrides": {"mobilefacenet": "eer"},
+         "compare_swaps": 3}, _NEW_SW),
     "feather blend (no Poisson membrane of the target's shading)": ({}, {"blend": "feather"}),
     "no colour transfer (the donor's own tone)": ({}, {"color_match": False}),
 }
 
 
 NEW_DEFAULTS = "outline + shape 1.0 + membrane 0 + MobileFace"
+# Round 2 (after the merge of the first round's defaults): why faces are still blurred, and more donors tried or
+# compared. Reported apart (``anonymity_tries``), on the same seed-1 draw with 150 probes.
+ROUND2 = ("**the new defaults** (outline + shape 1.0 + membrane 0 + MobileFace)", "defaults + max tries 16",
+          "defaults + max tries 32", "defaults + max tries 16 + compare 2", "defaults + max tries 16 + compare 3",
+          "defaults + max tries 16 + yaw guard 60",
+          "defaults + max tries 32 + MobileFaceNet at EER",
+          "defaults + max tries 32 + MobileFaceNet at EER + compare 3")
 
 
 def _config(name: str):
@@ -83,8 +103,9 @@ def _config(name: str):
     from perface.anonymize.select import SelectConfig
 
     opts, sw = VARIANTS[name]
-    return AnonymizeConfig(select=SelectConfig(seed=SEED), swapper_options={**MAIN_SWAPPER, **sw},
-                           **{**MAIN_ANONYMIZE, **opts})
+    opts = dict(opts)
+    select = SelectConfig(seed=SEED, **opts.pop("select", {}))
+    return AnonymizeConfig(select=select, swapper_options={**MAIN_SWAPPER, **sw}, **{**MAIN_ANONYMIZE, **opts})
 
 
 def _judge():
@@ -179,10 +200,15 @@ def screen(names: list[str], n: int) -> None:
         anon = Anonymizer(_config(name))
         t0 = time.perf_counter()
         outs, blurred, detected, untouched = [], 0, [], 0
+        reasons: dict[str, int] = {}
         for _, image, face in probes:
             out, recs = anon.anonymize_array(image)
             recs = [r for r in recs if r.kind == "face"]
             blurred += sum(r.method != "swap" for r in recs)
+            for r in recs:  # why faces were hidden instead of swapped, numbers left out
+                if r.method != "swap":
+                    key = re.sub(r"-?[0-9][0-9.]*", "#", r.reason or "?")
+                    reasons[key] = reasons.get(key, 0) + 1
             untouched += sum(r.left_unanonymized for r in recs)
             after = _best_face(out, face, DetectConfig())
             detected.append(after is not None)
@@ -190,7 +216,8 @@ def screen(names: list[str], n: int) -> None:
         secs = time.perf_counter() - t0
         scores = _scores([(im, f) for _, im, f in probes], outs)
         male_after = judge.is_male(np.concatenate([dlib.embed(im, [f]) for im, f in outs]))
-        res = {"probes": len(probes), "seconds": secs, "faces_blurred": blurred, "left_unanonymized": untouched,
+        res = {"probes": len(probes), "seconds": secs, "faces_blurred": blurred, "blur_reasons": reasons,
+               "left_unanonymized": untouched,
                "detected": float(np.mean(detected)), "gender_kept_judge": float(np.mean(before_male == male_after)),
                "verified_far_1e-2": {k: float(np.mean(v >= get_recognizer(k).threshold("far_1e-2")))
                                      for k, v in scores.items()},
@@ -219,13 +246,18 @@ def speed(names: list[str], n: int, rounds: int = 2) -> None:
                 spent[k] += time.perf_counter() - t0
     res = {k: rounds * len(probes) / v for k, v in spent.items()}
     print("images/s", res, flush=True)
-    write_json(REPO / "runs" / "faceres_residue_speed.json", {"probes": len(probes), "rounds": rounds,
+    name = "faceres_residue_speed2.json" if set(names) <= set(ROUND2) else "faceres_residue_speed.json"
+    write_json(REPO / "runs" / name, {"probes": len(probes), "rounds": rounds,
                                                              "images_per_s": res})
 
 
 def report() -> None:
+    report_round2()
     parts = []
     p = REPO / "runs" / "faceres_residue_study.json"
+    if not p.exists():  # the first round's results are not in runs/: keep its committed section as it is
+        print("runs/faceres_residue_study.json missing: docs/benchmarks/anonymity_residue.md left as it is")
+        return
     if p.exists():
         d = json.loads(p.read_text())
         lines = ["| region blurred (in both photos unless said) | " + " | ".join(NETS) + " |",
@@ -237,6 +269,7 @@ def report() -> None:
                      "draw, main's defaults before this study; mean pair score original vs output; a region whose "
                      "blurring lowers it carried identity):\n\n" + "\n".join(lines) + "\n\n" + FINDINGS)
     rows = [json.loads(q.read_text()) for q in sorted((REPO / "runs").glob("faceres_residue_screen_*.json"))]
+    rows = [r for r in rows if r["name"] not in ROUND2 or r["name"].startswith("**")]
     if rows:
         rows.sort(key=lambda r: list(VARIANTS).index(r["name"]) if r["name"] in VARIANTS else 99)
         lines = ["| variant | probes | " + " | ".join(f"verified FAR 1%, {n}" for n in NETS)
@@ -262,6 +295,65 @@ def report() -> None:
     write_fragment("anonymity_residue", "Where FaceRes still re-identifies, and swap variants (issue 17, tuning "
                    "draw)", __doc__.split("\n\n", 1)[1] + "\n\n" + "\n\n".join(parts))
 
+
+def report_round2() -> None:
+    """The ``anonymity_tries`` section: round 2's screen (with why faces were blurred) and its paired timing."""
+    rows = [json.loads(q.read_text()) for q in sorted((REPO / "runs").glob("faceres_residue_screen_*.json"))]
+    rows = sorted((r for r in rows if r["name"] in ROUND2 and "blur_reasons" in r),
+                  key=lambda r: ROUND2.index(r["name"]))
+    if not rows:
+        return
+    kinds = (("turned sideways", "profile (yaw guard)"), ("too small", "too small"),
+             ("still matched", "every donor tried refused by a consulted recognizer"))
+    lines = ["| variant | " + " | ".join(f"verified FAR 1%, {n}" for n in NETS)
+             + " | face detected | gender kept (judge) | faces blurred: " + " / ".join(k for _, k in kinds)
+             + " | s per probe |", "|---|" + "---|" * (len(NETS) + 4)]
+    for r in rows:
+        v, why = r["verified_far_1e-2"], r["blur_reasons"]
+        counts = [sum(c for k, c in why.items() if key in k) for key, _ in kinds]
+        name = r["name"].replace("**the new defaults** ", "main's defaults ")
+        lines.append(f"| {name} | " + " | ".join(f"{v[n]:.1%}" for n in NETS)
+                     + f" | {r['detected']:.1%} | {r['gender_kept_judge']:.1%} | {r['faces_blurred']}: "
+                     + " / ".join(map(str, counts)) + f" | {r['seconds'] / r['probes']:.2f} |")
+    body = (f"``python benchmarks/studies/faceres_residue.py screen ... -n 150``: the seed-1 tuning draw "
+            f"({rows[0]['probes']} probes), main's defaults against more donors tried (``select.max_tries``, "
+            "8 before), more identity-safe swaps compared (``compare_swaps``) and a stricter MobileFaceNet check "
+            "(``recognizer_check_overrides``). Why faces were blurred instead of swapped, counted from the "
+            "reports.\n\n" + "\n".join(lines) + "\n\n" + ROUND2_NOTES)
+    p = REPO / "runs" / "faceres_residue_speed2.json"
+    if p.exists():
+        d = json.loads(p.read_text())
+        ips = d["images_per_s"]
+        base = ips.get(ROUND2[0])
+        label = {k: k.replace("**the new defaults** ", "main's defaults ") for k in ips}
+        cells = ", ".join(f"{label[k]}: {v:.2f} images/s"
+                          + (f" ({v / base:.2f}x)" if base else "") for k, v in ips.items())
+        body += (f"\n\n**Throughput**, paired (each of {d['probes']} probe photos anonymized by every variant in "
+                 f"turn, {d['rounds']} rounds in alternating order, in one process): {cells}.")
+    write_fragment("anonymity_tries", "Why faces are still blurred, and more donors tried or compared (issue 17, "
+                   "tuning draw)", body)
+
+
+ROUND2_NOTES = """What it says (150 probes: one face is 0.7 points; a 95% interval around 9% spans about +-5 points, so
+rows within 2 points of each other are not different). With main's defaults, 48 faces were blurred instead of
+swapped: 22 profiles or near-profiles (the yaw guard of issue 19: more than 45 degrees by the five detector
+landmarks), 6 faces under 16 px (people in the background) and 20 whose every donor tried was refused by a
+consulted recognizer (MobileFace most often: a weak network with a low threshold). Trying up to 16 donors rather than
+8 halves the last kind (20 to 10) for 0.95x the images/s: the face is still detected in 94.0% of outputs rather
+than 90.0% and the judge keeps the gender in 89.3% rather than 86.0%, while FaceRes's verification stays where it
+was (9.3% against 8.7%, one face). **Kept as the new default** (``select.max_tries`` 16, ``--tries``). 32 tries add
+nothing more. Comparing 2 or 3 identity-safe swaps and keeping the one the ensemble finds least alike lowers
+FaceRes to 6.7% and 5.3% (MobileFace 2.7% and 2.0%), but at 0.73x and 0.59x the images/s: below issue 17's own
+floor of 0.8x, and it would undo issue 20's speed ratio; it stays an option (``compare_swaps``). Checking
+MobileFaceNet (the consulted network nearest to FaceRes in kind) at its equal-error threshold rather than at FAR
+1% (``recognizer_check_overrides``, new) did not lower FaceRes alone (10.0%). A yaw guard at 60 degrees rather
+than 45 blurs 8 fewer profiles (face detected 95.3%, gender kept 90.0%), but looked at by eye (16 CelebA faces of
+five-landmark yaw 45-60 swapped with it, `benchmarks/yaw_guard.py`'s photos) about half of those swaps show the
+donor's brow or fringe as a dark patch on the forehead, a seam across the cheek or a distorted face: not kept; these
+are the near-profiles issue 19 asked to hide. What is left is structural: a blurred face is found by the detector
+in about half of the outputs and its gender read at chance, so with 22 of 150 probes blurred as profiles the
+targets of 98% detected and 97% gender kept cannot be reached while profiles are blurred; they need a swapper
+that handles profiles (donors seen from the side, or a 3D-aware warp), which this project does not have."""
 
 FINDINGS = """What it says: FaceRes's remaining match sits mostly in the swapped face itself. Blurring the swapped
 region of the output alone brings FaceRes's mean score from 0.496 down to 0.348 (MobileFace 0.351 to 0.236), while

@@ -434,7 +434,7 @@ def anonymize_cmd(
     = None,
     seed: Annotated[int, typer.Option(help="Random seed for donor choice.")] = 0,
     tries: Annotated[int, typer.Option(help="Donors tried per face before it is blurred (identity still "
-                                       "matched) or the best attribute match is kept.")] = 8,
+                                       "matched) or the best attribute match is kept.")] = 16,
     group_by: Annotated[str, typer.Option(help="Step 1: metric (the paper), hybrid (confident predicted gender "
                                           "first, the default) or predicted (offline age/gender predictor).")]
     = "hybrid",

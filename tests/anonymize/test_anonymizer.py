@@ -97,7 +97,8 @@ def test_failed_identity_check_falls_back_to_blur(swapper_anonymizer, astronaut)
     strict = Anonymizer.__new__(Anonymizer)
     strict.__dict__.update(swapper_anonymizer.__dict__)
     # every swap "still matches"; no pre-screen, so that all max_tries donors get a swap
-    strict.config = replace(swapper_anonymizer.config, identity_threshold=-1.0, donor_identity_max=None)
+    strict.config = replace(swapper_anonymizer.config, identity_threshold=-1.0, donor_identity_max=None,
+                            select=replace(swapper_anonymizer.config.select, max_tries=8))
     out, (rec,) = strict.anonymize_array(astronaut)
     assert rec.method == "blur" and "identity" in rec.reason and rec.tries == strict.config.select.max_tries
     x1, y1, x2, y2 = ASTRO_BOX
@@ -153,6 +154,28 @@ def test_config_refuses_unknown_recognizers_and_operating_points():
     with pytest.raises(ValueError, match="recognizer_check_at"):
         AnonymizeConfig(recognizer_check_at="far_5")
     assert AnonymizeConfig(recognizers=()).recognizers == ()
+    with pytest.raises(ValueError, match="not a consulted recognizer"):
+        AnonymizeConfig(recognizers=("mobilefacenet",), recognizer_check_overrides={"mobileface": "eer"})
+    with pytest.raises(ValueError, match="recognizer_check_overrides"):
+        AnonymizeConfig(recognizer_check_overrides={"mobilefacenet": "far_5"})
+
+
+def test_a_check_override_applies_to_its_recognizer_only(swapper_anonymizer, astronaut, monkeypatch):
+    """``recognizer_check_overrides`` checks one network at its own operating point: MobileFaceNet's "eer" threshold
+    made impossible to pass refuses every swap only when the override asks for that point."""
+    from perface.face.recognizers import get_recognizer
+
+    mfn = get_recognizer("mobilefacenet")
+    real = mfn.threshold
+    monkeypatch.setattr(mfn, "threshold", lambda at="far_1e-3": -1.0 if at == "eer" else real(at))
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, recognizer_prescreen_at=None)
+    _, (plain,) = an.anonymize_array(astronaut)
+    assert plain.method == "swap"
+    an.config = replace(an.config, recognizer_check_overrides={"mobilefacenet": "eer"})
+    _, (strict,) = an.anonymize_array(astronaut)
+    assert strict.method == "blur" and "still matched" in strict.reason  # the last donor's refusal (any network)
+    assert strict.tries > plain.tries  # every donor tried was refused
 
 
 def test_swapper_error_falls_back(swapper_anonymizer, astronaut, monkeypatch):
@@ -226,7 +249,8 @@ def test_gender_check_keeps_first_safe_swap_when_none_keeps_gender(swapper_anony
     _fake_predictor(monkeypatch, ["male"])
     every = Anonymizer.__new__(Anonymizer)  # no identity pre-screen: the astronaut is close to most donors
     every.__dict__.update(swapper_anonymizer.__dict__)
-    every.config = replace(swapper_anonymizer.config, donor_identity_max=None)
+    every.config = replace(swapper_anonymizer.config, donor_identity_max=None,
+                           select=replace(swapper_anonymizer.config.select, max_tries=8))
     out, (rec,) = every.anonymize_array(astronaut)
     # a gender flip is a naturalness problem, not a privacy one: the face is still swapped, never left as is
     assert rec.method == "swap" and rec.gender_kept is False
@@ -407,7 +431,7 @@ def test_compare_swaps_keeps_the_swap_the_ensemble_finds_least_alike(swapper_ano
     best = min(seen, key=lambda s: s.margin)
     assert rec.donor_id == best.donor_id and best.margin < 0
     assert best.margin == pytest.approx(max(best.identity_similarity - an.config.identity_threshold,
-                                            *(best.recognizer_scores[n] - r.threshold(an.config.recognizer_check_at)
+                                            *(best.recognizer_scores[n] - r.threshold(an._check_point(n))
                                               for n, r in an.recognizers.items())))
     with pytest.raises(ValueError, match="compare_swaps"):
         AnonymizeConfig(compare_swaps=0)

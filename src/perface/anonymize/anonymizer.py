@@ -51,6 +51,9 @@ class AnonymizeConfig:
     # faces blurred (docs/benchmarks.md, "Where FaceRes still re-identifies").
     recognizers: tuple[str, ...] = ("mobilefacenet", "mobileface")
     recognizer_check_at: str = "far_1e-2"
+    # Per-network operating points that replace ``recognizer_check_at`` for that network, e.g.
+    # ``{"mobilefacenet": "eer"}``: a stricter check by the consulted network closest to a never-consulted one.
+    recognizer_check_overrides: dict[str, str] = field(default_factory=dict)
     # Identity-safe swaps that keep the checked attributes to compare before one is kept (within
     # ``select.max_tries``): the kept one is the swap the consulted recognizers find least like the face (lowest
     # score minus threshold, of the recognizer that comes closest). 1: the first such swap, as before.
@@ -89,8 +92,14 @@ class AnonymizeConfig:
             if name not in NETWORKS:
                 raise ValueError(f"recognizers: {name!r} is not a network recognizer besides dlib "
                                  f"({', '.join(NETWORKS)})")
+        for name in self.recognizer_check_overrides:
+            if name not in self.recognizers:
+                raise ValueError(f"recognizer_check_overrides: {name!r} is not a consulted recognizer "
+                                 f"({', '.join(self.recognizers) or 'none'})")
         for name, point in (("recognizer_check_at", self.recognizer_check_at),
-                            ("recognizer_prescreen_at", self.recognizer_prescreen_at)):
+                            ("recognizer_prescreen_at", self.recognizer_prescreen_at),
+                            *((f"recognizer_check_overrides[{k!r}]", v)
+                              for k, v in self.recognizer_check_overrides.items())):
             if point is not None and point not in OPERATING_POINTS:
                 raise ValueError(f"{name} must be one of {', '.join(OPERATING_POINTS)}, got {point!r}")
         if isinstance(self.compare_swaps, bool) or not isinstance(self.compare_swaps, int) or self.compare_swaps < 1:
@@ -435,7 +444,7 @@ class Anonymizer:
         margin = id_sim - cfg.identity_threshold
         for name, rec in self.recognizers.items():
             score = float(rec.score(target.features[name], rec.embed(res.image, [face]))[0])
-            th = rec.threshold(cfg.recognizer_check_at)  # type: ignore[arg-type]
+            th = rec.threshold(self._check_point(name))
             if score >= th:
                 return None, f"{name} still matched after swap (score {score:.3f} >= {th:.3f})", False
             after[name] = score
@@ -446,6 +455,10 @@ class Anonymizer:
             g_kept = after_attr.gender == target.predicted[0] if target.check_gender else None
             a_kept = after_attr.age_group == target.predicted[2] if target.check_age else None
         return _Swap(res.image, donor_id, psim, id_sim, g_kept, a_kept, gap, after, margin, chips), "", False
+
+    def _check_point(self, name: str) -> str:
+        """The operating point at which consulted recognizer ``name`` checks a swap's output."""
+        return self.config.recognizer_check_overrides.get(name, self.config.recognizer_check_at)
 
     def _record_swap(self, rec: FaceRecord, swap: _Swap, target: _Target, face: Face) -> None:
         """Fill the face's report record from the swap that was kept."""
