@@ -282,6 +282,33 @@ def test_identity_residual_head_keeps_the_identity_metric_unless_validation_says
     assert res.best_val_accuracy >= epoch0 and 0 <= res.best_epoch <= 2
 
 
+def test_fine_tuning_starts_from_the_saved_model_and_keeps_it_unless_validation_says_otherwise(tmp_path):
+    """``init_from``: the saved model's architecture and standardisation are used, it is epoch 0's candidate, and
+    a fine-tune that validation does not prefer saves the loaded weights unchanged."""
+    import torch
+
+    from perface.metric.model import load
+
+    _write_ring_triplets(tmp_path / "triplets.csv")
+    base = {"data": {"kind": "csv", "root": str(tmp_path / "triplets.csv"), "test_fraction": 0.2, "val_fraction": 0.3},
+            "model": {"views": [0.25], "hidden": 16, "embed_dim": 8, "flip_average": False},
+            "optim": {"epochs": 1, "batch_size": 4}, "cache_dir": str(tmp_path / "cache")}
+    first = train(config_from_dict({**base, "out": str(tmp_path / "a")}), progress=False, log=lambda m: None)
+    logs: list[str] = []
+    tune = {**base, "model": {"hidden": 999}, "init_from": str(first.model_dir), "out": str(tmp_path / "b"),
+            "optim": {"epochs": 2, "patience": 2, "batch_size": 4, "lr": 0.5}}
+    res = train(config_from_dict(tune), progress=False, log=logs.append)
+    assert any("fine-tuning from" in m for m in logs) and any("epoch   0  (the loaded model)" in m for m in logs)
+    a, b = load(first.model_dir), load(res.model_dir)
+    assert b.config.hidden == 16  # the loaded architecture, not the config's
+    epoch0 = float(next(m for m in logs if "epoch   0" in m).split()[-1])
+    assert res.best_val_accuracy >= epoch0
+    same = all(torch.equal(v, b.head.state_dict()[k]) for k, v in a.head.state_dict().items())
+    assert same == (res.best_epoch == 0)  # kept unchanged exactly when epoch 0 won
+    with pytest.raises(PerFaceError, match="init_from"):
+        train(config_from_dict({**tune, "attribute_head": {"enabled": True}}), progress=False, log=lambda m: None)
+
+
 def test_labelled_sources_parse_resolve_and_round_trip(tmp_path):
     import dataclasses
 

@@ -112,6 +112,10 @@ class TrainConfig:
     attribute_head: AttributeHeadConfig = field(default_factory=AttributeHeadConfig)
     label_head: LabelHeadConfig = field(default_factory=LabelHeadConfig)
     flip_augment: bool = True
+    # Fine-tune: start from a saved model ("default": the shipped one, or a model folder) instead of a fresh head.
+    # Its architecture replaces ``model``, its feature standardisation and attribute part are kept, and the
+    # model as loaded (epoch 0) competes with every epoch on validation (``optim.keep: best``).
+    init_from: str | None = None
     out: str = "runs/perface"
     cache_dir: str = ".cache/perface"
     threads: int | None = None
@@ -171,7 +175,8 @@ def load_config(path: str | os.PathLike[str]) -> TrainConfig:
 
     data = dataclasses.replace(cfg.data, root=rel(cfg.data.root),
                                labelled=tuple(resolve_root(c, base) for c in cfg.data.labelled))
-    return dataclasses.replace(cfg, data=data, out=rel(cfg.out), cache_dir=rel(cfg.cache_dir))
+    init = cfg.init_from if cfg.init_from in (None, "default") else rel(cfg.init_from)
+    return dataclasses.replace(cfg, data=data, out=rel(cfg.out), cache_dir=rel(cfg.cache_dir), init_from=init)
 
 
 @dataclass
@@ -381,6 +386,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.optim.seed)
+    if cfg.init_from and (cfg.attribute_head.enabled or cfg.label_head.enabled or cfg.loss.aux_attributes):
+        raise PerFaceError("init_from keeps the loaded model's attribute part: turn attribute_head, label_head "
+                           "and loss.aux_attributes off")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     log(f"building triplets ({cfg.data.kind}: {cfg.data.root})")
@@ -401,7 +409,16 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
         model_cfg = dataclasses.replace(model_cfg, attribute_outputs=n_attr, attribute_weight=cfg.attribute_head.weight)
     elif cfg.label_head.enabled:
         raise PerFaceError("label_head needs attribute_head (it joins the attribute part of the embedding)")
-    model = PerFaceModel(model_cfg)
+    if cfg.init_from:
+        from perface.metric.model import load as load_model
+
+        model = load_model(cfg.init_from)
+        model.train()
+        model.set_trainable()
+        model_cfg = model.config
+        log(f"fine-tuning from {cfg.init_from} ({model.model_id}); its architecture replaces the config's model")
+    else:
+        model = PerFaceModel(model_cfg)
     paths = sorted({str(p) for s in (splits.train, splits.val, splits.test) for t in s
                     for p in (t.reference, t.a, t.b)})
     bank = build_feature_bank(model, paths, cache_dir=cfg.cache_dir, progress=progress)
@@ -410,8 +427,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
     if len(tr_rows) == 0:
         raise PerFaceError("no training triplets with detectable faces")
     train_imgs = np.unique(tr_rows)
-    with torch.no_grad():
-        model.head.set_standardisation(bank_features(model, bank, train_imgs, np.zeros_like(train_imgs)))
+    if not cfg.init_from:  # a loaded head keeps the standardisation it was trained with
+        with torch.no_grad():
+            model.head.set_standardisation(bank_features(model, bank, train_imgs, np.zeros_like(train_imgs)))
     aux = _aux_targets(cfg, bank)
     aux_y = torch.from_numpy(aux[0]) if aux else None
 
@@ -449,12 +467,12 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
     no_val = len(va_rows) == 0
     if no_val:
         log(f"no validation triplets: training {cfg.optim.epochs} epochs and keeping the last")
-    elif start_epoch == 0 and model_cfg.identity_dim and cfg.optim.keep == "best":
-        # An identity-residual head starts AS the identity metric: that untrained model is a candidate too,
-        # so early stopping on the validation triplets keeps it unless training really does better.
+    elif start_epoch == 0 and (model_cfg.identity_dim or cfg.init_from) and cfg.optim.keep == "best":
+        # An identity-residual head starts AS the identity metric, a fine-tuned one as the loaded model: that
+        # untrained model is a candidate too, so early stopping keeps it unless training really does better.
         best = accuracy_from_embeddings(bank_embeddings(model, bank), va_rows)
         best_epoch, best_state = 0, {k: v.detach().clone() for k, v in model.state_dict().items()}
-        log(f"epoch   0  (the identity metric)  val acc {best:.4f}")
+        log(f"epoch   0  ({'the loaded model' if cfg.init_from else 'the identity metric'})  val acc {best:.4f}")
     for epoch in range(start_epoch, cfg.optim.epochs):
         model.train()
         order = rng.permutation(len(tr_rows))
