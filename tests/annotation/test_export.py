@@ -68,7 +68,9 @@ def test_default_train_yaml_validates_on_unseen_sources(voted, tmp_path) -> None
     out = tmp_path / "release"
     export_project(voted, out, subset="d1")
     cfg = load_config(out / "train.yaml")
-    assert cfg.data.split == "iii" and cfg.model.identity_dim == 128 and cfg.optim.keep == "best"
+    assert cfg.data.split == "iii" and cfg.init_from == "default" and cfg.optim.keep == "best"
+    alt = load_config(out / "train-identity.yaml")  # the same data, a head from the identity metric
+    assert alt.data == cfg.data and alt.init_from is None and alt.model.identity_dim == 128
     splits = make_splits(cfg.data)  # validation and test triplets: source groups never seen in training
     seen = {s for t in splits.train for s in t.source_ids}
     assert splits.val and splits.test
