@@ -127,7 +127,7 @@ def test_anonymize_dry_run_and_bad_selection_options(tmp_path, astro_file):
     assert "forehead" in _one_line_error(res)
 
 
-def test_anonymize_forehead_reaches_the_swapper(tmp_path, astro_file, monkeypatch):
+def test_anonymize_forehead_and_compare_swaps_reach_the_anonymizer(tmp_path, astro_file, monkeypatch):
     import perface.anonymize.anonymizer as anonymize_mod
     from perface.face.io import PerFaceError
 
@@ -140,7 +140,11 @@ def test_anonymize_forehead_reaches_the_swapper(tmp_path, astro_file, monkeypatc
     monkeypatch.setattr(anonymize_mod, "Anonymizer", fake_anonymizer)
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--forehead", "0.9"])
     assert res.exit_code == 2 and "stopped by the test" in _one_line_error(res)
-    assert seen["cfg"].swapper_options == {"forehead": 0.9}
+    assert seen["cfg"].swapper_options == {"forehead": 0.9} and seen["cfg"].compare_swaps == 1
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--compare-swaps", "3"])
+    assert res.exit_code == 2 and seen["cfg"].compare_swaps == 3
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--compare-swaps", "0"])
+    assert res.exit_code == 2 and "--compare-swaps" in _one_line_error(res)
 
 
 def test_evaluate_anonymization_passes_forehead(tmp_path, monkeypatch):
