@@ -411,12 +411,9 @@ def test_a_face_turned_sideways_is_hidden(swapper_anonymizer, astronaut, monkeyp
     assert rec.method == "blur" and "sideways" in rec.reason and rec.donor_id is None
 
 
-def test_compare_swaps_keeps_the_swap_the_ensemble_finds_least_alike(swapper_anonymizer, astronaut, monkeypatch):
-    """With ``compare_swaps`` 3, three complete swaps are made and the one with the lowest margin is kept."""
-    _fake_predictor(monkeypatch, ["female"], ["young"])
-    an = _without_prescreen(swapper_anonymizer)
-    an.config = replace(an.config, compare_swaps=3)
-    seen = []
+def _record_safe_swaps(monkeypatch) -> list:
+    """The identity-safe swaps the anonymizer makes from now on, in order (a spy on ``_swap_and_check``)."""
+    seen: list = []
     original = Anonymizer._swap_and_check
 
     def spy(self, *args, **kwargs):
@@ -426,6 +423,15 @@ def test_compare_swaps_keeps_the_swap_the_ensemble_finds_least_alike(swapper_ano
         return result
 
     monkeypatch.setattr(Anonymizer, "_swap_and_check", spy)
+    return seen
+
+
+def test_compare_swaps_keeps_the_swap_the_ensemble_finds_least_alike(swapper_anonymizer, astronaut, monkeypatch):
+    """With ``compare_swaps`` 3, three complete swaps are made and the one with the lowest margin is kept."""
+    _fake_predictor(monkeypatch, ["female"], ["young"])
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, compare_swaps=3, settle_below={})  # no settling: ranked by margin
+    seen = _record_safe_swaps(monkeypatch)
     _, (rec,) = an.anonymize_array(astronaut)
     assert rec.method == "swap" and len(seen) == 3
     best = min(seen, key=lambda s: s.margin)
@@ -435,6 +441,28 @@ def test_compare_swaps_keeps_the_swap_the_ensemble_finds_least_alike(swapper_ano
                                               for n, r in an.recognizers.items())))
     with pytest.raises(ValueError, match="compare_swaps"):
         AnonymizeConfig(compare_swaps=0)
+
+
+def test_settle_below_stops_comparing_once_a_swap_is_far_enough(swapper_anonymizer, astronaut, monkeypatch):
+    """``settle_below``: a complete swap every listed recognizer scores below its value ends the comparison at once;
+    a value no swap reaches leaves ``compare_swaps`` swaps compared, ranked by score minus that value."""
+    _fake_predictor(monkeypatch, ["female"], ["young"])
+    an = _without_prescreen(swapper_anonymizer)
+    seen = _record_safe_swaps(monkeypatch)
+    an.config = replace(an.config, compare_swaps=3, settle_below={"dlib": 2.0})  # every cosine is below 2
+    _, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method == "swap" and len(seen) == 1 and rec.donor_id == seen[0].donor_id
+    seen.clear()
+    an.config = replace(an.config, settle_below={"mobilefacenet": -2.0})  # no score is below -2
+    _, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method == "swap" and len(seen) == 3
+    assert rec.donor_id == min(seen, key=lambda s: s.recognizer_scores["mobilefacenet"]).donor_id
+    assert AnonymizeConfig().settle_rule == {"mobilefacenet": 0.15}  # the default rule, while MobileFaceNet is asked
+    assert AnonymizeConfig(recognizers=()).settle_rule == {} and AnonymizeConfig(settle_below={}).settle_rule == {}
+    with pytest.raises(ValueError, match="settle_below"):
+        AnonymizeConfig(recognizers=("mobilefacenet",), settle_below={"faceres": 0.1})
+    with pytest.raises(ValueError, match="settle_below"):
+        AnonymizeConfig(settle_below={"dlib": float("nan")})
 
 
 def test_mobileface_can_join_the_ensemble_and_faceres_is_never_run(swapper_anonymizer, astronaut, monkeypatch):

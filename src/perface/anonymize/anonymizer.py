@@ -11,6 +11,7 @@ inputs; a JSON privacy report lists every face and what was done to it.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +58,16 @@ class AnonymizeConfig:
     # Identity-safe swaps that keep the checked attributes to compare before one is kept (within
     # ``select.max_tries``): the kept one is the swap the consulted recognizers find least like the face (lowest
     # score minus threshold, of the recognizer that comes closest). 1: the first such swap, as before.
+    # 3 with the settle rule below: FaceRes (never consulted) still verified 5.3% rather than 9.3% of outputs on the
+    # seed-1 tuning draw, but 8.0% rather than 8.7% (one face) on the reported draw, for 0.83x the whole-command
+    # images/s: an option, not the default (docs/benchmarks.md, "Why faces are still blurred").
     compare_swaps: int = 1
+    # With ``compare_swaps`` > 1: a complete swap that each listed recognizer ("dlib" or a consulted one) scores
+    # below its value is kept at once, and the comparison ranks swaps by their highest score minus that value
+    # rather than by the margin, so that only faces a recognizer still finds close pay for more swaps. None: the
+    # default rule, MobileFaceNet (the consulted network closest to FaceRes; their scores correlate 0.57 on the
+    # tuning draw) below 0.15 when it is consulted; {}: no settling, every comparison runs to ``compare_swaps``.
+    settle_below: dict[str, float] | None = None
     recognizer_prescreen_at: str | None = "eer"
     # Try donors whose skin lightness (median LAB L, 0-255) is within this of the face's first; the others follow,
     # closest first. The colour transfer bridges moderate gaps, but a dark donor on a pale face (or the reverse)
@@ -79,6 +89,13 @@ class AnonymizeConfig:
     overwrite: bool = False
     suffix: str = ""  # appended to output file stems
 
+    @property
+    def settle_rule(self) -> dict[str, float]:
+        """The settle rule in force: ``settle_below``, or the default one (MobileFaceNet < 0.15 when consulted)."""
+        if self.settle_below is not None:
+            return self.settle_below
+        return {"mobilefacenet": 0.15} if "mobilefacenet" in self.recognizers else {}
+
     def __post_init__(self) -> None:
         for name, value, allowed in (("method", self.method, Method.__args__),
                                      ("fallback", self.fallback, Obscure.__args__)):
@@ -92,6 +109,12 @@ class AnonymizeConfig:
             if name not in NETWORKS:
                 raise ValueError(f"recognizers: {name!r} is not a network recognizer besides dlib "
                                  f"({', '.join(NETWORKS)})")
+        for name, value in (self.settle_below or {}).items():
+            if name != "dlib" and name not in self.recognizers:
+                raise ValueError(f"settle_below: {name!r} is neither dlib nor a consulted recognizer "
+                                 f"({', '.join(self.recognizers) or 'none'})")
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"settle_below[{name!r}] must be a finite score, got {value!r}")
         for name in self.recognizer_check_overrides:
             if name not in self.recognizers:
                 raise ValueError(f"recognizer_check_overrides: {name!r} is not a consulted recognizer "
@@ -397,10 +420,10 @@ class Anonymizer:
                 best = swap
             if swap.score == target.full_score:
                 complete.append(swap)
-                if len(complete) >= self.config.compare_swaps:
+                if len(complete) >= self.config.compare_swaps or self._settled(swap):
                     break
         if complete:
-            best = min(complete, key=lambda sw: sw.margin)  # the first one on ties
+            best = min(complete, key=self._closeness)  # the first one on ties
         return best, last_reason
 
     def _prescreen(self, target: _Target, donor_id: str) -> str | None:
@@ -455,6 +478,16 @@ class Anonymizer:
             g_kept = after_attr.gender == target.predicted[0] if target.check_gender else None
             a_kept = after_attr.age_group == target.predicted[2] if target.check_age else None
         return _Swap(res.image, donor_id, psim, id_sim, g_kept, a_kept, gap, after, margin, chips), "", False
+
+    def _settled(self, swap: _Swap) -> bool:
+        """Whether every recognizer of the settle rule scores the swap below its value (no more comparing)."""
+        settle = self.config.settle_rule
+        return bool(settle) and all(swap.recognizer_scores[n] < v for n, v in settle.items())
+
+    def _closeness(self, swap: _Swap) -> float:
+        """What compared swaps are ranked by (lower is less alike): against the settle rule when there is one."""
+        settle = self.config.settle_rule
+        return max(swap.recognizer_scores[n] - v for n, v in settle.items()) if settle else swap.margin
 
     def _check_point(self, name: str) -> str:
         """The operating point at which consulted recognizer ``name`` checks a swap's output."""
