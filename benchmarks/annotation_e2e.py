@@ -263,10 +263,10 @@ def main() -> None:
     omi = shared_data() / "omi"
     work = args.work or Path(tempfile.mkdtemp(prefix="perface-annotation-e2e-"))
     space, gender = rating_space(omi)
-    import perface
+    from perface.metric.config import read_model_folder
 
     # the export's faces avoid the shipped model's held-out faces, which the fair test below needs
-    shipped_held_out = set(perface.load("default").metadata["held_out_faces"])
+    shipped_held_out = set(read_model_folder("default")[1]["metadata"]["held_out_faces"])
     targets, sources = pick_faces(gender, args.targets, args.sources, seed=0, exclude=shipped_held_out)
     h_targets, h_sources = pick_faces(gender, args.heldout_targets, args.heldout_sources, seed=1,
                                       exclude=set(targets + sources))

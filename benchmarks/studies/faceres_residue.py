@@ -252,8 +252,7 @@ def speed(names: list[str], n: int, rounds: int = 2) -> None:
     res = {k: rounds * len(probes) / v for k, v in spent.items()}
     print("images/s", res, flush=True)
     name = "faceres_residue_speed2.json" if set(names) <= set(ROUND2) else "faceres_residue_speed.json"
-    write_json(REPO / "runs" / name, {"probes": len(probes), "rounds": rounds,
-                                                             "images_per_s": res})
+    write_json(REPO / "runs" / name, {"probes": len(probes), "rounds": rounds, "images_per_s": res})
 
 
 def report() -> None:
@@ -263,16 +262,15 @@ def report() -> None:
     if not p.exists():  # the first round's results are not in runs/: keep its committed section as it is
         print("runs/faceres_residue_study.json missing: docs/benchmarks/anonymity_residue.md left as it is")
         return
-    if p.exists():
-        d = json.loads(p.read_text())
-        lines = ["| region blurred (in both photos unless said) | " + " | ".join(NETS) + " |",
-                 "|---|" + "---|" * len(NETS)]
-        lines.append("| FAR 1% threshold | " + " | ".join(f"{d['far_1e-2'][n]:.3f}" for n in NETS) + " |")
-        for k, row in d["mean_score"].items():
-            lines.append(f"| {k} | " + " | ".join(f"{row[n]:.3f}" for n in NETS) + " |")
-        parts.append(f"**Where the output still carries the person** ({d['probes']} swapped faces of the seed-1 "
-                     "draw, main's defaults before this study; mean pair score original vs output; a region whose "
-                     "blurring lowers it carried identity):\n\n" + "\n".join(lines) + "\n\n" + FINDINGS)
+    d = json.loads(p.read_text())
+    lines = ["| region blurred (in both photos unless said) | " + " | ".join(NETS) + " |",
+             "|---|" + "---|" * len(NETS)]
+    lines.append("| FAR 1% threshold | " + " | ".join(f"{d['far_1e-2'][n]:.3f}" for n in NETS) + " |")
+    for k, row in d["mean_score"].items():
+        lines.append(f"| {k} | " + " | ".join(f"{row[n]:.3f}" for n in NETS) + " |")
+    parts.append(f"**Where the output still carries the person** ({d['probes']} swapped faces of the seed-1 "
+                 "draw, main's defaults before this study; mean pair score original vs output; a region whose "
+                 "blurring lowers it carried identity):\n\n" + "\n".join(lines) + "\n\n" + FINDINGS)
     rows = [json.loads(q.read_text()) for q in sorted((REPO / "runs").glob("faceres_residue_screen_*.json"))]
     rows = [r for r in rows if r["name"] not in ROUND2 or r["name"].startswith("**")]
     if rows:

@@ -412,9 +412,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
     if cfg.init_from:
         from perface.metric.model import load as load_model
 
-        model = load_model(cfg.init_from)
-        model.train()
-        model.set_trainable()
+        model = load_model(cfg.init_from)  # backbone frozen as built; each epoch below switches it to training
         model_cfg = model.config
         log(f"fine-tuning from {cfg.init_from} ({model.model_id}); its architecture replaces the config's model")
     else:
