@@ -9,7 +9,7 @@ ORDER = ["summary", "detection", "recall", "detect_alignment", "yaw_guard",
          "model_speed", "groups", "group_ceilings", "metric_signals", "attributes", "attribute_networks", "gallery",
          "swap", "anonymity", "anonymity_tuning", "anonymity_residue", "anonymity_tries", "lbph_regions", "lbph_floor",
          "anonymize_speed", "runtime_equality", "threads",
-         "folder_memory", "annotation_load", "annotation_e2e"]
+         "folder_memory", "folder_memory_swap", "annotation_load", "annotation_e2e"]
 
 
 def main() -> None:

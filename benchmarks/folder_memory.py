@@ -24,8 +24,42 @@ from pathlib import Path
 from _common import REPO, shared_data, write_fragment
 
 
+def tree_pids(pid: int) -> list[int]:
+    """A process and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def tree_pss_mb(pid: int) -> float:
+    """Proportional set size of a process tree, in MB: pages shared by several processes (workers forked from
+    the loaded models) are divided among them, so unlike summed RSS this is the memory the tree really holds."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as fh:
+                total += next(int(ln.split()[1]) for ln in fh if ln.startswith("Pss:"))
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total / 1e3
+
+
 def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants, in MB (Linux /proc)."""
+    """Resident memory of a process and all its descendants, in MB (Linux /proc); shared pages count once
+    per process (an upper bound)."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -67,12 +101,13 @@ def run(folder: Path, out: Path, workers: int, method: str) -> dict:
            "--workers", str(workers)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak, curve = 0.0, []
+    peak, peak_pss, curve = 0.0, 0.0, []
     report = out / "perface-report.json"
     n_in = sum(1 for _ in folder.iterdir())
     while proc.poll() is None:
         mb = tree_rss_mb(proc.pid)
         peak = max(peak, mb)
+        peak_pss = max(peak_pss, tree_pss_mb(proc.pid))
         done = _done(report)
         curve.append((done / n_in, mb))
         time.sleep(0.25)
@@ -80,7 +115,7 @@ def run(folder: Path, out: Path, workers: int, method: str) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}")
     rep_seconds = _report_seconds(report)
-    return {"n": n_in, "workers": workers, "method": method, "peak_mb": peak, "wall_s": wall,
+    return {"n": n_in, "workers": workers, "method": method, "peak_mb": peak, "peak_pss_mb": peak_pss, "wall_s": wall,
             "run_s": rep_seconds, "curve": curve}
 
 
@@ -141,14 +176,18 @@ def main() -> None:
                     shutil.rmtree(root / f"w{w}-{k}")
 
     body = ["`perface anonymize FOLDER -o OUT --method M --workers W`, run as a subprocess; RSS of "
-            "the run and all its worker processes summed, sampled every 0.25 s. The folder holds N hard links to "
+            "the run and all its worker processes summed (pages the forked workers share with the run count once "
+            "per process: an upper bound), and their proportional set size (PSS: shared pages divided among "
+            "the processes), sampled every 0.25 s. The folder holds N hard links to "
             f"{args.sources} distinct CelebA photos (178x218 px, one face each), in turn.", ""]
     if rows:
-        body += ["| images | method | workers | peak RSS, whole tree (MB) | highest RSS by 10% / 50% / 100% of the "
-                 "images (MB) | wall time (s) | images/s |", "|---|---|---|---|---|---|---|"]
+        body += ["| images | method | workers | peak RSS, whole tree (MB) | peak PSS, whole tree (MB) | highest RSS by "
+                 "10% / 50% / 100% of the images (MB) | wall time (s) | images/s |",
+                 "|---|---|---|---|---|---|---|---|"]
         for r in rows:
             c = r["curve"]
             body.append(f"| {r['n']} | {r['method']} | {r['workers']} | **{r['peak_mb']:.0f}** | "
+                        f"{r['peak_pss_mb']:.0f} | "
                         f"{rss_at(c, 0.1):.0f} / "
                         f"{rss_at(c, 0.5):.0f} / {rss_at(c, 1.0):.0f} | {r['wall_s']:.0f} | "
                         f"{r['n'] / r['wall_s']:.2f} |")

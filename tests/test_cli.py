@@ -175,6 +175,25 @@ def test_gallery_build_bad_options_one_line_error(tmp_path, astro_file, extra, r
     assert not (tmp_path / "g.sqlite").exists()
 
 
+def test_gallery_features_writes_the_sidecar_and_refuses_bad_input(tmp_path, astro_file):
+    import shutil
+
+    from perface.anonymize.anonymizer import default_gallery_path
+
+    res = runner.invoke(app, ["gallery", "features", str(tmp_path / "none.sqlite")])
+    assert res.exit_code == 2 and "gallery not found" in _one_line_error(res)
+    res = runner.invoke(app, ["gallery", "features", str(astro_file)])
+    assert res.exit_code == 2 and "not a PerFace gallery" in _one_line_error(res)
+    g = tmp_path / "g.sqlite"
+    shutil.copy(default_gallery_path(), g)
+    res = runner.invoke(app, ["gallery", "features", str(g), "--recognizers", "nosuch"])
+    assert res.exit_code == 2 and "nosuch" in _one_line_error(res)
+    res = runner.invoke(app, ["gallery", "features", str(g), "--recognizers", "mobileface"])
+    assert res.exit_code == 0, res.output
+    with np.load(tmp_path / "g.sqlite.recognizers.npz") as data:
+        assert sorted(data.files) == ["ids", "mobileface"] and len(data["ids"]) == len(data["mobileface"]) > 300
+
+
 def test_similarity_reports_every_recognizer(tmp_path, astro_file, astronaut):
     from perface.face.recognizers import RECOGNIZERS
 

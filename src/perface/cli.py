@@ -7,7 +7,6 @@ Set ``PERFACE_DEBUG=1`` to see tracebacks of internal errors.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
@@ -402,6 +401,7 @@ def gallery_build_cmd(
                             on_progress=progress)
     finally:
         bar.close()
+    _write_donor_features(out, _split_names("mobilefacenet,mobileface"))
     for path, reason in rep.failed:
         typer.echo(_printable(f"skipped {path}: {reason}"), err=True)
     why = Counter(reason.split(" (")[0] for _, reason in rep.skipped)
@@ -410,6 +410,48 @@ def gallery_build_cmd(
                                                             if why else ""))
     if rep.failed:  # unreadable files (not faces rejected as donors): the gallery is built, exit 2 to say so
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@gallery_app.command("features")
+@guarded
+def gallery_features_cmd(
+    gallery: Annotated[Path, typer.Argument(help="Gallery file (.sqlite).")],
+    recognizers: Annotated[str, typer.Option(
+        help="Recognizers whose donor features are stored, comma-separated (those `anonymize` consults).")]
+    = "mobilefacenet,mobileface",
+) -> None:
+    """Store the recognizers' features of every donor beside the gallery, so anonymization need not compute them."""
+    from perface.anonymize.gallery import Gallery, GalleryError
+    from perface.face.io import InputError
+
+    if not gallery.is_file():
+        raise InputError(gallery, "gallery not found")
+    try:
+        Gallery.open(gallery, readonly=True).close()
+    except GalleryError as exc:
+        raise PerFaceError(str(exc)) from None
+    _write_donor_features(gallery, _split_names(recognizers))
+
+
+def _write_donor_features(gallery_path: Path, names: Sequence[str]) -> None:
+    """Write ``<gallery>.recognizers.npz`` for the named recognizers, with a progress bar."""
+    from tqdm import tqdm
+
+    from perface.anonymize import donor_features
+    from perface.anonymize.gallery import Gallery
+    from perface.face.recognizers import get_recognizer
+
+    try:
+        recs = [get_recognizer(n) for n in names]
+    except ValueError as exc:
+        raise _option_error(exc) from None
+    with Gallery.open(gallery_path, readonly=True) as g:
+        bar = tqdm(total=len(g) * len(recs), unit="face", desc="donor features", file=sys.stderr)
+        try:
+            path = donor_features.write(g, recs, on_progress=lambda done, total: bar.update(done - bar.n))
+        finally:
+            bar.close()
+    typer.echo(_printable(f"donor features ({', '.join(names)}) -> {path}"))
 
 
 def _parse_band(band: str | None) -> tuple[float, float] | None:
@@ -524,8 +566,9 @@ def anonymize_cmd(
         bars[0].update(1)
 
     n_workers = workers or _default_workers(len(paths))
-    # In this process too, one-thread runtimes (unless set in the environment), as in the workers.
-    threads = one_thread_runtimes() if n_workers == 1 else contextlib.nullcontext()
+    # In this process too (it runs the models, or loads them for forked workers), one-thread runtimes unless
+    # set in the environment, as in the workers.
+    threads = one_thread_runtimes()
     try:  # anonymize_files checks -o (and outputs already there) before any model loads
         with threads:
             report = anonymize_files(paths, outdir, recipe, dry_run=dry_run, on_progress=progress,

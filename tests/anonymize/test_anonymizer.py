@@ -124,7 +124,8 @@ def test_every_consulted_recognizer_must_pass_or_the_face_is_blurred(swapper_ano
     ensemble.__dict__.update(swapper_anonymizer.__dict__)
     ensemble.config = replace(swapper_anonymizer.config, recognizer_prescreen_at=None, donor_identity_max=None,
                               identity_threshold=1.01)  # dlib alone would accept every swap
-    monkeypatch.setattr(ensemble.recognizers[network], "threshold", lambda at="far_1e-3": -1.0)  # all "match"
+    for name, rec in ensemble.recognizers.items():  # that one "matches" everything, the others nothing
+        monkeypatch.setattr(rec, "threshold", lambda at="far_1e-3", v=-1.0 if name == network else 2.0: v)
     out, (rec,) = ensemble.anonymize_array(astronaut)
     assert rec.method == "blur" and f"{network} still matched" in rec.reason
     assert rec.tries == ensemble.config.select.max_tries and rec.donor_id is None
@@ -482,3 +483,17 @@ def test_mobileface_can_join_the_ensemble_and_faceres_is_never_run(swapper_anony
     if rec.method == "swap":
         assert set(rec.recognizers_after) == {"dlib", "mobilefacenet", "mobileface"} == set(rec.recognizers_donor)
         assert rec.recognizers_after["mobileface"] < get_recognizer("mobileface").threshold("far_1e-2")
+
+
+def test_warm_up_loads_what_the_steps_use_and_changes_no_result(astronaut):
+    """Forked workers share what ``warm_up`` loaded; it must not change what anonymization does."""
+    from perface.face import landmarks
+
+    an = Anonymizer(AnonymizeConfig())
+    an.warm_up()
+    assert 68 in landmarks._PREDICTORS and 5 in landmarks._PREDICTORS
+    assert an._stored_feats_read == set(an.recognizers)  # the gallery's stored donor features were read
+    assert any(k[0] == "mobileface" for k in an._donor_feats) and not an._queries
+    cold = Anonymizer(AnonymizeConfig())
+    (out_warm, recs_warm), (out_cold, recs_cold) = an.anonymize_array(astronaut), cold.anonymize_array(astronaut)
+    assert np.array_equal(out_warm, out_cold) and recs_warm == recs_cold

@@ -17,7 +17,13 @@ from hostile import cli, one_line_error, tmpfs
 from PIL import Image
 
 from perface.anonymize.anonymizer import AnonymizeConfig, Anonymizer
-from perface.anonymize.runner import AnonymizerRecipe, anonymize_files, output_paths, save_output
+from perface.anonymize.runner import (
+    AnonymizerRecipe,
+    anonymize_files,
+    fork_workers_possible,
+    output_paths,
+    save_output,
+)
 from perface.face.io import TEMP_PREFIX, InputError, clean_stale_temps
 
 REPO = Path(__file__).resolve().parents[2]
@@ -192,20 +198,49 @@ def test_two_runs_at_once_into_one_folder_keep_both_reports(tmp_path, astronaut)
 
 
 @pytest.mark.slow
-def test_outputs_do_not_depend_on_the_worker_count(tmp_path, astronaut, group_image_path):
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_outputs_do_not_depend_on_the_worker_count(tmp_path, astronaut, group_image_path, monkeypatch, start):
+    """Workers forked from the loaded models (a fresh CLI process on Linux), or spawned to load their own, write
+    byte for byte what one process writes."""
+    if start == "fork" and sys.platform != "linux":
+        pytest.skip("workers are forked on Linux only")
     folder = tmp_path / "in"
     folder.mkdir()
     Image.fromarray(astronaut).save(folder / "astronaut.jpg", quality=95)
     Image.open(group_image_path).save(folder / "group.jpg", quality=95)
     Image.fromarray(np.ascontiguousarray(astronaut[:, ::-1])).save(folder / "mirrored.png")
     paths = sorted(folder.iterdir())
-    recipe = AnonymizerRecipe(AnonymizeConfig())
-    reports = {w: anonymize_files(paths, tmp_path / f"w{w}", recipe, workers=w) for w in (1, 2)}
+    one = anonymize_files(paths, tmp_path / "w1", AnonymizerRecipe(AnonymizeConfig()), workers=1)
+    monkeypatch.setenv("PERFACE_WORKER_START", start)
+    proc = _perface("anonymize", folder, "-o", tmp_path / "w2", "--workers", "2")
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err.decode()
+    two = json.loads((tmp_path / "w2" / "perface-report.json").read_text())
+    assert any(("forked" if start == "fork" else "spawned") in n for n in two["notes"]), two["notes"]
     for p in paths:
         name = output_paths([p], tmp_path)[0].name
         assert (tmp_path / "w1" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes(), name
-    donors = {w: [[f.donor_id for f in im.faces] for im in r.images] for w, r in reports.items()}
+    donors = {1: [[f.donor_id for f in im.faces] for im in one.images],
+              2: [[f.get("donor_id") for f in im["faces"]] for im in two["images"]]}
     assert donors[1] == donors[2] and sum(len(d) for d in donors[1]) == 5
+
+
+def test_workers_are_forked_only_when_that_is_safe(monkeypatch):
+    import threading
+
+    monkeypatch.delenv("PERFACE_WORKER_START", raising=False)
+    monkeypatch.delenv("PERFACE_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    assert fork_workers_possible() == (sys.platform == "linux" and "torch" not in sys.modules)
+    monkeypatch.setenv("PERFACE_THREADS", "2")  # sessions with thread pools must not be forked
+    assert not fork_workers_possible()
+    monkeypatch.setenv("PERFACE_THREADS", "1")
+    monkeypatch.setenv("PERFACE_WORKER_START", "spawn")
+    assert not fork_workers_possible()
+    monkeypatch.delenv("PERFACE_WORKER_START")
+    monkeypatch.setattr(threading, "active_count", lambda: 2)  # another thread could hold a lock at the fork
+    assert not fork_workers_possible()
 
 
 def test_workers_need_a_recipe(tmp_path):

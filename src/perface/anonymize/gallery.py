@@ -600,6 +600,8 @@ def _publish(temporary: Path, target: Path, overwrite: bool) -> None:
     if overwrite:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(Path(f"{target}{INDEX_SUFFIX}"))  # index of the replaced gallery
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(Path(f"{target}.recognizers.npz"))  # its donors' stored features (anonymize/donor_features.py)
     with contextlib.suppress(OSError):  # make the rename durable
         directory = os.open(target.parent, os.O_RDONLY)
         try:
@@ -779,6 +781,14 @@ class Gallery:
             connection.close()
             raise
         return gallery
+
+    def reconnect(self) -> None:
+        """Open a fresh SQLite connection in place of the current one (call it in a process forked from the one
+        that opened the gallery: SQLite's advice is that a connection must not cross a fork, so the inherited
+        one is kept untouched, not even closed)."""
+        with self._lock:
+            self._inherited = getattr(self, "_inherited", []) + [self._conn]
+            self._conn = self._connect(self._path, "ro" if self._readonly else "rw")
 
     def close(self) -> None:
         """Close the SQLite connection (the gallery object is unusable afterwards)."""

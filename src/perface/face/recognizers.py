@@ -71,6 +71,7 @@ class Recognizer:
     name: str = ""
     network: str = ""
     training_data: str = ""
+    cost_ms: float = 10.0  # CPU ms to embed one face at batch 1, one thread (orders checks: cheapest first)
 
     def crop(self, image: np.ndarray, face: Face) -> np.ndarray:
         """The recognizer's aligned uint8 RGB crop of one face."""
@@ -118,6 +119,7 @@ class DlibRecognizer(Recognizer):
 
     name = "dlib"
     network = "dlib ResNet-29"
+    cost_ms = 7.0
     training_data = "about 3 million faces of 7,485 people: FaceScrub, VGG Face and web photos"
 
     def crop(self, image: np.ndarray, face: Face) -> np.ndarray:
@@ -164,6 +166,7 @@ class _NetSpec:
     preprocess: Callable[[np.ndarray], np.ndarray]  # (N, S, S, 3) uint8 RGB -> float32 NHWC input
     network: str
     training_data: str
+    cost_ms: float  # CPU ms per face at batch 1, one ONNX Runtime thread (2-core AMD EPYC, 2026-12-04)
 
 
 def _rgb_128(x: np.ndarray) -> np.ndarray:
@@ -189,11 +192,11 @@ def _hse224(image: np.ndarray, face: Face) -> np.ndarray:
 NETWORKS: dict[str, _NetSpec] = {
     "mobilefacenet": _NetSpec("mobilefacenet", None, _arcface112, _rgb_128,
                               "MobileFaceNet (sirius-ai MobileFaceNet_TF), ArcFace loss",
-                              "MS-Celeb-1M (refined, MS1M)"),
+                              "MS-Celeb-1M (refined, MS1M)", 8.6),
     "faceres": _NetSpec("faceres", "global_pooling/Mean", _hse224, _bgr_caffe,
-                        "HSE FaceRes (MobileNet, HSE-asavchenko HSE_FaceRec_tf)", "VGGFace2"),
+                        "HSE FaceRes (MobileNet, HSE-asavchenko HSE_FaceRec_tf)", "VGGFace2", 16.0),
     "mobileface": _NetSpec("mobileface", None, _arcface112, _rgb_255,
-                           "MobileFace (becauseofAI)", "MS-Celeb-1M-type web faces (upstream)"),
+                           "MobileFace (becauseofAI)", "MS-Celeb-1M-type web faces (upstream)", 0.5),
 }
 
 
@@ -206,6 +209,7 @@ class TfjsRecognizer(Recognizer):
         self.name = name
         self.spec = NETWORKS[name]
         self.network, self.training_data = self.spec.network, self.spec.training_data
+        self.cost_ms = self.spec.cost_ms
         self.batch_size = batch_size
         self._model: Any = None
         self._lock = threading.Lock()
