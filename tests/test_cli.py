@@ -191,7 +191,8 @@ def test_gallery_features_writes_the_sidecar_and_refuses_bad_input(tmp_path, ast
     res = runner.invoke(app, ["gallery", "features", str(g), "--recognizers", "mobileface"])
     assert res.exit_code == 0, res.output
     with np.load(tmp_path / "g.sqlite.recognizers.npz") as data:
-        assert sorted(data.files) == ["ids", "mobileface"] and len(data["ids"]) == len(data["mobileface"]) > 300
+        assert sorted(data.files) == ["ids", "mobileface", "skin_lightness"]
+        assert len(data["ids"]) == len(data["mobileface"]) == len(data["skin_lightness"]) > 300
 
 
 def test_similarity_reports_every_recognizer(tmp_path, astro_file, astronaut):

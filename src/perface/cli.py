@@ -566,6 +566,7 @@ def anonymize_cmd(
         bars[0].update(1)
 
     n_workers = workers or _default_workers(len(paths))
+    _FAST_EXIT.append(True)
     # In this process too (it runs the models, or loads them for forked workers), one-thread runtimes unless
     # set in the environment, as in the workers.
     threads = one_thread_runtimes()
@@ -807,9 +808,26 @@ def annotate_export_cmd(
                f"({rep['left_out']} triplets with too few votes left out, {rep['flagged']} annotator(s) flagged)")
 
 
+_FAST_EXIT: list[bool] = []  # set by commands that load models and write everything before they return
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. After `anonymize`, which has written and reported everything by then, the
+    process ends without tearing down its loaded models (``os._exit`` once stdout and stderr are flushed): that
+    teardown took about 0.25 s of a 7 s folder run."""
+    try:
+        app()
+        code: int | str | None = 0
+    except SystemExit as exc:
+        code = exc.code
+    if not _FAST_EXIT:
+        sys.exit(code)
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
 
 
 if __name__ == "__main__":

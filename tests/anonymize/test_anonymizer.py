@@ -497,3 +497,13 @@ def test_warm_up_loads_what_the_steps_use_and_changes_no_result(astronaut):
     cold = Anonymizer(AnonymizeConfig())
     (out_warm, recs_warm), (out_cold, recs_cold) = an.anonymize_array(astronaut), cold.anonymize_array(astronaut)
     assert np.array_equal(out_warm, out_cold) and recs_warm == recs_cold
+
+
+def test_detections_passed_in_give_the_same_result(swapper_anonymizer, astronaut):
+    """A worker given the faces that the detect-ahead child found writes what it would have written."""
+    from perface.face.detect import detect_with_unsure
+
+    found = detect_with_unsure(astronaut, swapper_anonymizer.config.detect)
+    out_a, recs_a = swapper_anonymizer.anonymize_array(astronaut)
+    out_b, recs_b = swapper_anonymizer.anonymize_array(astronaut, detected=found)
+    assert np.array_equal(out_a, out_b) and recs_a == recs_b and recs_a[0].method == "swap"

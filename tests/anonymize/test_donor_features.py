@@ -54,3 +54,27 @@ def test_write_then_load_and_a_stale_file_is_ignored(tmp_path, bundled):
         np.savez(written, **data)
         with pytest.warns(UserWarning, match="do not match the gallery"):
             assert donor_features.load(g, rec) == {}
+
+
+def test_the_bundled_gallery_ships_the_donors_skin_lightness(bundled):
+    from perface.anonymize.swap import skin_lightness
+
+    stored = donor_features.load_skin(bundled)
+    assert sorted(stored) == sorted(bundled.ids())
+    for donor_id in bundled.ids()[::60]:
+        d = bundled.get(donor_id)
+        assert stored[donor_id] == skin_lightness(d.crop_rgb(), d.landmarks)
+
+
+def test_stale_skin_lightness_is_ignored(tmp_path):
+    path = tmp_path / "g.sqlite"
+    shutil.copy(default_gallery_path(), path)
+    shutil.copy(donor_features.sidecar_path(default_gallery_path()), donor_features.sidecar_path(path))
+    with Gallery.open(path, readonly=True) as g:
+        assert len(donor_features.load_skin(g)) == len(g)
+        data = dict(np.load(donor_features.sidecar_path(path)))
+        first = sorted(g.ids())[0]
+        data[donor_features.SKIN][list(data["ids"]).index(first)] += 1.0
+        np.savez(donor_features.sidecar_path(path), **data)
+        with pytest.warns(UserWarning, match="skin lightness differs"):
+            assert donor_features.load_skin(g) == {}

@@ -217,6 +217,8 @@ def test_outputs_do_not_depend_on_the_worker_count(tmp_path, astronaut, group_im
     assert proc.returncode == 0, err.decode()
     two = json.loads((tmp_path / "w2" / "perface-report.json").read_text())
     assert any(("forked" if start == "fork" else "spawned") in n for n in two["notes"]), two["notes"]
+    if start == "fork":  # the first images may have been detected by the detect-ahead child
+        assert any("detected on the other core" in n for n in two["notes"]), two["notes"]
     for p in paths:
         name = output_paths([p], tmp_path)[0].name
         assert (tmp_path / "w1" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes(), name
@@ -241,6 +243,40 @@ def test_workers_are_forked_only_when_that_is_safe(monkeypatch):
     monkeypatch.delenv("PERFACE_WORKER_START")
     monkeypatch.setattr(threading, "active_count", lambda: 2)  # another thread could hold a lock at the fork
     assert not fork_workers_possible()
+
+
+def test_detect_ahead_sends_what_the_workers_would_find(tmp_path, astronaut):
+    """The child that detects while the models load: its faces are exactly ``detect_with_unsure``'s, an unreadable
+    file is left to its worker, and it stops when told."""
+    import multiprocessing
+
+    from perface.anonymize.runner import _detect_ahead
+    from perface.face.detect import detect_with_unsure
+    from perface.face.io import read_image
+
+    folder = _folder(tmp_path, astronaut, 2, size=320)
+    (folder / "img000x.jpg").write_bytes(b"not an image")
+    paths = sorted(folder.iterdir())  # img000.jpg, img000x.jpg, img001.jpg
+    cfg = AnonymizeConfig().detect
+    ours, theirs = multiprocessing.Pipe()
+    _detect_ahead(cfg, paths, None, theirs)  # here, to the end: nobody asked it to stop
+    got = {}
+    with pytest.raises(EOFError):  # the child's end is closed once it is done
+        while True:
+            i, found = ours.recv()
+            got[i] = found
+    assert sorted(got) == [0, 2]
+    for i, (faces, unsure) in got.items():
+        ref_faces, ref_unsure = detect_with_unsure(read_image(paths[i]), cfg)
+        assert len(faces) == len(ref_faces) == 1
+        assert [(f.box, f.score, f.rotation) for f in faces + unsure] == [
+            (f.box, f.score, f.rotation) for f in ref_faces + ref_unsure]
+        assert np.array_equal(faces[0].landmarks, ref_faces[0].landmarks)
+    ours, theirs = multiprocessing.Pipe()
+    ours.send("stop")
+    _detect_ahead(cfg, paths, None, theirs)
+    with pytest.raises(EOFError):  # told to stop before the first image: nothing sent
+        ours.recv()
 
 
 def test_workers_need_a_recipe(tmp_path):

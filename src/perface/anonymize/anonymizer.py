@@ -177,6 +177,7 @@ class Anonymizer:
         self._identity_cache: dict[str, np.ndarray] = {}  # donor id -> unit identity embedding
         self._donor_feats: dict[tuple[str, str], np.ndarray] = {}  # (recognizer, donor id) -> its features
         self._stored_feats_read: set[str] = set()  # recognizers whose stored donor features were read
+        self._stored_skin_read = False
         # perceptual embeddings made beside the identities of one image, by (id(image), id(face))
         self._queries: dict[tuple[int, int], np.ndarray] = {}
         from perface.face.recognizers import get_recognizer
@@ -215,6 +216,8 @@ class Anonymizer:
             for name in self.recognizers:
                 for donor_id in first:
                     self._donor_features(name, donor_id)
+            for donor_id in first:
+                self.donor_skin_lightness(donor_id)
         self._queries.clear()
 
     def reconnect(self) -> None:
@@ -230,7 +233,12 @@ class Anonymizer:
         return self._donor_cache[donor_id]
 
     def donor_skin_lightness(self, donor_id: str) -> float | None:
-        """A donor's skin lightness, cached; its crop is read once and not kept."""
+        """A donor's skin lightness: stored beside the gallery (checked, read once), else from its crop (cached)."""
+        if not self._stored_skin_read:
+            from perface.anonymize import donor_features
+
+            self._stored_skin_read = True
+            self._skin_cache.update(donor_features.load_skin(self.gallery))
         if donor_id not in self._skin_cache:
             from perface.anonymize.swap import skin_lightness
 
@@ -285,13 +293,15 @@ class Anonymizer:
             self._donor_feats[key] = donor_features.donor_features(self.recognizers[name], crop, lm)
         return self._donor_feats[key]
 
-    def anonymize_array(self, image: np.ndarray, seed: int | None = None) -> tuple[np.ndarray, list[FaceRecord]]:
+    def anonymize_array(self, image: np.ndarray, seed: int | None = None, detected: tuple | None = None
+                        ) -> tuple[np.ndarray, list[FaceRecord]]:
         """Anonymize every face of an RGB image; returns the new image and one record per face, then one per
         unsure region (``kind="unsure"``: scored just below the detection threshold, hidden by the fallback).
 
-        Each record's ``left_unanonymized`` says, from the pixels, whether its box came out unchanged."""
+        ``detected``: ``detect_with_unsure(image, config.detect)`` when it was already computed. Each record's
+        ``left_unanonymized`` says, from the pixels, whether its box came out unchanged."""
         cfg = self.config
-        faces, unsure = detect_with_unsure(image, cfg.detect)
+        faces, unsure = detected if detected is not None else detect_with_unsure(image, cfg.detect)
         out = image.copy()
         records: list[FaceRecord] = []
         used: set[str] = set()

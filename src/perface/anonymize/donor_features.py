@@ -1,4 +1,5 @@
-"""The consulted recognizers' features of a gallery's donors, stored beside the gallery (``<gallery>.recognizers.npz``).
+"""The consulted recognizers' features of a gallery's donors, and their skin lightness, stored beside the gallery
+(``<gallery>.recognizers.npz``).
 
 Why: the anonymizer pre-screens every donor it tries with each consulted recognizer. Computed lazily, a donor's
 features cost one network run per recognizer the first time each process meets that donor: on 15 CelebA photos
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from perface.face.recognizers import Recognizer
 
 SUFFIX = ".recognizers.npz"
+SKIN = "skin_lightness"  # the donors' skin lightness (step 3's skin window), stored in the same file
 TOLERANCE = 1e-5  # largest difference between a stored and a recomputed feature (ONNX Runtime builds differ ~1e-7)
 
 
@@ -51,10 +53,17 @@ def write(gallery: Gallery, recognizers: Sequence[Recognizer],
           on_progress: Callable[[int, int], None] | None = None) -> Path:
     """Compute every donor's features for each recognizer (one face at a time, as the anonymizer does) and store
     them atomically beside the gallery; returns the file's path."""
+    from perface.anonymize.swap import skin_lightness
     from perface.face.io import write_bytes_atomic
 
     ids = sorted(gallery.ids())
     arrays: dict[str, np.ndarray] = {"ids": np.array(ids)}
+    skins = []
+    for donor_id in ids:
+        d = gallery.get(donor_id)
+        skin = skin_lightness(d.crop_rgb(), d.landmarks)
+        skins.append(np.nan if skin is None else skin)
+    arrays[SKIN] = np.array(skins, np.float64)
     total, done = len(ids) * len(recognizers), 0
     for rec in recognizers:
         rows = []
@@ -96,5 +105,32 @@ def load(gallery: Gallery, recognizer: Recognizer) -> dict[str, np.ndarray]:
         if not diff <= TOLERANCE:
             warnings.warn(f"{path}: stored {recognizer.name} features differ from recomputed ones ({diff:.1e}); "
                           "computing them instead (rewrite with `perface gallery features`)", stacklevel=2)
+            return {}
+    return stored
+
+
+def load_skin(gallery: Gallery) -> dict[str, float | None]:
+    """The stored skin lightness of every donor, by donor id (None where no skin shows); empty when there is no
+    file, it lacks them or a donor, or three of them (first, middle, last) differ from recomputed ones."""
+    from perface.anonymize.swap import skin_lightness
+
+    path = sidecar_path(gallery.path)
+    if not path.is_file():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if SKIN not in data.files:
+                return {}
+            ids = [str(i) for i in data["ids"]]
+            values = np.asarray(data[SKIN], np.float64)
+    except (OSError, ValueError, KeyError):
+        return {}
+    if len(values) != len(ids) or sorted(ids) != sorted(gallery.ids()):
+        return {}
+    stored = {i: (None if np.isnan(v) else float(v)) for i, v in zip(ids, values, strict=True)}
+    for donor_id in {ids[0], ids[len(ids) // 2], ids[-1]} if ids else ():
+        d = gallery.get(donor_id)
+        if skin_lightness(d.crop_rgb(), d.landmarks) != stored[donor_id]:
+            warnings.warn(f"{path}: stored skin lightness differs from recomputed; computing it instead", stacklevel=2)
             return {}
     return stored

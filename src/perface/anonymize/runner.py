@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from perface.anonymize.anonymizer import AnonymizeConfig, Anonymizer
+    from perface.face.detect import DetectConfig
 
 OUTPUT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 NAME_MAX_BYTES = 255  # longest file name on common file systems (ext4, XFS, APFS, NTFS in UTF-16 units)
@@ -202,13 +203,19 @@ def anonymize_files(
     in_process = workers == 1 or len(inputs) <= 1
     exits = contextlib.ExitStack()
     warm = None  # with forked workers: built and warmed here, so that the workers share its loaded models
+    detected: dict[int, tuple] = {}  # faces found ahead while the models loaded, by input index
+    ahead_note = ""
     if in_process and recipe is not None:  # models load before anything is written: a bad setup leaves nothing
         anonymizer = recipe.build()
     elif recipe is not None and fork_workers_possible():
         exits.enter_context(one_thread_runtimes())  # OpenCV too: no native thread may exist at the fork
         try:
+            ahead = _DetectAhead(recipe.config.detect, inputs, read_config) if config.method == "swap" else None
             warm = recipe.build()
-            warm.warm_up()
+            warm.warm_up()  # the detect-ahead process uses the other core meanwhile
+            detected = ahead.collect() if ahead is not None else {}
+            if ahead is not None:
+                ahead_note = f"; {len(detected)} image(s) detected on the other core while the models loaded"
         except BaseException:
             exits.close()
             raise
@@ -221,7 +228,7 @@ def anonymize_files(
         report.notes.append(f"removed {len(removed)} temp file(s) left by an earlier run that was killed")
     if not in_process:
         how = "forked from this run's loaded models" if warm is not None else "spawned, each loading the models"
-        report.notes.append(f"{min(workers, len(inputs))} worker processes, {how}")
+        report.notes.append(f"{min(workers, len(inputs))} worker processes, {how}{ahead_note}")
     writer = _ReportWriter(None if dry_run else claim_report_path(out_dir, config.overwrite), report, len(inputs))
     if writer.path is not None:
         report.path = str(writer.path)
@@ -231,7 +238,7 @@ def anonymize_files(
     status = "finished"
     try:  # after a fatal write error no new image starts; those in flight are still recorded
         runs = _run_here(jobs, anonymizer, dry_run, read_config, lambda: halted) if in_process else _run_pool(
-            jobs, recipe, min(workers, len(jobs)), dry_run, read_config, lambda: halted, warm)
+            jobs, recipe, min(workers, len(jobs)), dry_run, read_config, lambda: halted, warm, detected)
         for i, rec, fatal, meta in runs:
             if any(meta):
                 report.gallery, report.model = meta
@@ -274,14 +281,16 @@ def _meta(an: Anonymizer) -> tuple[str | None, str | None]:
             an.model.model_id if an.model is not None else None)
 
 
-def _process(an: Anonymizer, src: Path, dst: Path, dry_run: bool, read_config: ReadConfig | None
-             ) -> tuple[ImageRecord, OutputError | None, tuple[str | None, str | None]]:
-    """Read, anonymize and write one image; any failure becomes the record's error (no output: fail closed)."""
+def _process(an: Anonymizer, src: Path, dst: Path, dry_run: bool, read_config: ReadConfig | None,
+             detected: tuple | None = None) -> tuple[ImageRecord, OutputError | None, tuple[str | None, str | None]]:
+    """Read, anonymize and write one image; any failure becomes the record's error (no output: fail closed).
+
+    ``detected``: the image's (faces, unsure regions) when they were found ahead (:class:`_DetectAhead`)."""
     t = time.perf_counter()
     fatal = None
     try:
         image = read_image(src, read_config)
-        result, faces = an.anonymize_array(image)
+        result, faces = an.anonymize_array(image) if detected is None else an.anonymize_array(image, detected=detected)
         out = None if dry_run else save_output(dst, result, overwrite=an.config.overwrite)
         rec = ImageRecord(str(src), None if out is None else str(out), faces)
     except InputError as exc:
@@ -417,14 +426,77 @@ def _init_forked() -> None:
             f"worker could not start: {type(exc).__name__}: {exc}")
 
 
-def _work(i: int, src: Path, dst: Path, dry_run: bool, read_config: ReadConfig | None):
+def _work(i: int, src: Path, dst: Path, dry_run: bool, read_config: ReadConfig | None, detected: tuple | None = None):
     if "error" in _WORKER:
         raise _WORKER["error"]
-    return (i, *_process(_WORKER["anonymizer"], src, dst, dry_run, read_config))
+    return (i, *_process(_WORKER["anonymizer"], src, dst, dry_run, read_config, detected))
+
+
+class _DetectAhead:
+    """While this process loads the models for the workers it will fork (about 1.5 s on one core), a forked
+    child detects the first images on the other core, which would otherwise wait; the workers then skip detection
+    for them. Why: on 2 cores that loading was the one stretch of a folder run with a core idle. The child holds
+    only the detector (loaded before it forks); its results are those the workers would compute, on the same
+    decoded pixels."""
+
+    def __init__(self, config: DetectConfig, inputs: Sequence[Path], read_config: ReadConfig | None) -> None:
+        import multiprocessing
+
+        from perface.face.detect import get_detector
+
+        get_detector(config.backend)  # in the child already
+        ctx = multiprocessing.get_context("fork")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_detect_ahead_child, args=(config, list(inputs), read_config, child),
+                                 daemon=True, name="perface-detect-ahead")
+        self._proc.start()
+        child.close()
+
+    def collect(self) -> dict[int, tuple]:
+        """Stop the child after the image it is on; the detections it sent, by input index (empty on failure)."""
+        out: dict[int, tuple] = {}
+        with contextlib.suppress(OSError, ValueError):  # the child may have finished every input already
+            self._conn.send("stop")
+        with contextlib.suppress(OSError, EOFError, ValueError):
+            while True:
+                i, found = self._conn.recv()
+                out[i] = found
+        self._conn.close()
+        self._proc.join(timeout=30)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
+        return out
+
+
+def _detect_ahead_child(config, inputs: list[Path], read_config: ReadConfig | None, conn) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's
+    _detect_ahead(config, inputs, read_config, conn)
+
+
+def _detect_ahead(config, inputs: list[Path], read_config: ReadConfig | None, conn) -> None:
+    """What the detect-ahead child does: detect the inputs in order, sending ``(index, (faces, unsure))``, until
+    told to stop (an unreadable input is left to its worker, which reports it)."""
+    from perface.face.detect import detect_with_unsure
+
+    try:
+        for i, src in enumerate(inputs):
+            if conn.poll():
+                conn.recv()  # the stop message, read so that closing leaves nothing unread (a reset, not an EOF)
+                break
+            try:
+                found = detect_with_unsure(read_image(src, read_config), config)
+            except Exception:  # noqa: BLE001, S112 - the worker reads it again and reports what is wrong
+                continue
+            conn.send((i, found))
+    finally:
+        conn.close()
 
 
 def _run_pool(jobs, recipe: AnonymizerRecipe, workers: int, dry_run: bool, read_config, stopped,
-              warm: Anonymizer | None = None):
+              warm: Anonymizer | None = None, detected: dict[int, tuple] | None = None):
     """Jobs through a process pool, at most two per worker in flight (memory stays flat however many files).
 
     ``warm``: an anonymizer with its models loaded, which forked workers inherit (:func:`fork_workers_possible`
@@ -451,7 +523,8 @@ def _run_pool(jobs, recipe: AnonymizerRecipe, workers: int, dry_run: bool, read_
             while todo or pending:
                 while todo and len(pending) < 2 * workers and not broken and not stopped():
                     i, src, dst = todo.pop()
-                    pending[pool.submit(_work, i, src, dst, dry_run, read_config)] = (i, src)
+                    found = (detected or {}).pop(i, None)
+                    pending[pool.submit(_work, i, src, dst, dry_run, read_config, found)] = (i, src)
                 if not pending:
                     break
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
