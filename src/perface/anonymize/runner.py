@@ -5,7 +5,9 @@ the reason and the run goes on; no output is written for it (fail closed). Outpu
 under names no other run holds; the report is rewritten as the run goes (``"status": "running"``), so a killed
 run leaves complete outputs and a report of what was done up to about a second before. A full disk stops the
 run with one error and the report of what was written. ``workers > 1`` anonymizes in that many processes,
-each with one-thread runtimes; outputs do not depend on the worker count (each image is seeded alone).
+each with one-thread runtimes; outputs do not depend on the worker count (each image is seeded alone). Where it
+is safe (:func:`fork_workers_possible`) the workers are forked from this process once it has loaded the models,
+and a child holding only the detector finds the faces of the first images meanwhile (:class:`_DetectAhead`).
 """
 
 from __future__ import annotations
