@@ -45,7 +45,24 @@ def main() -> None:
         raise SystemExit(f"deface not found at {deface} (see benchmarks/deface_runner.py to install it)")
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     photos, _ = celeba_at_640(args.n, start=100)
-    tmp = Path(tempfile.mkdtemp(prefix="perface-pairs-"))
+    with tempfile.TemporaryDirectory(prefix="perface-pairs-") as name:
+        res = _rounds(photos, Path(name), deface, env, args.rounds)
+    pw, dw = ([w for w, _ in res[k]] for k in ("perface", "deface"))
+    pc, dc = ([c for _, c in res[k]] for k in ("perface", "deface"))
+    pairs = [d / p for p, d in zip(pw, dw, strict=True)]
+    mp, md, cp, cd = (statistics.median(x) for x in (pw, dw, pc, dc))
+    lines = [f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.rounds} rounds, {args.n} photos, "
+             f"1-minute load average {os.getloadavg()[0]:.1f}",
+             f"perface wall s: {[round(x, 2) for x in pw]}", f"deface wall s:  {[round(x, 2) for x in dw]}",
+             f"medians: perface {mp:.2f} s, deface {md:.2f} s -> {md / mp:.3f}x; per-round pairs median "
+             f"{statistics.median(pairs):.3f} (range {min(pairs):.3f}-{max(pairs):.3f}); CPU {cp:.1f} vs {cd:.1f} s "
+             f"-> {cd / cp:.3f}x"]
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _rounds(photos: list[Path], tmp: Path, deface: str, env: dict[str, str], rounds: int
+            ) -> dict[str, list[tuple[float, float]]]:
+    """Both whole commands each round, in alternating order: (wall, CPU) seconds per run."""
     theirs_in = tmp / "deface-in"
     theirs_in.mkdir()
     copies = [shutil.copy(p, theirs_in) for p in photos]
@@ -53,26 +70,14 @@ def main() -> None:
     theirs = [deface, *map(str, copies), "--backend", "onnxrt", "--ep", "CPUExecutionProvider"]
     _timed([*ours[:-1], str(tmp / "warm")], env)  # ONNX graphs exported and cached once
     res: dict[str, list[tuple[float, float]]] = {"perface": [], "deface": []}
-    for r in range(args.rounds):
+    for r in range(rounds):
         order = [("perface", ours), ("deface", theirs)]
         for name, cmd in order if r % 2 == 0 else order[::-1]:
             shutil.rmtree(tmp / "out", ignore_errors=True)
             for f in theirs_in.glob("*_anonymized.*"):
                 f.unlink()
             res[name].append(_timed(cmd, env))
-    pw, dw = ([w for w, _ in res[k]] for k in ("perface", "deface"))
-    pc, dc = ([c for _, c in res[k]] for k in ("perface", "deface"))
-    pairs = [d / p for p, d in zip(pw, dw, strict=True)]
-    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.rounds} rounds, {args.n} photos, "
-          f"1-minute load average {os.getloadavg()[0]:.1f}")
-    print("perface wall s:", [round(x, 2) for x in pw])
-    print("deface wall s: ", [round(x, 2) for x in dw])
-    mp, md, cp, cd = (statistics.median(x) for x in (pw, dw, pc, dc))
-    print(f"medians: perface {mp:.2f} s, deface {md:.2f} s -> {md / mp:.3f}x; per-round pairs median "
-          f"{statistics.median(pairs):.3f} (range {min(pairs):.3f}-{max(pairs):.3f}); CPU {cp:.1f} vs {cd:.1f} s "
-          f"-> {cd / cp:.3f}x")
-    shutil.rmtree(tmp, ignore_errors=True)
-
+    return res
 
 if __name__ == "__main__":
     main()
