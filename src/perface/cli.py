@@ -374,6 +374,7 @@ def gallery_build_cmd(
 
     from tqdm import tqdm
 
+    from perface.anonymize.anonymizer import AnonymizeConfig
     from perface.anonymize.donors import DonorBuildConfig, build_gallery, combine_labels, omi_labels, read_labels
     from perface.face.io import check_output_file
     from perface.metric.model import load
@@ -401,7 +402,7 @@ def gallery_build_cmd(
                             on_progress=progress)
     finally:
         bar.close()
-    _write_donor_features(out, _split_names("mobilefacenet,mobileface"))
+    _write_donor_features(out, AnonymizeConfig().recognizers)  # those `anonymize` consults by default
     for path, reason in rep.failed:
         typer.echo(_printable(f"skipped {path}: {reason}"), err=True)
     why = Counter(reason.split(" (")[0] for _, reason in rep.skipped)

@@ -20,18 +20,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from perface.anonymize.gallery import FEATURES_SUFFIX
+
 if TYPE_CHECKING:
     from perface.anonymize.gallery import Gallery
     from perface.face.recognizers import Recognizer
 
-SUFFIX = ".recognizers.npz"
 SKIN = "skin_lightness"  # the donors' skin lightness (step 3's skin window), stored in the same file
 TOLERANCE = 1e-5  # largest difference between a stored and a recomputed feature (ONNX Runtime builds differ ~1e-7)
 
 
 def sidecar_path(gallery_path: str | os.PathLike[str]) -> Path:
     """Where a gallery's stored donor features live: beside it, ``<gallery>.recognizers.npz``."""
-    return Path(f"{os.fspath(gallery_path)}{SUFFIX}")
+    return Path(f"{os.fspath(gallery_path)}{FEATURES_SUFFIX}")
 
 
 def donor_features(recognizer: Recognizer, crop: np.ndarray, landmarks68: np.ndarray) -> np.ndarray:
@@ -51,28 +52,28 @@ def _features_of(gallery: Gallery, recognizer: Recognizer, donor_id: str) -> np.
 
 def write(gallery: Gallery, recognizers: Sequence[Recognizer],
           on_progress: Callable[[int, int], None] | None = None) -> Path:
-    """Compute every donor's features for each recognizer (one face at a time, as the anonymizer does) and store
-    them atomically beside the gallery; returns the file's path."""
+    """Compute every donor's skin lightness and features for each recognizer (one face at a time, as the anonymizer
+    does; each crop read once) and store them atomically beside the gallery; returns the file's path."""
     from perface.anonymize.swap import skin_lightness
     from perface.face.io import write_bytes_atomic
 
     ids = sorted(gallery.ids())
-    arrays: dict[str, np.ndarray] = {"ids": np.array(ids)}
-    skins = []
+    skins: list[float] = []
+    rows: dict[str, list[np.ndarray]] = {rec.name: [] for rec in recognizers}
+    total, done = len(ids) * len(recognizers), 0
     for donor_id in ids:
         d = gallery.get(donor_id)
-        skin = skin_lightness(d.crop_rgb(), d.landmarks)
+        crop = d.crop_rgb()
+        skin = skin_lightness(crop, d.landmarks)
         skins.append(np.nan if skin is None else skin)
-    arrays[SKIN] = np.array(skins, np.float64)
-    total, done = len(ids) * len(recognizers), 0
-    for rec in recognizers:
-        rows = []
-        for donor_id in ids:
-            rows.append(_features_of(gallery, rec, donor_id))
+        for rec in recognizers:
+            rows[rec.name].append(donor_features(rec, crop, d.landmarks))
             done += 1
             if on_progress:
                 on_progress(done, total)
-        arrays[rec.name] = np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
+    arrays: dict[str, np.ndarray] = {"ids": np.array(ids), SKIN: np.array(skins, np.float64)}
+    for name, feats in rows.items():
+        arrays[name] = np.stack(feats).astype(np.float32) if feats else np.zeros((0, 0), np.float32)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     path = sidecar_path(gallery.path)
@@ -80,31 +81,47 @@ def write(gallery: Gallery, recognizers: Sequence[Recognizer],
     return path
 
 
+def _stored(gallery: Gallery, key: str) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """One stored array of the gallery's file, by donor id, as ``(values, None)``; ``(None, None)`` when there is
+    no file or it lacks ``key``; ``(None, why)`` when it cannot be read or does not hold exactly the gallery's
+    donors."""
+    path = sidecar_path(gallery.path)
+    if not path.is_file():
+        return None, None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if key not in data.files:
+                return None, None
+            ids = [str(i) for i in data["ids"]]
+            values = np.asarray(data[key])
+    except (OSError, ValueError, KeyError) as exc:
+        return None, f"{path}: stored donor features not used ({exc})"
+    if len(values) != len(ids) or sorted(ids) != sorted(gallery.ids()):
+        return None, (f"{path}: stored donor features do not match the gallery's donors; computing them instead "
+                      "(rewrite with `perface gallery features`)")
+    return dict(zip(ids, values, strict=True)), None
+
+
+def _spot_checked(ids: Sequence[str]) -> set[str]:
+    """The donors recomputed before a stored set is used: the first, middle and last."""
+    return {ids[0], ids[len(ids) // 2], ids[-1]} if ids else set()
+
+
 def load(gallery: Gallery, recognizer: Recognizer) -> dict[str, np.ndarray]:
     """The stored features of every donor for ``recognizer``, by donor id; empty when there is no file, it lacks
     that recognizer or a donor, or its spot check fails (then with a warning saying why)."""
-    path = sidecar_path(gallery.path)
-    if not path.is_file():
+    values, why = _stored(gallery, recognizer.name)
+    if values is None:
+        if why:
+            warnings.warn(why, stacklevel=2)
         return {}
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if recognizer.name not in data.files:
-                return {}
-            ids = [str(i) for i in data["ids"]]
-            feats = np.asarray(data[recognizer.name], np.float32)
-    except (OSError, ValueError, KeyError) as exc:
-        warnings.warn(f"{path}: stored donor features not used ({exc})", stacklevel=2)
-        return {}
-    if len(feats) != len(ids) or sorted(ids) != sorted(gallery.ids()):
-        warnings.warn(f"{path}: stored donor features do not match the gallery's donors; computing them instead "
-                      "(rewrite with `perface gallery features`)", stacklevel=2)
-        return {}
-    stored = dict(zip(ids, feats, strict=True))
-    for donor_id in {ids[0], ids[len(ids) // 2], ids[-1]} if ids else ():
+    stored = {i: np.asarray(v, np.float32) for i, v in values.items()}
+    for donor_id in _spot_checked(sorted(stored)):
         diff = float(np.abs(_features_of(gallery, recognizer, donor_id) - stored[donor_id]).max())
         if not diff <= TOLERANCE:
-            warnings.warn(f"{path}: stored {recognizer.name} features differ from recomputed ones ({diff:.1e}); "
-                          "computing them instead (rewrite with `perface gallery features`)", stacklevel=2)
+            warnings.warn(f"{sidecar_path(gallery.path)}: stored {recognizer.name} features differ from recomputed "
+                          f"ones ({diff:.1e}); computing them instead (rewrite with `perface gallery features`)",
+                          stacklevel=2)
             return {}
     return stored
 
@@ -114,23 +131,14 @@ def load_skin(gallery: Gallery) -> dict[str, float | None]:
     file, it lacks them or a donor, or three of them (first, middle, last) differ from recomputed ones."""
     from perface.anonymize.swap import skin_lightness
 
-    path = sidecar_path(gallery.path)
-    if not path.is_file():
+    values, _ = _stored(gallery, SKIN)
+    if values is None:
         return {}
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if SKIN not in data.files:
-                return {}
-            ids = [str(i) for i in data["ids"]]
-            values = np.asarray(data[SKIN], np.float64)
-    except (OSError, ValueError, KeyError):
-        return {}
-    if len(values) != len(ids) or sorted(ids) != sorted(gallery.ids()):
-        return {}
-    stored = {i: (None if np.isnan(v) else float(v)) for i, v in zip(ids, values, strict=True)}
-    for donor_id in {ids[0], ids[len(ids) // 2], ids[-1]} if ids else ():
+    stored = {i: (None if np.isnan(v) else float(v)) for i, v in values.items()}
+    for donor_id in _spot_checked(sorted(stored)):
         d = gallery.get(donor_id)
         if skin_lightness(d.crop_rgb(), d.landmarks) != stored[donor_id]:
-            warnings.warn(f"{path}: stored skin lightness differs from recomputed; computing it instead", stacklevel=2)
+            warnings.warn(f"{sidecar_path(gallery.path)}: stored skin lightness differs from recomputed; computing "
+                          "it instead", stacklevel=2)
             return {}
     return stored

@@ -75,6 +75,7 @@ __all__ = [
 FORMAT_VERSION: Final = 1
 LANDMARK_POINTS: Final = 68
 INDEX_SUFFIX: Final = ".usearch"
+FEATURES_SUFFIX: Final = ".recognizers.npz"  # donors' stored recognizer features (anonymize/donor_features.py)
 APPLICATION_ID: Final = 0x50464731  # "PFG1" in SQLite's header, so `file`-like tools can tell galleries apart
 REBUILD_HINT: Final = "rebuild it with `perface gallery build`"
 
@@ -601,7 +602,7 @@ def _publish(temporary: Path, target: Path, overwrite: bool) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(Path(f"{target}{INDEX_SUFFIX}"))  # index of the replaced gallery
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(Path(f"{target}.recognizers.npz"))  # its donors' stored features (anonymize/donor_features.py)
+            os.unlink(Path(f"{target}{FEATURES_SUFFIX}"))  # its donors' stored features
     with contextlib.suppress(OSError):  # make the rename durable
         directory = os.open(target.parent, os.O_RDONLY)
         try:

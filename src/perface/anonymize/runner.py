@@ -211,16 +211,19 @@ def anonymize_files(
         anonymizer = recipe.build()
     elif recipe is not None and fork_workers_possible():
         exits.enter_context(one_thread_runtimes())  # OpenCV too: no native thread may exist at the fork
+        ahead = None
         try:
             ahead = _DetectAhead(recipe.config.detect, inputs, read_config) if config.method == "swap" else None
             warm = recipe.build()
             warm.warm_up()  # the detect-ahead process uses the other core meanwhile
-            detected = ahead.collect() if ahead is not None else {}
-            if ahead is not None:
-                ahead_note = f"; {len(detected)} image(s) detected on the other core while the models loaded"
         except BaseException:
+            if ahead is not None:  # stopped and reaped: the CLI ends with os._exit, which would leave it running
+                ahead.collect()
             exits.close()
             raise
+        if ahead is not None:
+            detected = ahead.collect()
+            ahead_note = f"; {len(detected)} image(s) detected on the other core while the models loaded"
     elif recipe is not None:
         recipe.check()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -485,8 +488,9 @@ def _detect_ahead(config, inputs: list[Path], read_config: ReadConfig | None, co
 
     try:
         for i, src in enumerate(inputs):
-            if conn.poll():
-                conn.recv()  # the stop message, read so that closing leaves nothing unread (a reset, not an EOF)
+            if conn.poll():  # the stop message, read so that closing leaves nothing unread (a reset, not an EOF);
+                with contextlib.suppress(EOFError, OSError):  # or the parent is gone
+                    conn.recv()
                 break
             try:
                 found = detect_with_unsure(read_image(src, read_config), config)
