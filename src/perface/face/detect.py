@@ -842,19 +842,22 @@ def _split(c: _Cands, shape, config: DetectConfig, backend: str) -> tuple[list[F
     return faces, unsure
 
 
-def dlib_shape(image: np.ndarray, box: tuple[float, float, float, float], points: int = 5):
-    """dlib's 5- or 68-point ``full_object_detection`` for a box (what dlib's chips are cut from)."""
-    import dlib
-
+def shape_points(image: np.ndarray, box: tuple[float, float, float, float], points: int = 5) -> np.ndarray:
+    """dlib's 5- or 68-point landmarks for a box, (N, 2) int64 (the points dlib's chips are cut from)."""
     from perface.face.landmarks import get_shape_predictor  # one cached predictor per process, shared with the swapper
 
-    rect = dlib.rectangle(int(round(box[0])), int(round(box[1])), int(round(box[2])), int(round(box[3])))
+    rect = (int(round(box[0])), int(round(box[1])), int(round(box[2])), int(round(box[3])))
+    if not image.flags.c_contiguous:
+        image = np.ascontiguousarray(image)
     return get_shape_predictor(5 if points == 5 else 68)(image, rect)
 
 
-def shape_to_array(shape) -> np.ndarray:
-    """dlib shape -> (N, 2) float32 array."""
-    return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+def dlib_shape(image: np.ndarray, box: tuple[float, float, float, float], points: int = 5):
+    """dlib's 5- or 68-point ``full_object_detection`` for a box (what ``dlib.get_face_chip_details`` takes)."""
+    import dlib
+
+    rect = dlib.rectangle(int(round(box[0])), int(round(box[1])), int(round(box[2])), int(round(box[3])))
+    return dlib.full_object_detection(rect, [dlib.point(int(x), int(y)) for x, y in shape_points(image, box, points)])
 
 
 def five_from_68(lm68: np.ndarray) -> np.ndarray:
@@ -908,7 +911,7 @@ class HogDetector:
         for r, s in zip(rects, scores, strict=True):
             box = (max(0.0, r.left() / scale), max(0.0, r.top() / scale),
                    min(float(w), (r.right() + 1) / scale), min(float(h), (r.bottom() + 1) / scale))
-            lm5 = shape_to_array(dlib_shape(image, box, 5))
+            lm5 = shape_points(image, box, 5).astype(np.float32)
             # HOG scores are SVM margins; squash them into (0, 1) so thresholds read alike across backends.
             f = Face(box=box, score=float(1 / (1 + np.exp(-2 * s))), landmarks=five_from_dlib5(lm5, box),
                      backend="hog")
@@ -965,7 +968,7 @@ def detect_with_unsure(image: np.ndarray, config: DetectConfig | None = None, st
     faces = sorted((f for f in faces if f.size >= cfg.min_size), key=lambda f: -f.score)
     unsure = sorted((f for f in unsure if f.size >= cfg.min_size), key=lambda f: -f.score)
     if cfg.dense_landmarks:
-        faces = [replace(f, landmarks68=shape_to_array(dlib_shape(image, f.box, 68))) for f in faces]
+        faces = [replace(f, landmarks68=shape_points(image, f.box, 68).astype(np.float32)) for f in faces]
     return faces, unsure
 
 
