@@ -83,3 +83,11 @@ def test_landmarks_module_runs_the_port_for_68_points(astronaut: np.ndarray) -> 
     want = dlib.shape_predictor(PATHS[68])(astronaut, dlib.rectangle(177, 76, 270, 170))
     got = L.predict_landmarks68(astronaut, (177.0, 76.0, 270.0, 170.0))
     assert np.array_equal(got, np.array([(p.x, p.y) for p in want.parts()], np.float32))
+
+
+def test_image_of_another_type_is_refused() -> None:
+    pred = S.load_shape_predictor(PATHS[5])
+    with pytest.raises(ValueError, match="uint8"):
+        pred(np.zeros((50, 50, 3), np.float32), (5, 5, 40, 40))
+    with pytest.raises(ValueError, match="uint8"):
+        pred(np.zeros((50, 50, 4), np.uint8), (5, 5, 40, 40))

@@ -173,8 +173,8 @@ class ShapePredictor:
         leaves = arrays["leaves"]
         self.levels, trees, nl, dim = leaves.shape
         ns = arrays["split_idx"].shape[2]
-        if nl != ns + 1 or nl & (nl - 1) or ns > 30:
-            raise ShapeFormatError(f"trees of {ns} splits and {nl} leaves are not complete binary trees")
+        if nl != ns + 1 or nl & (nl - 1) or ns > 20:  # the leaf table below has 2 ** splits entries
+            raise ShapeFormatError(f"trees of {ns} splits and {nl} leaves: not complete binary trees of depth <= 4")
         self.initial = np.asarray(arrays["initial"], np.float32)
         self._leaves = [np.asarray(leaves[c]).reshape(-1, dim) for c in range(self.levels)]  # memory-mapped rows
         self._i1 = [np.ascontiguousarray(arrays["split_idx"][c, :, :, 0]) for c in range(self.levels)]
@@ -209,6 +209,8 @@ class ShapePredictor:
         return m[0][:, None], m[1][:, None]
 
     def __call__(self, image: np.ndarray, rect: tuple[int, int, int, int]) -> np.ndarray:
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+            raise ValueError(f"image must be (H, W, 3) or (H, W) uint8, got {image.shape} {image.dtype}")
         left, top, right, bottom = (int(v) for v in rect)
         h, w = image.shape[:2]
         flat = image.reshape(-1)
