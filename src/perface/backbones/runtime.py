@@ -13,7 +13,8 @@ Environment:
   session (at these batch sizes, with other jobs sharing the 2 cores, one thread ran dlib's net and MobileFaceNet
   twice as fast as two; issue 20 found one as fast as two on a quiet machine); PyTorch keeps its own default.
 * ``PERFACE_CACHE_DIR``: where exported graphs live (default ``$XDG_CACHE_HOME/perface`` or
-  ``~/.cache/perface``); an unwritable folder falls back to a per-process temporary one.
+  ``~/.cache/perface``), and the decoded landmark model (:mod:`perface.face.shape_predictor`); an unwritable
+  folder falls back to a per-process temporary one.
 * ``PERFACE_RUNTIME=torch``: skip ONNX Runtime and run every network in PyTorch (equality checks, debugging).
 """
 
