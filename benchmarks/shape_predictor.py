@@ -20,18 +20,6 @@ from _common import REPO, shared_data, write_fragment
 sys.path.insert(0, str(REPO / "src"))
 
 
-def boxes(image: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Detected faces' boxes, shifted and resized ones, and boxes cut by the image's borders."""
-    from perface.face.detect import detect
-
-    h, w = image.shape[:2]
-    out = []
-    for f in detect(image):
-        x1, y1, x2, y2 = (int(round(v)) for v in f.box)
-        out += [(x1, y1, x2, y2), (x1 - 9, y1 + 4, x2 + 13, y2 - 3), (x1 + 5, y1 + 5, x2 - 5, y2 - 5)]
-    return out + [(-40, -30, 60, 70), (w - 50, h - 60, w + 40, h + 30)]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=150, help="CelebA photos")
@@ -43,12 +31,12 @@ def main() -> None:
 
     from perface.anonymize.runner import use_one_thread_runtimes
     from perface.face.io import read_image
-    from perface.face.shape_predictor import load_shape_predictor
+    from perface.face.shape_predictor import load_shape_predictor, probe_boxes
 
     use_one_thread_runtimes()
     root = shared_data() / "celeba" / "images"
     images = [read_image(p) for p in sorted(root.glob("*.jpg"))[: args.n]]
-    cases = [(im, r) for im in images for r in boxes(im)]
+    cases = [(im, r) for im in images for r in probe_boxes(im)]
     rows = []
     models = ((68, frm.pose_predictor_model_location()), (5, frm.pose_predictor_five_point_model_location()))
     for points, path in models:
@@ -82,7 +70,7 @@ def main() -> None:
     head = ("| model | same points as dlib | largest difference (px) | dlib load | port: first load (decode, cache) "
             "| port: later loads | dlib call | port call |")
     body = f"""`python benchmarks/shape_predictor.py --n {args.n}`: {args.n} CelebA photos, {len(cases)} boxes (each
-detected face's box, a shifted and resized copy, a shrunk one, and two boxes cut by the borders of each photo); points
+detected face's box, a shifted and resized copy, a shrunk one, and three boxes cut by the borders of each photo); points
 compared exactly (dlib returns integer pixel positions). Load: CPU seconds; calls: median wall time, one thread.
 
 {head}

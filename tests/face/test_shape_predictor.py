@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from perface.face import shape_predictor as S
-from perface.face.detect import detect
 from perface.face.io import read_image
 
 frm = pytest.importorskip("face_recognition_models")
@@ -17,23 +16,13 @@ dlib = pytest.importorskip("dlib")
 PATHS = {68: frm.pose_predictor_model_location(), 5: frm.pose_predictor_five_point_model_location()}
 
 
-def _rects(image: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Boxes of the detected faces, shifted and resized ones, and ones cut by every border of the image."""
-    h, w = image.shape[:2]
-    out = []
-    for f in detect(image):
-        x1, y1, x2, y2 = (int(round(v)) for v in f.box)
-        out += [(x1, y1, x2, y2), (x1 - 9, y1 + 4, x2 + 13, y2 - 3), (x1 + 5, y1 + 5, x2 - 5, y2 - 5)]
-    return out + [(-40, -30, 60, 70), (w - 50, h - 60, w + 40, h + 30), (w // 3, -80, w // 3 + 90, 10)]
-
-
 @pytest.mark.parametrize("points", [68, 5])
 def test_points_equal_dlib(points: int, astronaut: np.ndarray, group_image_path) -> None:
     ours = S.load_shape_predictor(PATHS[points])
     theirs = dlib.shape_predictor(PATHS[points])
     grey = np.ascontiguousarray(astronaut.mean(axis=2).astype(np.uint8))
-    cases = [(astronaut, r) for r in _rects(astronaut)]
-    cases += [(img, r) for img in [read_image(group_image_path)] for r in _rects(img)]
+    cases = [(astronaut, r) for r in S.probe_boxes(astronaut)]
+    cases += [(img, r) for img in [read_image(group_image_path)] for r in S.probe_boxes(img)]
     cases += [(grey, (177, 76, 270, 170)), (grey, (150, 60, 300, 200))]
     assert len(cases) >= 20
     for image, rect in cases:

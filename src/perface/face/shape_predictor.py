@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ShapePredictor", "ShapeFormatError", "decode_dat", "load_shape_predictor"]
+__all__ = ["ShapePredictor", "ShapeFormatError", "decode_dat", "load_shape_predictor", "probe_boxes"]
 
 _ARRAYS = ("initial", "leaves", "split_idx", "split_thresh", "anchors", "deltas")
 _LOCK = threading.Lock()
@@ -281,3 +281,16 @@ def load_shape_predictor(path: str | os.PathLike[str]) -> ShapePredictor:
         except OSError:  # an unwritable cache: run from the decoded arrays in this process
             return ShapePredictor(arrays)
         return _read_cache(folder) or ShapePredictor(arrays)
+
+
+def probe_boxes(image: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Boxes to compare the port with dlib on: each detected face's box, a shifted and resized copy, a shrunk one,
+    and boxes cut by the image's borders (used by the tests and ``benchmarks/shape_predictor.py``)."""
+    from perface.face.detect import detect
+
+    h, w = image.shape[:2]
+    out = []
+    for f in detect(image):
+        x1, y1, x2, y2 = (int(round(v)) for v in f.box)
+        out += [(x1, y1, x2, y2), (x1 - 9, y1 + 4, x2 + 13, y2 - 3), (x1 + 5, y1 + 5, x2 - 5, y2 - 5)]
+    return out + [(-40, -30, 60, 70), (w - 50, h - 60, w + 40, h + 30), (w // 3, -80, w // 3 + 90, 10)]
