@@ -21,6 +21,8 @@ sigmoid((d(C,B) - d(C,A)) / tau), and always picks a face identical to C (as peo
                                           # writes docs/benchmarks/annotation_e2e.md
     python benchmarks/annotation_e2e.py --work W --reuse-votes   # again on W's votes: new configs, training and
                                                                  # held-out scores only
+    python benchmarks/annotation_e2e.py --sources 330 --per-target 40 --heldout-targets 0 [--seed 1]
+        # more distinct sources for about as many triplets (each target gets 40 of the groups), another draw
 """
 
 from __future__ import annotations
@@ -250,7 +252,10 @@ def main() -> None:
     ap.add_argument("--no-screenshots", action="store_true")
     ap.add_argument("--targets", type=int, default=20, help="training targets (half female, half male)")
     ap.add_argument("--sources", type=int, default=240, help="training sources (groups of three per gender)")
-    ap.add_argument("--heldout-targets", type=int, default=20)
+    ap.add_argument("--per-target", type=int, default=None,
+                    help="source groups per target (default: every group of its gender, crossed as in SimCelebA)")
+    ap.add_argument("--seed", type=int, default=0, help="another draw of faces and annotator noise (0: the documented)")
+    ap.add_argument("--heldout-targets", type=int, default=20, help="0: no larger held-out set")
     ap.add_argument("--heldout-sources", type=int, default=120)
     ap.add_argument("--reuse-votes", action="store_true",
                     help="--work holds a finished run: keep its project and votes; redo export, training, held-out")
@@ -267,10 +272,12 @@ def main() -> None:
 
     # the export's faces avoid the shipped model's held-out faces, which the fair test below needs
     shipped_held_out = set(read_model_folder("default")[1]["metadata"]["held_out_faces"])
-    targets, sources = pick_faces(gender, args.targets, args.sources, seed=0, exclude=shipped_held_out)
-    h_targets, h_sources = pick_faces(gender, args.heldout_targets, args.heldout_sources, seed=1,
+    base = 3 * args.seed
+    targets, sources = pick_faces(gender, args.targets, args.sources, seed=base, exclude=shipped_held_out)
+    larger = args.heldout_targets > 0
+    h_targets, h_sources = pick_faces(gender, args.heldout_targets, args.heldout_sources, seed=base + 1,
                                       exclude=set(targets + sources))
-    f_targets, f_sources = pick_faces(gender, args.fair_targets, args.fair_sources, seed=2,
+    f_targets, f_sources = pick_faces(gender, args.fair_targets, args.fair_sources, seed=base + 2,
                                       exclude=set(targets + sources), only=shipped_held_out)
     f_labels = work / "heldout-shipped-faces" / "labels.csv"
     if not f_labels.is_file():
@@ -284,10 +291,12 @@ def main() -> None:
         admin = cli("annotate", "admin-token", str(work / "project")).strip()  # a fresh one: the first was shown once
     else:
         labels = folders(work / "train-faces", omi, targets, sources, gender)
-        h_labels = folders(work / "heldout-faces", omi, h_targets, h_sources, gender)
-        log(f"1. perface annotate create ({args.targets} targets x {args.sources // 6} same-gender source groups)")
+        h_labels = folders(work / "heldout-faces", omi, h_targets, h_sources, gender) if larger else None
+        each = f"{args.per_target} of " if args.per_target else ""
+        log(f"1. perface annotate create ({args.targets} targets x {each}{args.sources // 6} same-gender groups)")
         out = cli("annotate", "create", str(work / "project"), "--targets", str(work / "train-faces/targets"),
-                  "--sources", str(work / "train-faces/sources"), "--labels", str(labels), "--catch-share", "0.1")
+                  "--sources", str(work / "train-faces/sources"), "--labels", str(labels), "--catch-share", "0.1",
+                  *(["--per-target", str(args.per_target)] if args.per_target else []))
         print(out, flush=True)
         admin = re.search(r"admin token \(shown once\): (\S+)", out).group(1)
     t_build = time.monotonic() - t_start
@@ -300,7 +309,7 @@ def main() -> None:
 
     names = ["alice", "bob", "chen", "dara", "emil", "careless"]
     project = open_project(work / "project")
-    sims = [Simulated(n, n == "careless", space, args.tau, seed=i) for i, n in enumerate(names)]
+    sims = [Simulated(n, n == "careless", space, args.tau, seed=i + 100 * args.seed) for i, n in enumerate(names)]
     src = triplet_sources(work / "project")
 
     def assignment_triplet(aid: int) -> int:  # the simulation's oracle: which triplet an assignment shows
@@ -351,10 +360,13 @@ def main() -> None:
              "finetune": "shipped model fine-tuned on the export (`train.yaml`)"}
     models = {names["identity"]: work / "run-identity" / "model", names["shipped"]: "default",
               names["finetune"]: work / "run-finetune" / "model"}
-    log(f"5. held-out triplets: {args.heldout_targets} other targets x {args.heldout_sources // 6} other source "
-        "groups, scored against the noise-free rule")
-    per_triplet = heldout_outcomes(work, "heldout", h_labels, space, models)
-    evals, diffs = paired(per_triplet)
+    per_triplet: dict[str, np.ndarray] = {}
+    evals, diffs = {}, {}
+    if larger:
+        log(f"5. held-out triplets: {args.heldout_targets} other targets x {args.heldout_sources // 6} other source "
+            "groups, scored against the noise-free rule")
+        per_triplet = heldout_outcomes(work, "heldout", h_labels, space, models)
+        evals, diffs = paired(per_triplet)
     log("6. held-out triplets of faces the shipped model never saw (its own held-out list)")
     fair = heldout_outcomes(work, "heldout-shipped", f_labels, space, models)
     f_evals, f_diffs = paired(fair)
@@ -368,16 +380,20 @@ def main() -> None:
              for t in ts]
     label_acc = float(np.mean(agree))
     total = time.monotonic() - t_start
-    log(f"done in {total / 60:.1f} min: {json.dumps(evals)}")
+    log(f"done in {total / 60:.1f} min: {json.dumps(f_evals)}")
 
     ann = "\n".join(f"| {a['name']} | {a['votes']} | {a['catch_correct']} / {a['catch_answered']} | "
                     f"{a['median_rt_ms'] / 1000:.1f} s | {'**flagged**' if a['flagged'] else 'ok'} |"
                     for a in summary["annotators"])
-    n_held, n_fair = len(per_triplet[BASELINE]), len(fair[BASELINE])
+    n_held, n_fair = len(per_triplet.get(BASELINE, [])), len(fair[BASELINE])
     from perface.evaluation.measures import bootstrap_ci
 
-    added = [bootstrap_ci(o[names["finetune"]] - o[names["shipped"]], seed=0).to_dict() for o in (fair, per_triplet)]
+    added = [bootstrap_ci(o[names["finetune"]] - o[names["shipped"]], seed=0).to_dict()
+             for o in ((fair, per_triplet) if larger else (fair,))]
     added_txt = " and ".join(f"{d['value']:+.3f} ({d['low']:+.3f} to {d['high']:+.3f})" for d in added)
+    added_txt += " on the two sets" if larger else " on the faces the shipped model never saw"
+    groups = f"{args.sources // 6} same-gender groups of three sources ({args.sources} sources)"
+    design = f"x {args.per_target} groups each, drawn from {groups}" if args.per_target else f"x {groups}"
     runs = "; ".join(
         f"`{configs[k]}` ({RECIPES[k]}): {r['train_s'] / 60:.1f} min, epoch {r['epoch']} kept (validation "
         f"{r['val']:.3f} on {r['n_val']} triplets of unseen source groups)" for k, r in results.items())
@@ -385,9 +401,18 @@ def main() -> None:
            "the same seeded faces (`--reuse-votes`); train.yaml, training and the held-out scores were redone"
            if reuse else
            f"{summary['total_votes']} answers over HTTP")
+    larger_txt = (f"""**A larger held-out set**: {n_held} triplets from {args.heldout_targets} other targets x
+{args.heldout_sources // 6} other source groups, none in the export (setting [i]); the shipped model was trained on
+rating triplets of some of these faces, so its two rows here are not a fair figure:
+
+| scorer | accuracy | 95% CI | minus baseline (95% CI) |
+|---|---|---|---|
+{table(evals, diffs)}
+
+""" if larger else "")
     body = f"""`python benchmarks/annotation_e2e.py` (tau {args.tau}): the whole loop of issue 21 with simulated
 annotators, through the CLI and the web app's HTTP API. {args.targets} One Million Impressions targets (half
-female, half male) x {args.sources // 6} same-gender groups of three sources ({args.sources} sources):
+female, half male) {design}{f", seed {args.seed}" if args.seed else ""}:
 {summary['n_real']} triplets and {summary['n_catch']} catch trials, swapped with the classic swapper at 224 px.
 Five careful annotators follow the rating-space rule (OMI attribute means, z-scored, hair and skin-colour
 attributes left out) with logistic noise tau = {args.tau};
@@ -414,18 +439,10 @@ list (the export's faces were drawn outside it), so every scorer sees new faces:
 |---|---|---|---|
 {table(f_evals, f_diffs)}
 
-**A larger held-out set**: {n_held} triplets from {args.heldout_targets} other targets x
-{args.heldout_sources // 6} other source groups, none in the export (setting [i]); the shipped model was trained on
-rating triplets of some of these faces, so its two rows here are not a fair figure:
-
-| scorer | accuracy | 95% CI | minus baseline (95% CI) |
-|---|---|---|---|
-{table(evals, diffs)}
-
-Read with care: the shipped model learned from One Million Impressions rating triplets, and the simulated
+{larger_txt}Read with care: the shipped model learned from One Million Impressions rating triplets, and the simulated
 annotators' rule is a distance in nearly the same rating space, so the shipped model is not a neutral starting
 point here; what the loop itself adds is the difference between the fine-tuned and the shipped rows, paired on the
-same triplets: {added_txt} on the two sets.
+same triplets: {added_txt}.
 
 Total {total / 60:.1f} min (building {t_build / 60:.1f} min).
 """
