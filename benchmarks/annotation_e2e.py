@@ -1,8 +1,9 @@
 """Issue 21 end to end, with simulated annotators whose answers follow a known rule.
 
-1. ``perface annotate create`` on One Million Impressions faces (20 targets, 240 sources in same-gender groups
-   of three: about 780 triplets, 78 catch trials), gender labels from the OMI ratings; the faces are drawn outside
-   the shipped model's held-out list;
+1. ``perface annotate create`` on One Million Impressions faces (20 targets, 330 sources in 55 same-gender groups
+   of three, each target crossed with 40 of its gender's groups: about 790 triplets, 79 catch trials), gender
+   labels from the OMI ratings; the faces are drawn outside the shipped model's held-out list (330 sources use up
+   the gender-clear ones: more distinct sources, not more triplets, is what let the export teach the model);
 2. ``perface annotate invite`` x 6 and ``perface annotate serve``-equivalent server on 127.0.0.1 (uvicorn in
    a thread), then six simulated annotators answer over HTTP (the app's JSON API, with CSRF tokens):
    five careful ones follow the rating-space rule with logistic noise, one careless one answers at random;
@@ -11,7 +12,7 @@
    would): ``train.yaml`` (fine-tune the shipped model) and ``train-identity.yaml`` (a head from the identity metric);
 5. both trained models, the shipped model and dlib's identity cosine on held-out triplets scored against the
    noise-free rule, with the paired difference to the baseline: faces of the shipped model's own held-out list
-   (10 targets x 16 source groups), and a larger set of other faces (20 targets x 20 source groups).
+   (10 targets x 16 source groups), and optionally (``--heldout-targets``) a larger set of other faces.
 
 The rule: the source faces' distance in a rating space (OMI attribute means, z-scored, without the hair and
 skin-colour attributes that the swap takes from the target). A careful annotator picks A with probability
@@ -21,8 +22,9 @@ sigmoid((d(C,B) - d(C,A)) / tau), and always picks a face identical to C (as peo
                                           # writes docs/benchmarks/annotation_e2e.md
     python benchmarks/annotation_e2e.py --work W --reuse-votes   # again on W's votes: new configs, training and
                                                                  # held-out scores only
-    python benchmarks/annotation_e2e.py --sources 330 --per-target 40 --heldout-targets 0 [--seed 1]
-        # more distinct sources for about as many triplets (each target gets 40 of the groups), another draw
+    python benchmarks/annotation_e2e.py --seed 1 --no-screenshots   # another draw of faces and annotator noise;
+        # benchmarks/studies/annotation_draws.py pools the held-out triplets of several draws
+    python benchmarks/annotation_e2e.py --sources 240 --per-target 0 --heldout-targets 20   # the earlier design
 """
 
 from __future__ import annotations
@@ -251,11 +253,12 @@ def main() -> None:
     ap.add_argument("--tau", type=float, default=0.6, help="noise of the careful annotators (rating-space units)")
     ap.add_argument("--no-screenshots", action="store_true")
     ap.add_argument("--targets", type=int, default=20, help="training targets (half female, half male)")
-    ap.add_argument("--sources", type=int, default=240, help="training sources (groups of three per gender)")
-    ap.add_argument("--per-target", type=int, default=None,
-                    help="source groups per target (default: every group of its gender, crossed as in SimCelebA)")
+    ap.add_argument("--sources", type=int, default=330, help="training sources (groups of three per gender)")
+    ap.add_argument("--per-target", type=int, default=40,
+                    help="source groups per target (0: every group of its gender, crossed as in SimCelebA)")
     ap.add_argument("--seed", type=int, default=0, help="another draw of faces and annotator noise (0: the documented)")
-    ap.add_argument("--heldout-targets", type=int, default=20, help="0: no larger held-out set")
+    ap.add_argument("--heldout-targets", type=int, default=0,
+                    help="a larger held-out set of faces outside the export (0: none; 330 sources leave too few)")
     ap.add_argument("--heldout-sources", type=int, default=120)
     ap.add_argument("--reuse-votes", action="store_true",
                     help="--work holds a finished run: keep its project and votes; redo export, training, held-out")
