@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +42,12 @@ def test_decoded_arrays_and_cache(tmp_path, monkeypatch) -> None:
     assert (levels, trees, leaves, dim) == (15, 500, 16, 10) and arrays["initial"].shape == (10,)
     assert arrays["split_idx"].shape == (15, 500, 15, 2)
     assert arrays["deltas"].shape == (15, arrays["anchors"].shape[1], 2)
+    stale = tmp_path / "onnx" / ".shape-killed-decode-x"  # what a decode killed long ago left behind
+    stale.mkdir(parents=True)
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
     first = S.load_shape_predictor(PATHS[5])  # decodes and writes the cache
     cached = list(tmp_path.rglob("leaves.npy"))
-    assert len(cached) == 1 and not list(tmp_path.rglob(".shape-*"))  # no temporary folder left behind
+    assert len(cached) == 1 and not list(tmp_path.rglob(".shape-*"))  # no temporary folder left, the stale one gone
     again = S.load_shape_predictor(PATHS[5])  # reads it, memory-mapped
     image = np.random.default_rng(0).integers(0, 256, (120, 100, 3), dtype=np.uint8)
     want = first(image, (10, 20, 80, 90))

@@ -15,6 +15,7 @@ four bits the byte count) and the magnitude little-endian; floats a mantissa and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -242,7 +243,14 @@ def _cache_folder(path: Path) -> Path:
 
 
 def _write_cache(arrays: dict[str, np.ndarray], folder: Path) -> None:
-    """Write the arrays as .npy files into ``folder`` atomically (a temporary folder renamed into place)."""
+    """Write the arrays as .npy files into ``folder`` atomically (a temporary folder renamed into place); the
+    temporary folders of decodes killed at least an hour ago are removed first."""
+    import time
+
+    for old in folder.parent.glob(".shape-*"):
+        with contextlib.suppress(OSError):
+            if old.is_dir() and time.time() - old.stat().st_mtime > 3600:
+                shutil.rmtree(old, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         for name in _ARRAYS:
