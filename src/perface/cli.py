@@ -417,11 +417,12 @@ def gallery_build_cmd(
 @guarded
 def gallery_features_cmd(
     gallery: Annotated[Path, typer.Argument(help="Gallery file (.sqlite).")],
-    recognizers: Annotated[str, typer.Option(
-        help="Recognizers whose donor features are stored, comma-separated (those `anonymize` consults).")]
-    = "mobilefacenet,mobileface",
+    recognizers: Annotated[str | None, typer.Option(
+        help="Recognizers whose donor features are stored, comma-separated (default: those `anonymize` consults).")]
+    = None,
 ) -> None:
     """Store the recognizers' features of every donor beside the gallery, so anonymization need not compute them."""
+    from perface.anonymize.anonymizer import AnonymizeConfig
     from perface.anonymize.gallery import Gallery, GalleryError
     from perface.face.io import InputError
 
@@ -431,7 +432,7 @@ def gallery_features_cmd(
         Gallery.open(gallery, readonly=True).close()
     except GalleryError as exc:
         raise PerFaceError(str(exc)) from None
-    _write_donor_features(gallery, _split_names(recognizers))
+    _write_donor_features(gallery, AnonymizeConfig().recognizers if recognizers is None else _split_names(recognizers))
 
 
 def _write_donor_features(gallery_path: Path, names: Sequence[str]) -> None:

@@ -101,11 +101,11 @@ def test_a_failing_image_is_listed_and_the_run_goes_on(tmp_path, astronaut, monk
     real = an.anonymize_array
     calls = {"n": 0}
 
-    def flaky(image, seed=None):
+    def flaky(image, seed=None, detected=None):
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("boom in the middle")
-        return real(image, seed)
+        return real(image, seed, detected)
 
     monkeypatch.setattr(an, "anonymize_array", flaky)
     rep = anonymize_files(sorted(folder.iterdir()), tmp_path / "o", an)

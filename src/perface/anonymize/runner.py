@@ -295,7 +295,7 @@ def _process(an: Anonymizer, src: Path, dst: Path, dry_run: bool, read_config: R
     fatal = None
     try:
         image = read_image(src, read_config)
-        result, faces = an.anonymize_array(image) if detected is None else an.anonymize_array(image, detected=detected)
+        result, faces = an.anonymize_array(image, detected=detected)
         out = None if dry_run else save_output(dst, result, overwrite=an.config.overwrite)
         rec = ImageRecord(str(src), None if out is None else str(out), faces)
     except InputError as exc:
