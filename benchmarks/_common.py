@@ -46,15 +46,18 @@ def shared_data() -> Path:
 KEPT = "<!-- kept when the script rewrites this page: notes written by hand below -->"
 
 
-def write_fragment(name: str, title: str, body: str) -> Path:
-    """Write docs/benchmarks/<name>.md with a heading, the machine and the date; returns the path. Whatever
-    follows the :data:`KEPT` line of the page it replaces (notes written by hand, history) is kept."""
+def write_fragment(name: str, title: str, body: str, machine_line: str | None = None,
+                   measured: str | None = None) -> Path:
+    """Write docs/benchmarks/<name>.md with a heading, the machine and the date (this one's unless given: a run
+    on another machine); returns the path. Whatever follows the :data:`KEPT` line of the page it replaces (notes
+    written by hand, history) is kept."""
     FRAGMENTS.mkdir(parents=True, exist_ok=True)
     p = FRAGMENTS / f"{name}.md"
     old = p.read_text() if p.is_file() else ""
     kept = old[old.index(KEPT):].strip() if KEPT in old else ""
     tail = f"\n{kept}\n" if kept else ""
-    p.write_text(f"## {title}\n\nMeasured {today()} on {machine()}.\n\n{body.strip()}\n{tail}")
+    where = machine_line or machine()
+    p.write_text(f"## {title}\n\nMeasured {measured or today()} on {where}.\n\n{body.strip()}\n{tail}")
     print(p.read_text())
     return p
 

@@ -190,7 +190,7 @@ CenterFace on `{backend}` (`--backend onnxrt --ep CPUExecutionProvider`), PerFac
 `perface anonymize`, ONNX Runtime sessions, `PERFACE_THREADS` {threads},
 the CLI's default workers: one per core for a folder, one for a single image). {args.note}
 Images: {args.n} CelebA photos upscaled to 640 px (one face each) and {args.n_group} images of 1920x1080 holding
-five CelebA photos side by side (faces about 190 px wide). GPU: not lent to this task.
+five CelebA photos side by side (faces about 190 px wide). GPU machine: section "End to end on the GPU machine".
 
 | images | count | `perface anonymize` (swap) | deface (blur) | PerFace / deface | CPU s PerFace / deface | peak RSS |
 |---|---:|---:|---:|---:|---:|---:|
