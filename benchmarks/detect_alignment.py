@@ -3,7 +3,8 @@ detector before it (one 640 px pass, as ``DetectConfig(tiles=False, rotations=(0
 runs it) and with the default detector, on the photos and protocol of benchmarks/recognizers.py (the largest face
 of each photo, every same / different identity pair), plus how many photos get a different face.
 
-Writes docs/benchmarks/detect_alignment.md. About 10 minutes on 2 cores; nothing cached.
+Also the default without the small-scene turned copies (``small_rotation_scale=None``, the default before
+2026-12-04). Writes docs/benchmarks/detect_alignment.md. About 15 minutes on 2 cores; nothing cached.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from perface.face.detect import DetectConfig, detect
 from perface.face.io import read_image
 
 DETECTORS = {"before (plain pass only)": DetectConfig(tiles=False, rotations=(0,), recheck_threshold=None),
-             "default": DetectConfig()}
+             "default": DetectConfig(),
+             "default without the small-scene turned copies": DetectConfig(small_rotation_scale=None)}
+
+
+def _differ(a, b) -> bool:
+    return (a is None) != (b is None) or (a is not None and (a[1].box != b[1].box or a[1].rotation != b[1].rotation
+                                                             or not np.array_equal(a[1].landmarks, b[1].landmarks)))
 
 
 def main() -> None:
@@ -29,17 +36,16 @@ def main() -> None:
     root = shared_data() / "celeba"
     rows = photos(root)
     chosen: dict[str, list] = {k: [] for k in DETECTORS}
-    n_diff = n_extra = 0
+    n_diff = n_extra = n_small = 0
     for image, ident in rows:
         img = read_image(root / "images" / image)
         found = {k: detect(img, c) for k, c in DETECTORS.items()}
         for k, faces in found.items():
             chosen[k].append((img, max(faces, key=lambda f: f.width * f.height), ident) if faces else None)
-        a, b = (chosen[k][-1] for k in DETECTORS)
+        a, b, c = (chosen[k][-1] for k in DETECTORS)
         n_extra += len(found["default"]) > len(found["before (plain pass only)"])
-        if (a is None) != (b is None) or (a is not None and (a[1].box != b[1].box
-                                                             or not np.array_equal(a[1].landmarks, b[1].landmarks))):
-            n_diff += 1
+        n_diff += _differ(a, b)
+        n_small += _differ(b, c)
     lines = ["| detector | photos with a face | dlib AUC | MobileFaceNet AUC |", "|---|---|---|---|"]
     for k, got in chosen.items():
         got = [g for g in got if g is not None]
@@ -56,8 +62,11 @@ takes it. {time.perf_counter() - t0:.0f} s.
 
 {chr(10).join(lines)}
 
-Photos whose chosen face differs (box or landmarks) between the two: {n_diff}; photos where the default finds more
-faces than the plain pass: {n_extra}. Every face the plain pass finds keeps its box and landmarks exactly
+Photos whose chosen face differs (box, rotation or landmarks) between the plain pass and the default: {n_diff};
+photos where the default finds more faces than the plain pass: {n_extra}; photos whose chosen face differs between
+the default and the default without the full-resolution turned copies of scenes with small faces
+(`small_rotation_scale=None`, the default before 2026-12-04): {n_small}.
+Every face the plain pass finds keeps its box and landmarks exactly
 (tests/face/test_detect.py checks it on the test photos); the differences are faces the extra views add (turned
 faces, and now and then a torso taken for a turned face) when larger than the person's face, and plain-pass faces
 turned by the re-check."""

@@ -79,7 +79,8 @@ def test_rejects_bad_array():
     ("recheck_threshold", 0.0), ("max_side", 16), ("max_side", 100.5), ("min_size", -1.0),
     ("min_size", float("inf")), ("nms_iou", 0.0), ("nms_iou", 1.01), ("tile_side", 32), ("tile_overlap", -1),
     ("tile_overlap", 2000), ("upsample", 0.5), ("rotations", (45,)), ("rotations", ()), ("rotations", "all"),
-    ("rotation_scale", 0.0), ("recheck_max", -1), ("backend", "yolo"),
+    ("rotation_scale", 0.0), ("recheck_max", -1), ("backend", "yolo"), ("small_face_px", -1.0),
+    ("small_face_px", float("nan")), ("small_rotation_scale", 0.0), ("small_rotation_scale", 1.5),
 ])
 def test_config_refuses_nonsense(option, value):
     from perface.face.detect import DetectConfig
@@ -268,3 +269,46 @@ def test_turn_shortcut_gives_the_full_looks_result(astronaut, group_image_path, 
                 assert np.array_equal(got.boxes[i], b) and got.rot[i] == 0
             else:
                 assert got.rot[i] == best[3] and got.scores[i] == max(float(faces.scores[i]), best[0])
+
+
+def test_small_scene_trigger():
+    """Turned copies at full resolution only when the upright passes found a face narrower than small_face_px."""
+    from perface.face.detect import CenterFaceDetector, DetectConfig, _Cands
+
+    def found(side: float, score: float) -> _Cands:
+        return _Cands(np.array([[10, 10, 10 + side, 10 + side * 1.2]], np.float32), np.array([score], np.float32),
+                      np.zeros((1, 5, 2), np.float32), np.zeros(1, np.int64))
+
+    cfg = DetectConfig(threshold=0.4)
+    views = CenterFaceDetector.small_scene_views(480, 640, cfg, found(30, 0.9))
+    assert sorted(v.rotation for v in views) == [90, 180, 270] and all(v.scale == 1.0 for v in views)
+    assert CenterFaceDetector.small_scene_views(480, 640, cfg, found(60, 0.9)) == []  # no small face
+    assert CenterFaceDetector.small_scene_views(480, 640, cfg, found(30, 0.3)) == []  # not a face
+    assert CenterFaceDetector.small_scene_views(480, 640, cfg, _Cands.empty()) == []
+    off = DetectConfig(threshold=0.4, small_rotation_scale=None)
+    assert CenterFaceDetector.small_scene_views(480, 640, off, found(30, 0.9)) == []
+    assert CenterFaceDetector.small_scene_views(480, 640, DetectConfig(rotations=(0,)), found(30, 0.9)) == []
+
+
+def test_small_scene_runs_finer_turned_copies_portraits_unchanged(astronaut):
+    """A scene holding a small face pays for full-resolution turned copies; a portrait keeps the old cost and
+    exactly the old detections."""
+    import cv2
+
+    from perface.face.detect import detect_with_unsure
+
+    def run(img, **kw):
+        stats: dict = {}
+        return detect_with_unsure(img, threshold=0.4, stats=stats, **kw), stats["work_640"]
+
+    (faces, unsure), work = run(astronaut)
+    (faces0, unsure0), work0 = run(astronaut, small_rotation_scale=None)
+    assert work == work0 and [f.to_dict() for f in faces + unsure] == [f.to_dict() for f in faces0 + unsure0]
+    scene = np.full((480, 640, 3), 110, np.uint8)
+    small = cv2.resize(astronaut[40:200, 150:300], (54, 58), interpolation=cv2.INTER_AREA)  # a face ~32 px wide
+    scene[60:118, 60:114] = small
+    scene[300:354, 400:454] = np.rot90(small[:54, :54], 1)
+    (faces, _), work = run(scene)
+    (faces0, _), work0 = run(scene, small_rotation_scale=None)
+    assert min(f.width for f in faces) < 48 and work > 1.5 * work0
+    assert sorted(f.rotation for f in faces) == [0, 270]  # the turned copy is found, turned back upright

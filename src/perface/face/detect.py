@@ -140,8 +140,14 @@ class DetectConfig:
       pass at full resolution on every turned copy) add 1-1.5 points overall (mostly 12-24 px
       turned faces) for about 1.2 and 1.6 times the default's work, so 0.5 is the default. At threshold 0.4
       ``rotation_scale`` 1 finds the turned 16-24 px faces that 0.5 misses (95.8/100/100 % rather than
-      91.7/92.9/93.8 % at 90/180/270 degrees) for 1.3 times the time on busy images; not yet the default
-      (``docs/benchmarks/recall.md``, "Since: the detector's cost").
+      91.7/92.9/93.8 % at 90/180/270 degrees) for 1.3 times the time on busy images, and +78 % on
+      one-face portraits (``docs/benchmarks/recall.md``, "Since: the detector's cost"). Hence:
+    * ``small_face_px``, ``small_rotation_scale``: when a face narrower than ``small_face_px`` (shorter box
+      side, score >= ``threshold``) is found by the upright passes, the image is a scene with small faces,
+      and the turned copies run at ``small_rotation_scale`` instead (default 1: full resolution), where
+      turned faces of 16-24 px become visible. Portraits and other photos without small faces keep the
+      cost and the detections of ``rotation_scale``; a lone small turned face in such a photo is the case
+      this leaves to the half-resolution copies. None turns it off.
       ``recheck_threshold`` 0.05 rather than 0.1 finds 89.4 % rather than 86.0 % of all faces
       (12-16 px: 71 % rather than 63 %) for about 1.4 times the work on busy images. None turns
       the re-check off; ``recheck_max`` bounds its cost (4 small runs per candidate).
@@ -163,6 +169,8 @@ class DetectConfig:
     upsample: float = 1.0
     rotations: RotationSpec = "auto"
     rotation_scale: float = 0.5
+    small_face_px: float = 48.0
+    small_rotation_scale: float | None = 1.0
     recheck_threshold: float | None = 0.05
     recheck_max: int = 128
     unsure_threshold: float | None = 0.25
@@ -194,6 +202,11 @@ class DetectConfig:
                "a number in [1, 4]")
         _check("rotation_scale", _finite(self.rotation_scale) and 0 < self.rotation_scale <= 1, self.rotation_scale,
                "a number in (0, 1]")
+        _check("small_face_px", _finite(self.small_face_px) and self.small_face_px >= 0, self.small_face_px,
+               "a number >= 0")
+        if self.small_rotation_scale is not None:
+            _check("small_rotation_scale", _finite(self.small_rotation_scale) and 0 < self.small_rotation_scale <= 1,
+                   self.small_rotation_scale, "None or a number in (0, 1]")
         _check("recheck_max", _is_num(self.recheck_max) and self.recheck_max == int(self.recheck_max)
                and self.recheck_max >= 0, self.recheck_max, "an integer >= 0")
         rot = self.rotations
@@ -580,6 +593,10 @@ class CenterFaceDetector:
 
     def run_views(self, image: np.ndarray, views: list[View], low: float, iou: float) -> _Cands:
         """Candidates of all views, in image coordinates."""
+        return _Cands.cat(self.run_each_view(image, views, low, iou))
+
+    def run_each_view(self, image: np.ndarray, views: list[View], low: float, iou: float) -> list[_Cands]:
+        """Candidates of each view, in image coordinates (one entry per view)."""
         h, w = image.shape[:2]
         resized: dict[tuple, np.ndarray] = {}
         out = []
@@ -607,7 +624,7 @@ class CenterFaceDetector:
             if v.kind == "tile" and len(c.scores):
                 c = self._drop_cut(c, v, (w, h))
             out.append(c)
-        return _Cands.cat(out)
+        return out
 
     @staticmethod
     def _drop_cut(c: _Cands, v: View, size: tuple[int, int]) -> _Cands:
@@ -802,7 +819,20 @@ class CenterFaceDetector:
         sure = whole.scores >= config.threshold
         first = _Cands(whole.boxes[sure], whole.scores[sure], whole.lms[sure], whole.rot[sure])
         rest = _Cands(whole.boxes[~sure], whole.scores[~sure], whole.lms[~sure], whole.rot[~sure])
-        pool = _merge(_Cands.cat([rest, self.run_views(image, views[1:], low, config.nms_iou)]), config.nms_iou)
+        # upright views first: whether they find small faces decides the resolution of the turned copies
+        upright = [i for i, v in enumerate(views) if i and not v.rotation]
+        each = dict(zip(upright, self.run_each_view(image, [views[i] for i in upright], low, config.nms_iou),
+                        strict=True))
+        small = self.small_scene_views(h, w, config, _Cands.cat([first, *each.values()]))
+        if small:  # a scene with small faces: the turned copies at the finer scale instead
+            views = [v for v in views if not v.rotation] + small
+            found = [*each.values(), *self.run_each_view(image, small, low, config.nms_iou)]
+        else:  # exactly as before: every view's candidates in plan order
+            turned = [i for i, v in enumerate(views) if v.rotation]
+            each.update(zip(turned, self.run_each_view(image, [views[i] for i in turned], low, config.nms_iou),
+                            strict=True))
+            found = [each[i] for i in sorted(each)]
+        pool = _merge(_Cands.cat([rest, *found]), config.nms_iou)
         pool = _outside(pool, first.boxes, config.nms_iou)
         n_re = 0
         if config.recheck_threshold is not None:
@@ -816,6 +846,19 @@ class CenterFaceDetector:
             stats["recheck_candidates"] = n_re
             stats["work_640"] = round(self._pixels.value / 640 / 640, 2)  # input pixels / a 640x640 run
         return _Cands.cat([first, pool])
+
+    @staticmethod
+    def small_scene_views(h: int, w: int, config: DetectConfig, found: _Cands) -> list[View]:
+        """The turned copies at ``small_rotation_scale`` when ``found`` (the upright passes' candidates) holds a
+        face (score >= threshold) narrower than ``small_face_px`` and that scale is finer than ``rotation_scale``;
+        else none."""
+        small = config.small_rotation_scale
+        if small is None or small <= config.rotation_scale or _rotation_list(config) == (0,):
+            return []
+        b = found.boxes[found.scores >= config.threshold]
+        if not len(b) or float(np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]).min()) >= config.small_face_px:
+            return []
+        return [v for v in plan_views(h, w, replace(config, rotation_scale=small)) if v.rotation]
 
     def detect_with_unsure(self, image: np.ndarray, config: DetectConfig,
                            stats: dict | None = None) -> tuple[list[Face], list[Face]]:
