@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 import numpy as np
 from _common import REPO, shared_data, write_fragment
@@ -77,6 +78,8 @@ def main() -> None:
                       if swapper_options else "")
             title += (" (an option, not the default: one face fewer verified by FaceRes on this draw for 0.83x the "
                       "images/s; see the section on why faces are still blurred)" if name == "swap-compare3" else "")
+            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(p.stat().st_mtime))
+            title += f" (run {when})"
             parts.append(title + "\n\n" + res.to_markdown())
     body = ("Targets (swap, issue 17): rank-1 re-ID <= 2% and still verified at FAR 1% <= 2% with every ArcFace- or "
             "VGGFace2-class recognizer, including **FaceRes, which the anonymizer never consults** (neither its "
@@ -93,8 +96,9 @@ def main() -> None:
             "(not committed; rerun the script). "
             "LBPH's rank-1 hits churn with the donor draw: between two runs with different defaults, 12 probes "
             "became hits and 6 stopped being hits, so its rate moves by a few points from run to run. "
-            "The 2026-12-04 run shared the 2 cores with other jobs (load average 11-19): its seconds are not a "
-            "speed figure.\n\n"
+            "Each variant's title gives when it ran (results of the code of that time; the detector's "
+            "small-scene turned copies date from 2026-12-04 18:40); runs before 18:00 that day shared the 2 cores "
+            "with other jobs (load average 11-19), so their seconds are not a speed figure.\n\n"
             + "\n\n".join(parts) + "\n\n" + TUNING)
     write_fragment("anonymity", "Anonymization: re-identification by every recognizer, and utility, on CelebA "
                    "(issues 5 and 17)", body)
