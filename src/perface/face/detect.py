@@ -367,7 +367,8 @@ def _rotation_list(config: DetectConfig) -> tuple[int, ...]:
 
 def plan_views(height: int, width: int, config: DetectConfig | None = None) -> list[View]:
     """The network runs the CenterFace backend makes on an image of this size (before the re-check
-    of uncertain candidates, which adds up to 4 runs of 128x128 per candidate)."""
+    of uncertain candidates, which adds up to 4 runs of 128x128 per candidate); in a scene with small faces
+    the turned copies run at ``small_rotation_scale`` instead (:meth:`CenterFaceDetector.small_scene_views`)."""
     cfg = config or DetectConfig()
     long = max(height, width)
     s0 = min(1.0, cfg.max_side / long)
