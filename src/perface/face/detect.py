@@ -674,9 +674,11 @@ class CenterFaceDetector:
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=(127, 127, 127))
         best = None
         bw, bh = max(float(b[2] - b[0]) * 0.5, 4.0), max(float(b[3] - b[1]) * 0.5, 4.0)
-        for k in ks:  # one run each: onnxruntime runs a batch of small inputs slower per image than singly
-            heat, sc, off, lms = self._run(np.rot90(canvas, k)[None])
-            d = self._decode(heat[0, 0], sc[0], off[0], lms[0], config.recheck_threshold, config.nms_iou)
+        # the turned copies of the square canvas in one batch (the same outputs as one run each, fewer calls)
+        outs = self._run(np.stack([np.rot90(canvas, k) for k in ks])) if ks else []
+        for j, k in enumerate(ks):
+            heat, sc, off, lms = (o[j] for o in outs)
+            d = self._decode(heat[0], sc, off, lms, config.recheck_threshold, config.nms_iou)
             d = self._to_image(d, k, side, side, s, s, x0, y0, 90 * k)
             if not len(d.scores):
                 continue
