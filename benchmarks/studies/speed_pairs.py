@@ -12,27 +12,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import REPO, celeba_at_640  # noqa: E402
-
-
-def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and CPU seconds (user + system of the command and its children)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
-    wall = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+from _common import REPO, celeba_at_640, timed_command  # noqa: E402
 
 
 def main() -> None:
@@ -68,7 +56,7 @@ def _rounds(photos: list[Path], tmp: Path, deface: str, env: dict[str, str], rou
     copies = [shutil.copy(p, theirs_in) for p in photos]
     ours = [sys.executable, "-m", "perface.cli", "anonymize", *map(str, photos), "-o", str(tmp / "out")]
     theirs = [deface, *map(str, copies), "--backend", "onnxrt", "--ep", "CPUExecutionProvider"]
-    _timed([*ours[:-1], str(tmp / "warm")], env)  # ONNX graphs exported and cached once
+    timed_command([*ours[:-1], str(tmp / "warm")], env)  # ONNX graphs exported and cached once
     res: dict[str, list[tuple[float, float]]] = {"perface": [], "deface": []}
     for r in range(rounds):
         order = [("perface", ours), ("deface", theirs)]
@@ -76,7 +64,7 @@ def _rounds(photos: list[Path], tmp: Path, deface: str, env: dict[str, str], rou
             shutil.rmtree(tmp / "out", ignore_errors=True)
             for f in theirs_in.glob("*_anonymized.*"):
                 f.unlink()
-            res[name].append(_timed(cmd, env))
+            res[name].append(timed_command(cmd, env))
     return res
 
 if __name__ == "__main__":
