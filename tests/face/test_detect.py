@@ -312,3 +312,53 @@ def test_small_scene_runs_finer_turned_copies_portraits_unchanged(astronaut):
     (faces0, _), work0 = run(scene, small_rotation_scale=None)
     assert min(f.width for f in faces) < 48 and work > 1.5 * work0
     assert sorted(f.rotation for f in faces) == [0, 270]  # the turned copy is found, turned back upright
+
+
+def test_precision_is_checked():
+    from perface.face.detect import CenterFaceDetector, DetectConfig
+
+    with pytest.raises(ValueError, match="precision"):
+        DetectConfig(precision="fp16")
+    with pytest.raises(ValueError, match="precision"):
+        CenterFaceDetector(precision="int4")
+    mixed, fp32 = CenterFaceDetector(precision="mixed"), CenterFaceDetector(precision="fp32")
+    assert mixed.session is not mixed.fine and fp32.session is fp32.fine
+    x = np.zeros((1, 64, 64, 3), np.float32)
+    np.testing.assert_array_equal(mixed._run(x, fine=True)[0], fp32._run(x)[0])  # the float graph, exactly
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_int8_graph_finds_what_the_float_graph_finds(astronaut, group_image_path, k):
+    """The 8-bit CenterFace and the float one find the same faces, turned the same way, with close boxes and
+    scores; the default ("mixed") runs the 8-bit graph on the upright passes and the float one on the rest."""
+    from perface.face.detect import DetectConfig, detect_with_unsure, get_detector
+    from perface.face.io import read_image
+
+    assert get_detector("centerface").precision == "mixed" == DetectConfig().precision
+    assert get_detector("centerface", "fp32").precision == "fp32"
+    for img in (np.ascontiguousarray(np.rot90(astronaut, k)), np.ascontiguousarray(
+            np.rot90(read_image(group_image_path), k))):
+        q, _ = detect_with_unsure(img, DetectConfig(threshold=0.4, precision="int8"))
+        f, _ = detect_with_unsure(img, DetectConfig(threshold=0.4, precision="fp32"))
+        assert len(q) == len(f) > 0
+        for a in q:
+            b = max(f, key=lambda x: _iou(a.box, x.box))
+            assert _iou(a.box, b.box) > 0.8 and a.rotation == b.rotation
+            assert abs(a.score - b.score) < 0.15
+
+
+@pytest.mark.parametrize("raise_scores", [True, False])
+def test_recheck_raises_an_uncertain_candidate_into_the_unsure_band(monkeypatch, raise_scores):
+    """An uncertain candidate whose zoomed look scores higher (yet below the threshold) takes that score when
+    ``recheck_raise`` is on, so it becomes an unsure region; off, it keeps its own score."""
+    from perface.face.detect import CenterFaceDetector, DetectConfig, _Cands
+
+    det = CenterFaceDetector()
+    box, lms = np.array([10, 10, 40, 40], np.float32), np.zeros((5, 2), np.float32)
+    monkeypatch.setattr(det, "_look", lambda *a, **k: (0.33, box + 1, lms + 1, 0))
+    cands = _Cands(box[None], np.array([0.1], np.float32), lms[None], np.zeros(1, np.int64))
+    cfg = DetectConfig(threshold=0.4, recheck_raise=raise_scores)
+    out, n = det.recheck(np.zeros((64, 64, 3), np.uint8), cands, cfg)
+    assert n == 1
+    assert float(out.scores[0]) == pytest.approx(0.33 if raise_scores else 0.1)
+    np.testing.assert_array_equal(out.boxes[0], box + 1 if raise_scores else box)

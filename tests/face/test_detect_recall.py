@@ -124,7 +124,7 @@ def test_turned_face_found_with_landmarks_in_face_order(astronaut, k):
     ref = arcface_crop(astronaut, upright).crop.astype(np.float32)
     crop = arcface_crop(turned, f).crop.astype(np.float32)
     mirrored = arcface_crop(turned, type(f)(f.box, f.score, f.landmarks[[1, 0, 2, 4, 3]])).crop.astype(np.float32)
-    assert np.abs(crop - ref).mean() < 20
+    assert np.abs(crop - ref).mean() < 25  # 12-19 with the float graph, 14-22 with the 8-bit one (default)
     assert np.abs(mirrored - ref).mean() > 2 * np.abs(crop - ref).mean()
 
 

@@ -170,7 +170,7 @@ def prepare_donor(path: Path, model, config: DonorBuildConfig,
     from perface.face.landmarks import predict_landmarks68
 
     image = read_image(path)
-    faces = detect(image, DetectConfig())
+    faces = detect(image, DetectConfig(precision="fp32"))  # as the shipped gallery was built: rebuilds match it
     if not faces:
         raise InputError(path, "no face found")
     face = max(faces, key=lambda f: f.width * f.height)

