@@ -113,5 +113,5 @@ def celeba_reid_setup():
 
     root = shared_data() / "celeba"
     probes, gallery = split_probes(root)
-    det = DetectConfig()
+    det = DetectConfig(precision="fp32")  # as the evaluation's own detector
     return root, probes, det, _gallery_features(root, gallery, det, progress=False)

