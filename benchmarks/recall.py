@@ -63,7 +63,10 @@ CONFIGS = {
     "fp32thr0.4": DetectConfig(threshold=0.4, precision="fp32"),
     "int8thr0.4": DetectConfig(threshold=0.4, precision="int8"),
     "mixedthr0.4": DetectConfig(threshold=0.4, precision="mixed"),
-    "fp32thr0.4noraise": DetectConfig(threshold=0.4, precision="fp32", recheck_raise=False),
+    "fp32thr0.4noraise": DetectConfig(threshold=0.4, precision="fp32", recheck_raise=False,
+                                      border_unsure_threshold=None),
+    "thr0.4edge0.15": DetectConfig(threshold=0.4, border_unsure_threshold=0.15),
+    "thr0.4noedge": DetectConfig(threshold=0.4, border_unsure_threshold=None),
 }
 SETTINGS = {
     "before": "the detector before this change: one pass at 640 px, the ONNX file as shipped",
@@ -88,8 +91,11 @@ SETTINGS = {
     "int8thr0.4": "thr0.4 with the 8-bit graph everywhere (`precision=\"int8\"`)",
     "mixedthr0.4": "thr0.4 with the 8-bit graph for the upright passes and the float one for the turned copies and "
                    "the re-check (`precision=\"mixed\"`)",
-    "fp32thr0.4noraise": "fp32thr0.4 without the re-check's raised scores (`recheck_raise=False`): the anonymizer's "
-                         "setting before 2026-12-04 20:30",
+    "thr0.4edge0.15": "thr0.4 with candidates cut by the image border unsure from 0.15 rather than 0.2",
+    "thr0.4noedge": "thr0.4 without the lower unsure threshold for candidates cut by the border "
+                    "(`border_unsure_threshold=None`)",
+    "fp32thr0.4noraise": "fp32thr0.4 without the re-check's raised scores (`recheck_raise=False`) and the border "
+                         "rule (`border_unsure_threshold=None`): the anonymizer's setting before 2026-12-04 20:00",
     "deface": "deface 1.5.0 with its defaults (native resolution, threshold 0.2)",
 }
 
@@ -136,9 +142,10 @@ def _square_patch(img: np.ndarray, box: np.ndarray, factor: float = 1.8) -> Sour
 
 
 def load_sources(root: Path, n: int, rng: np.random.Generator) -> list[Source]:
-    """About n single-face patches, half UTKFace crops and half CelebA photos (picked with the float graph, so
-    that the benchmark's images do not change with the detector's default precision)."""
-    cfg = DetectConfig(tiles=False, rotations=(0,), unsure_threshold=0.25, precision="fp32", recheck_threshold=None)
+    """About n single-face patches, half UTKFace crops and half CelebA photos (picked with the float graph, no
+    re-check and no border rule, so that the benchmark's images do not change with the detector's defaults)."""
+    cfg = DetectConfig(tiles=False, rotations=(0,), unsure_threshold=0.25, precision="fp32", recheck_threshold=None,
+                       border_unsure_threshold=None)
     utk = sorted((root / "utkface" / "images").glob("*.jpg"))
     rows = list(csv.DictReader((root / "celeba" / "labels.csv").read_text().splitlines()))
     celeba = [root / "celeba" / "images" / r["image"] for r in rows]

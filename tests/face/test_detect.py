@@ -362,3 +362,20 @@ def test_recheck_raises_an_uncertain_candidate_into_the_unsure_band(monkeypatch,
     assert n == 1
     assert float(out.scores[0]) == pytest.approx(0.33 if raise_scores else 0.1)
     np.testing.assert_array_equal(out.boxes[0], box + 1 if raise_scores else box)
+
+
+def test_candidates_cut_by_the_border_are_unsure_from_the_border_threshold():
+    """A weak candidate that crosses the image border becomes an unsure region from ``border_unsure_threshold``;
+    the same score inside the image stays below the unsure band (and off, the border one does too)."""
+    from perface.face.detect import DetectConfig, _Cands, _split
+
+    boxes = np.array([[20, -15, 80, 45], [100, 100, 160, 160]], np.float32)  # cut by the top edge; inside
+    cands = _Cands(boxes, np.array([0.22, 0.22], np.float32), np.zeros((2, 5, 2), np.float32),
+                   np.zeros(2, np.int64))
+    faces, unsure = _split(cands, (300, 300, 3), DetectConfig(threshold=0.4), "centerface")
+    assert faces == [] and [u.box for u in unsure] == [(20.0, 0.0, 80.0, 45.0)]
+    assert _split(cands, (300, 300, 3), DetectConfig(threshold=0.4, border_unsure_threshold=None), "x") == ([], [])
+    assert DetectConfig(unsure_threshold=None).border_unsure_threshold == 0.2  # inert without an unsure band
+    assert _split(cands, (300, 300, 3), DetectConfig(threshold=0.4, unsure_threshold=None), "x") == ([], [])
+    with pytest.raises(ValueError, match="border_unsure_threshold"):
+        DetectConfig(border_unsure_threshold=1.5)
