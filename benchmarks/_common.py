@@ -109,9 +109,9 @@ def celeba_reid_setup():
     Returns ``(root, probes, detect_config, (gallery_ids, gallery_dlib, gallery_lbph))``.
     """
     from perface.evaluation.anonymity import _gallery_features, split_probes
-    from perface.face.detect import DetectConfig
+    from perface.face.detect import REFERENCE_DETECT
 
     root = shared_data() / "celeba"
     probes, gallery = split_probes(root)
-    det = DetectConfig(precision="fp32")  # as the evaluation's own detector
+    det = REFERENCE_DETECT  # the evaluation's own detector
     return root, probes, det, _gallery_features(root, gallery, det, progress=False)

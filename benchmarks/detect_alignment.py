@@ -3,8 +3,9 @@ detector before it (one 640 px pass, as ``DetectConfig(tiles=False, rotations=(0
 runs it) and with the default detector, on the photos and protocol of benchmarks/recognizers.py (the largest face
 of each photo, every same / different identity pair), plus how many photos get a different face.
 
-Also the default without the small-scene turned copies (``small_rotation_scale=None``, the default before
-2026-12-04). Writes docs/benchmarks/detect_alignment.md. About 15 minutes on 2 cores; nothing cached.
+Also the default on the float graph everywhere (``precision="fp32"``) and without the small-scene turned copies
+(``small_rotation_scale=None``, the default before 2026-12-04). Writes docs/benchmarks/detect_alignment.md.
+About 5 minutes on 2 cores; nothing cached.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from _common import shared_data, write_fragment
 from recognizers import calibrate, pair_scores, photos
 
+from perface.evaluation.anonymity import _iou
 from perface.face import recognizers as R
 from perface.face.detect import DetectConfig, detect
 from perface.face.io import read_image
@@ -26,13 +28,6 @@ DETECTORS = {"before (plain pass only)": DetectConfig(tiles=False, rotations=(0,
              "default": DetectConfig(),
              FP32: DetectConfig(precision="fp32"),
              "default without the small-scene turned copies": DetectConfig(small_rotation_scale=None)}
-
-
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def _differ(a, b) -> bool:

@@ -542,7 +542,7 @@ def report(samples, results, names, deface_note, t640, n_sources, total_s) -> st
         L.append(line(c, scored[c][0]))
     for c in names:
         if CONFIGS[c].unsure_threshold is not None:
-            L.append(line(f"{c} + unsure (>= {CONFIGS[c].unsure_threshold})", unsure[c][0]))
+            L.append(line(f"{c} + unsure ({_unsure_band(CONFIGS[c])})", unsure[c][0]))
     L += ["", "### Recall per rotation and size, clean faces (not covered, not cut)", "",
           "\"rotation right\": share of the found faces whose `Face.rotation` is the pasted one.", "",
           "| setting | rotation | " + " | ".join(BUCKET_NAMES) + " | all | rotation right |",
@@ -620,11 +620,18 @@ def report(samples, results, names, deface_note, t640, n_sources, total_s) -> st
     L += ["### Targets", ""]
     for c, label in (("default", "the detector's default settings (threshold 0.5), detections only"),
                      ("thr0.4", "the anonymizer's setting (threshold 0.4), detections plus the unsure regions "
-                                "(>= 0.25) it also hides")):
+                                f"({_unsure_band(CONFIGS['thr0.4'])}) it also hides")):
         if c in results:
             L += _targets(c, label, samples, results, scored["deface"][0] if "deface" in results else None,
                           unsure[c][0] if c == "thr0.4" else scored[c][0], with_unsure=c == "thr0.4")
     return "\n".join(L)
+
+
+def _unsure_band(cfg: DetectConfig) -> str:
+    """Where a setting's unsure regions start, e.g. ">= 0.25; cut by the border >= 0.2"."""
+    band = f">= {cfg.unsure_threshold}"
+    edge = cfg.border_unsure_threshold
+    return band if edge is None else f"{band}; cut by the border >= {edge}"
 
 
 def _targets(c: str, label: str, samples, results, drows, rows_all, with_unsure: bool) -> list[str]:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from perface.evaluation.anonymity import _read_with_face, split_probes
 from perface.evaluation.measures import roc_auc
 from perface.face import recognizers as R
-from perface.face.detect import DetectConfig
+from perface.face.detect import REFERENCE_DETECT
 
 PER_IDENTITY = 6
 CACHE = REPO / "runs" / "recognizers"
@@ -110,7 +110,7 @@ def main() -> None:
     root = shared_data() / "celeba"
     rows = photos(root)
     CACHE.mkdir(parents=True, exist_ok=True)
-    det = DetectConfig(precision="fp32")  # the graph the shipped calibration was made with
+    det = REFERENCE_DETECT  # the detector the shipped calibration was made with
     faces, ids = [], []
     t0 = time.perf_counter()
     for image, ident in tqdm(rows, desc="detect"):

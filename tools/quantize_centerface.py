@@ -58,6 +58,19 @@ def _resized(image: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(image, (_round32(w * s), _round32(h * s)), interpolation=cv2.INTER_AREA)
 
 
+def _recheck_crops(image: np.ndarray, box, side: int, ctx: float) -> list[np.ndarray]:
+    """A re-check-like input: a square of ``ctx`` times the face box's longer side around its centre, zoomed to
+    ``side`` px, at each of the four orientations."""
+    import cv2
+
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    s = side / (ctx * max(x1 - x0, y1 - y0))
+    m = np.float32([[s, 0, side / 2 - cx * s], [0, s, side / 2 - cy * s]])
+    crop = cv2.warpAffine(image, m, (side, side), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    return [_blob(np.ascontiguousarray(np.rot90(crop, k))) for k in range(4)]
+
+
 def calibration_inputs(celeba: Path, n: int) -> list[np.ndarray]:
     """Network inputs like the detector's: whole views at 640 px, turned copies at 320 px, 128 px face crops."""
     import cv2
@@ -74,11 +87,7 @@ def calibration_inputs(celeba: Path, n: int) -> list[np.ndarray]:
         blobs.append(_blob(_resized(np.rot90(im, 1 + i % 3), 320)))
         faces = detect(im, DetectConfig(precision="fp32", rotations=(0,)))
         if faces:
-            x0, y0, x1, y1 = faces[0].box
-            cx, cy, side = (x0 + x1) / 2, (y0 + y1) / 2, 3.0 * max(x1 - x0, y1 - y0)
-            m = np.float32([[128 / side, 0, 64 - cx * 128 / side], [0, 128 / side, 64 - cy * 128 / side]])
-            crop = cv2.warpAffine(im, m, (128, 128), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
-            blobs.extend(_blob(np.ascontiguousarray(np.rot90(crop, k))) for k in range(4))
+            blobs.extend(_recheck_crops(im, faces[0].box, 128, 3.0))
     return blobs
 
 
@@ -113,16 +122,13 @@ def public_calibration_inputs() -> list[np.ndarray]:
         turned = np.ascontiguousarray(np.rot90(astro, k))
         for side in (640, 480, 320, 256, 160):
             blobs.append(_blob(_resized(turned, side)))
-    for side in (96, 128):  # re-check crops: 3x the face, zoomed to the network input, at each orientation
+    for side in (96, 128):
         for ctx in (2.0, 3.0, 4.5):
-            s = side / (ctx * fs)
-            m = np.float32([[s, 0, side / 2 - cx * s], [0, s, side / 2 - cy * s]])
-            crop = cv2.warpAffine(astro, m, (side, side), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
-            blobs.extend(_blob(np.ascontiguousarray(np.rot90(crop, k))) for k in range(4))
+            blobs.extend(_recheck_crops(astro, (x0, y0, x1, y1), side, ctx))
     head = astro[max(0, int(cy - 1.2 * fs)):int(cy + 1.2 * fs), max(0, int(cx - 1.2 * fs)):int(cx + 1.2 * fs)]
     for i, bg in enumerate(others):
         scene = cv2.resize(bg, (640, 480), interpolation=cv2.INTER_AREA)
-        for _ in range(6):  # faces of 12-120 px pasted at random places and orientations
+        for _ in range(6):  # heads of 24-240 px (faces of about 10-100 px) at random places and turns
             w = int(rng.integers(24, 240))
             patch = np.ascontiguousarray(np.rot90(cv2.resize(head, (w, w), interpolation=cv2.INTER_AREA),
                                                   int(rng.integers(0, 4))))

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from perface.anonymize.gallery import Donor, Gallery
-from perface.face.detect import DetectConfig, detect
+from perface.face.detect import REFERENCE_DETECT, detect
 from perface.face.identity import get_embedder
 from perface.face.io import InputError, UnreadableError, read_image
 
@@ -170,7 +170,7 @@ def prepare_donor(path: Path, model, config: DonorBuildConfig,
     from perface.face.landmarks import predict_landmarks68
 
     image = read_image(path)
-    faces = detect(image, DetectConfig(precision="fp32"))  # as the shipped gallery was built: rebuilds match it
+    faces = detect(image, REFERENCE_DETECT)  # as the shipped gallery was built: rebuilds match it
     if not faces:
         raise InputError(path, "no face found")
     face = max(faces, key=lambda f: f.width * f.height)

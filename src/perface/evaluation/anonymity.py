@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from perface.face.align import arcface_crop
-from perface.face.detect import DetectConfig, Face, detect
+from perface.face.detect import REFERENCE_DETECT, DetectConfig, Face, detect
 from perface.face.identity import get_embedder
 from perface.face.io import InputError, read_image
 from perface.face.lbph import chi_square_nearest, lbph_descriptor
@@ -167,7 +167,7 @@ def fit_gender_judge(utkface: str | Path, n: int = 1500, min_age: int = 18, seed
     faces = [f for f in load_utkface(utkface) if f.age is not None and f.age >= min_age]
     rng = np.random.default_rng(seed)
     faces = [faces[i] for i in sorted(rng.choice(len(faces), min(n, len(faces)), replace=False))]
-    det = DetectConfig(precision="fp32")  # the evaluation's own eyes stay fixed whatever the anonymizer runs
+    det = REFERENCE_DETECT  # the evaluation's own eyes stay fixed whatever the anonymizer runs
     emb, male = [], []
     for f in tqdm(faces, desc="gender judge", disable=not progress):
         found = _read_with_face(f.path, det)
@@ -399,7 +399,7 @@ def evaluate_anonymization(
     t0 = time.perf_counter()
     root = Path(root)
     probe_rows, gallery_rows = split_probes(root, n_probes, seed)
-    det = DetectConfig(precision="fp32")  # the evaluation's own detector: a fixed instrument (not the anonymizer's)
+    det = REFERENCE_DETECT  # the evaluation's own detector: a fixed instrument (not the anonymizer's)
     select_options, anonymize_options = dict(select_options or {}), dict(anonymize_options or {})
     cfg = AnonymizeConfig(method=method, select=SelectConfig(seed=seed, group_by=group_by,  # type: ignore[arg-type]
                                                              **select_options),

@@ -256,6 +256,10 @@ class DetectConfig:
 
 PRECISIONS = ("int8", "mixed", "fp32")
 CENTERFACE_FILES = {"int8": "centerface-int8.onnx", "fp32": "centerface.onnx"}
+#: The default settings on the float graph everywhere: the detector the shipped model's training features, the
+#: donor gallery and the recognizer calibration were made with (so rebuilds find the same faces), and the
+#: anonymity evaluation's own detector (a fixed instrument, whatever precision the anonymizer runs).
+REFERENCE_DETECT = DetectConfig(precision="fp32")
 
 
 def _model_path(name: str) -> str:

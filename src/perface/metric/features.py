@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from perface.face.detect import DetectConfig, detect
+from perface.face.detect import REFERENCE_DETECT, DetectConfig, detect
 from perface.face.identity import get_embedder
 from perface.face.io import InputError, atomic_write, read_image
 
@@ -79,8 +79,7 @@ def build_feature_bank(
     cfg = model.config
     names = [n for n, _ in model.features.backbone.stages()]
     start = model.features.last + 1 if cfg.train_from is None else names.index(cfg.train_from)
-    # the float graph by default: the shipped model was trained on features of its detections
-    det = detect_config or DetectConfig(precision="fp32")
+    det = detect_config or REFERENCE_DETECT  # the shipped model was trained on features of its detections
     feature_key = _feature_key(cfg, start, det)
     key = _fingerprint(paths, {"features": feature_key, "v": 5})
     cache_file = Path(cache_dir) / f"features-{key}.npz" if cache_dir else None

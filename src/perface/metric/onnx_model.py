@@ -81,7 +81,7 @@ def color_layout(x: np.ndarray, grid: int) -> np.ndarray:
 def faces_to_views(model: Any, items: Sequence[FaceLike]) -> list[list[np.ndarray]]:
     """Per view, the chips of every face (``model.align``), from images (largest face), paths or (image, Face).
     Faces it finds itself come from CenterFace's float graph, as the training features did (``features.py``)."""
-    from perface.face.detect import DetectConfig, Face, detect
+    from perface.face.detect import REFERENCE_DETECT, Face, detect
     from perface.face.io import read_image
 
     out: list[list[np.ndarray]] = [[] for _ in model.config.views]
@@ -100,7 +100,7 @@ def faces_to_views(model: Any, items: Sequence[FaceLike]) -> list[list[np.ndarra
                     image = item if item.dtype == np.uint8 else np.clip(item, 0, 255).astype(np.uint8)
                 else:
                     raise PerFaceError(f"cannot embed an object of type {type(item).__name__}")
-                faces = detect(image, DetectConfig(precision="fp32"))
+                faces = detect(image, REFERENCE_DETECT)
                 if not faces:
                     raise InputError(path, "no face found")
                 face = max(faces, key=lambda f: f.width * f.height)
