@@ -26,6 +26,8 @@ VARIANTS = {  # name: (method, step-1 rule, ClassicSwapper options, AnonymizeCon
     "swap-forehead": ("swap", "hybrid", {"forehead": 1.2}, {}),  # the option that also replaces the hairline
     # up to 3 safe swaps compared unless MobileFaceNet scores the first below 0.15 (the default settle rule)
     "swap-compare3": ("swap", "hybrid", {}, {"compare_swaps": 3}),
+    # consulted networks checked at their threshold for the face's size (an option: see its title)
+    "swap-size-thresholds": ("swap", "hybrid", {}, {"check_by_size": True}),
     "blur": ("blur", "hybrid", {}, {}),
 }
 
@@ -71,13 +73,16 @@ def main() -> None:
             res = AnonymityResult(**d, seconds=json.loads(p.read_text())["seconds"])
             title = f"**`--method {method}`**" + (f", step 1 `--group-by {group_by}`" if method == "swap" else "")
             title += "".join(f", `--{k} {v}`" for k, v in swapper_options.items())
-            title += "".join(f", `--{k.replace('_', '-')} {','.join(v) or 'none' if isinstance(v, tuple) else v}`"
+            title += "".join(f", `--{k.replace('_', '-')}`" if v is True else
+                             f", `--{k.replace('_', '-')} {','.join(v) or 'none' if isinstance(v, tuple) else v}`"
                              for k, v in options.items())
             title += " (the defaults)" if name == "swap" else ""
             title += (" (an option, not the default: it paints skin over fringes and caps; see the tuning draw)"
                       if swapper_options else "")
             title += (" (an option, not the default: one face fewer verified by FaceRes on this draw for 0.83x the "
                       "images/s; see the section on why faces are still blurred)" if name == "swap-compare3" else "")
+            title += (" (an option, not the default: 4 more faces swapped rather than blurred, but FaceRes verifies 2 "
+                      "of them; see the section on softened swaps)" if name == "swap-size-thresholds" else "")
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(p.stat().st_mtime))
             title += f" (run {when})"
             parts.append(title + "\n\n" + res.to_markdown())

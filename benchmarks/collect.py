@@ -5,9 +5,10 @@ from __future__ import annotations
 from _common import FRAGMENTS, REPO
 
 ORDER = ["summary", "detection", "recall", "detect_alignment", "yaw_guard",
-         "celeba_pairs", "recognizers", "pipeline", "detect_speed", "backbones", "model", "model_cv",
-         "model_speed", "groups", "group_ceilings", "metric_signals", "attributes", "attribute_networks", "gallery",
-         "swap", "anonymity", "anonymity_tuning", "anonymity_residue", "anonymity_tries", "lbph_regions", "lbph_floor",
+         "celeba_pairs", "recognizers", "recognizer_sizes", "pipeline", "detect_speed", "backbones", "model",
+         "model_cv", "model_speed", "groups", "group_ceilings", "metric_signals", "attributes", "attribute_networks",
+         "gallery", "swap", "anonymity", "anonymity_tuning", "anonymity_residue", "anonymity_tries", "anonymity_soften",
+         "lbph_regions", "lbph_floor",
          "anonymize_speed", "gpu_machine", "shape_predictor", "runtime_equality", "threads",
          "folder_memory", "folder_memory_swap", "annotation_load", "annotation_e2e"]
 

@@ -145,6 +145,18 @@ def test_anonymize_forehead_and_compare_swaps_reach_the_anonymizer(tmp_path, ast
     assert res.exit_code == 2 and seen["cfg"].compare_swaps == 3
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--compare-swaps", "0"])
     assert res.exit_code == 2 and "--compare-swaps" in _one_line_error(res)
+    # --soften: the default is the config's, 'none' turns it off, a bad list is one line naming the option
+    from perface.anonymize.anonymizer import AnonymizeConfig
+
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--soften", "none"])
+    assert res.exit_code == 2 and seen["cfg"].soften == ()
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out")])
+    assert seen["cfg"].soften == AnonymizeConfig().soften == (0.03, 0.06, 0.1) and not seen["cfg"].check_by_size
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--check-by-size"])
+    assert res.exit_code == 2 and seen["cfg"].check_by_size
+    for bad in ("0.1,x", "0,0.1"):
+        res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--soften", bad])
+        assert res.exit_code == 2 and _one_line_error(res).startswith("perface: error: --soften")
 
 
 def test_evaluate_anonymization_passes_forehead(tmp_path, monkeypatch):

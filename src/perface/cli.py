@@ -45,6 +45,7 @@ _OPTION_NAMES = {"max_tries": "--tries", "max_age_gap": "--max-age-gap", "seed":
                  "strategy": "--strategy", "group_by": "--group-by", "method": "--method", "fallback": "--fallback",
                  "donor_identity_max": "--donor-identity-max", "max_skin_gap": "--max-skin-gap",
                  "recognizers": "--recognizers", "compare_swaps": "--compare-swaps", "swapper_options": "--forehead",
+                 "soften": "--soften",
                  "per_group": "--per-group",
                  "min_gender_confidence": "--min-gender-confidence", "min_sharpness": "--min-sharpness",
                  "threshold": "--thresh (--threshold)", "rotations": "--rotations", "backend": "--detector",
@@ -131,6 +132,9 @@ Rotations = Annotated[str, typer.Option(help="Orientations searched for faces: '
 Precision = Annotated[str, typer.Option("--detector-precision", help="CenterFace graphs: mixed (default: 8-bit for "
                                         "the upright passes, float for turned faces and re-checks), int8 (fastest) "
                                         "or fp32 (float only).")]
+
+# AnonymizeConfig().soften as --soften writes it (kept equal by tests/test_cli.py; a literal so --help loads no models)
+SOFTEN_DEFAULT = "0.03,0.06,0.1"
 
 
 def _detect_config(detector: str, threshold: float | None = None, rotations: str = "auto",
@@ -239,6 +243,14 @@ def _input_paths(inputs: Sequence[str]) -> list[Path]:
 def _split_names(spec: str) -> tuple[str, ...]:
     """A comma-separated list of names; 'none' or '' is the empty list."""
     return () if spec.strip() in ("none", "") else tuple(n.strip() for n in spec.split(",") if n.strip())
+
+
+def _fractions(option: str, spec: str) -> tuple[float, ...]:
+    """A comma-separated list of numbers; 'none' or '' is the empty list."""
+    try:
+        return tuple(float(v) for v in _split_names(spec))
+    except ValueError:
+        raise PerFaceError(f"{option}: expected comma-separated numbers or 'none', got {spec!r}") from None
 
 
 def _recognizer_names(spec: str, known: Sequence[str]) -> tuple[str, ...]:
@@ -508,6 +520,14 @@ def anonymize_cmd(
              "least like the face is kept, but a swap MobileFaceNet scores below 0.15 is kept at once. 1: the "
              "first safe swap. 3 lowered FaceRes's verification from 9.3% to 5.3% on a tuning draw, from 8.7% to "
              "8.0% on the reported one, for 0.83x the images/s.")] = 1,
+    soften: Annotated[str, typer.Option(
+        help="When every donor tried is refused by an identity check, blur the closest swap inside the swapped "
+             "face at these Gaussian sigmas (fractions of the face size, comma-separated) until every check "
+             "passes; 'none': hide such faces with --fallback at once.")] = SOFTEN_DEFAULT,
+    check_by_size: Annotated[bool, typer.Option(
+        "--check-by-size", help="Check faces under 64 px at each consulted network's FAR-1% threshold for their "
+        "size (calibrated on shrunk CelebA pairs) rather than the full-size one: fewer small faces blurred, but "
+        "the never-consulted FaceRes verified 2 of 4 extra swaps on the reported draw.")] = False,
     forehead: Annotated[float, typer.Option(
         help="How far above the brows the donor's face reaches, as a fraction of the brow-to-nose height "
              "(0-1.5). Higher replaces more forehead and hairline: more anonymous, but can paint skin over "
@@ -554,7 +574,8 @@ def anonymize_cmd(
                               overwrite=overwrite, keep_gender=keep_gender,
                               donor_identity_max=None if donor_identity_max >= 1 else donor_identity_max,
                               max_skin_gap=max_skin_gap or None, swapper_options={"forehead": forehead},
-                              recognizers=_split_names(recognizers), compare_swaps=compare_swaps)
+                              recognizers=_split_names(recognizers), compare_swaps=compare_swaps,
+                              soften=_fractions("--soften", soften), check_by_size=check_by_size)
     except ValueError as exc:
         raise _option_error(exc) from None
     recipe = AnonymizerRecipe(cfg, gallery=None if gallery is None else str(gallery), model=model)

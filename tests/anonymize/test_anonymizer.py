@@ -419,7 +419,7 @@ def _record_safe_swaps(monkeypatch) -> list:
 
     def spy(self, *args, **kwargs):
         result = original(self, *args, **kwargs)
-        if result[0] is not None:
+        if result[0] is not None and not result[1]:  # a refused swap comes with its reason
             seen.append(result[0])
         return result
 
@@ -464,6 +464,77 @@ def test_settle_below_stops_comparing_once_a_swap_is_far_enough(swapper_anonymiz
         AnonymizeConfig(recognizers=("mobilefacenet",), settle_below={"faceres": 0.1})
     with pytest.raises(ValueError, match="settle_below"):
         AnonymizeConfig(settle_below={"dlib": float("nan")})
+
+
+def _sharpness_recognizer(an: Anonymizer, monkeypatch, threshold: float) -> None:
+    """Make MobileFace a stand-in that "matches" while the face stays sharp: its score is the output's Laplacian
+    energy inside the face box relative to the original's, so only blurring the swapped face lowers it."""
+    x1, y1, x2, y2 = ASTRO_BOX
+    rec = an.recognizers["mobileface"]
+
+    def energy(image, faces):
+        grey = cv2.cvtColor(np.ascontiguousarray(image[y1:y2, x1:x2]), cv2.COLOR_RGB2GRAY).astype(np.float64)
+        return np.array([[cv2.Laplacian(grey, cv2.CV_64F).var()]] * len(faces))
+
+    monkeypatch.setattr(rec, "embed", energy)
+    monkeypatch.setattr(rec, "score", lambda a, b: np.atleast_2d(b)[:, 0] / np.atleast_2d(a)[:, 0])
+    monkeypatch.setattr(rec, "threshold", lambda at="far_1e-3": threshold)
+
+
+def test_soften_keeps_a_refused_swap_once_blurring_it_passes_every_check(swapper_anonymizer, astronaut,
+                                                                         monkeypatch):
+    """Every plain swap is refused (MobileFace stand-in: too sharp); with ``soften`` the closest one, blurred
+    inside the swapped region, passes and is kept as a swap: a face with the donor's features, not a blur."""
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, recognizer_prescreen_at=None, soften=(),
+                        select=replace(an.config.select, max_tries=3))
+    _sharpness_recognizer(an, monkeypatch, threshold=0.25)
+    _, (plain,) = an.anonymize_array(astronaut)
+    assert plain.method == "blur" and "mobileface still matched" in plain.reason and plain.tries == 3
+    an.config = replace(an.config, soften=(0.001, 0.05, 0.2))  # the first is too light to change anything
+    out, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method == "swap" and rec.softened == 0.05 and rec.donor_id is not None
+    assert "blurred inside the swapped face" in rec.reason and rec.recognizers_after["mobileface"] < 0.25
+    x1, y1, x2, y2 = ASTRO_BOX
+    assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
+    assert detect(out)  # still a face, unlike the fallback blur
+
+
+def test_soften_fails_closed_when_no_softened_swap_passes(swapper_anonymizer, astronaut, monkeypatch):
+    """A recognizer that matches even the most softened swap: the face is hidden by the fallback as before."""
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, recognizer_prescreen_at=None, soften=(0.05, 0.1),
+                        select=replace(an.config.select, max_tries=2))
+    _sharpness_recognizer(an, monkeypatch, threshold=-1.0)
+    checked = []
+    original = Anonymizer._check
+    monkeypatch.setattr(Anonymizer, "_check", lambda self, *a, **k: checked.append(1) or original(self, *a, **k))
+    out, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method == "blur" and rec.softened is None and rec.donor_id is None
+    assert len(checked) == 2 + 2  # two donors swapped and refused, then the two softened versions
+    x1, y1, x2, y2 = ASTRO_BOX
+    assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
+    with pytest.raises(ValueError, match="soften"):
+        AnonymizeConfig(soften=(0.0,))
+
+
+def test_check_by_size_asks_each_network_for_the_threshold_of_the_face_size(swapper_anonymizer, astronaut,
+                                                                            monkeypatch):
+    """``check_by_size``: the check uses ``threshold_for(point, face size)``; off, the full-size threshold."""
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, recognizer_prescreen_at=None, soften=(),
+                        select=replace(an.config.select, max_tries=2))
+    rec = an.recognizers["mobileface"]
+    sizes = []
+    monkeypatch.setattr(rec, "threshold", lambda at="far_1e-3": 2.0)  # full size: nothing matches
+    monkeypatch.setattr(rec, "threshold_for", lambda at, size: sizes.append(size) or -1.0)  # by size: all match
+    _, (plain,) = an.anonymize_array(astronaut)
+    assert plain.method == "swap" and not sizes
+    an.config = replace(an.config, check_by_size=True)
+    _, (rec_,) = an.anonymize_array(astronaut)
+    assert rec_.method == "blur" and "mobileface still matched" in rec_.reason
+    x1, y1, x2, y2 = ASTRO_BOX
+    assert sizes and all(abs(s - min(x2 - x1, y2 - y1)) < 30 for s in sizes)  # the detected face's size
 
 
 def test_mobileface_can_join_the_ensemble_and_faceres_is_never_run(swapper_anonymizer, astronaut, monkeypatch):

@@ -69,3 +69,20 @@ def test_box_crop_maps_the_grown_box_onto_the_output():
 def test_unknown_recognizer_is_refused():
     with pytest.raises(ValueError, match="unknown recognizer"):
         get_recognizer("arcface")
+
+
+@pytest.mark.parametrize("name", ["mobilefacenet", "mobileface"])
+def test_small_faces_are_checked_at_their_size_threshold(name):
+    """Shrunk faces look alike to a network: the shipped thresholds for small faces are higher than the full-size
+    one, fall as faces grow, and the full-size one applies above the largest calibrated size."""
+    from perface.face.recognizers import _size_calibrations
+
+    rec = get_recognizer(name)
+    full = rec.threshold("far_1e-2")
+    sizes, by_size = _size_calibrations()
+    assert len(sizes) and name in by_size
+    values = [rec.threshold_for("far_1e-2", s) for s in (16, 17, 24, 40, float(sizes[-1]), 1000)]
+    assert values[0] == pytest.approx(by_size[name]["far_1e-2"][0]) and values[0] > full + 0.05
+    assert values[1] == pytest.approx(by_size[name]["far_1e-2"][1])  # 17 px: the next calibrated size up
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False)) and values[-1] == full
+    assert rec.threshold_for("eer", 16) == rec.threshold("eer")  # no size calibration for that point: full size

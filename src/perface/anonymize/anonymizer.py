@@ -2,8 +2,9 @@
 
 Every detected face is replaced by a donor from the same attribute group that the PerFace metric
 judges perceptually far from the person (:mod:`perface.anonymize.select`), swapped in offline
-(:mod:`perface.anonymize.swap`). After swapping, the output face is checked with the identity recognizer; if it
-still matches the original, the next donor is tried. A face that cannot be swapped safely (too
+(:mod:`perface.anonymize.swap`). After swapping, the output face is checked with the identity recognizers; if one
+still matches the original, the next donor is tried, and when all are refused the closest swap, softened inside the
+face, is checked again. A face that cannot be swapped safely (too
 small, extreme pose, no landmarks, failed check, any error) is blurred, pixelated or masked instead:
 it is never left as it was. Outputs carry no metadata, are written atomically and never replace
 inputs; a JSON privacy report lists every face and what was done to it.
@@ -52,6 +53,12 @@ class AnonymizeConfig:
     # faces blurred (docs/benchmarks.md, "Where FaceRes still re-identifies").
     recognizers: tuple[str, ...] = ("mobilefacenet", "mobileface")
     recognizer_check_at: str = "far_1e-2"
+    # Check a small face at its recognizer's threshold for that size (calibrated on CelebA pairs shrunk to it,
+    # never below the full-size one; see Recognizer.threshold_for): shrunk faces all look alike to a network, so a
+    # full-size threshold refuses swaps of a 20 px face that match the person no more than another person's face of
+    # that size would. Off by default: on the reported draw it swapped 4 more faces rather than blurring them, but
+    # FaceRes (never consulted) still verified 2 of those at its full-size threshold (docs/benchmarks.md).
+    check_by_size: bool = False
     # Per-network operating points that replace ``recognizer_check_at`` for that network, e.g.
     # ``{"mobilefacenet": "eer"}``: a stricter check by the consulted network closest to a never-consulted one.
     recognizer_check_overrides: dict[str, str] = field(default_factory=dict)
@@ -69,6 +76,12 @@ class AnonymizeConfig:
     # tuning draw) below 0.15 when it is consulted; {}: no settling, every comparison runs to ``compare_swaps``.
     settle_below: dict[str, float] | None = None
     recognizer_prescreen_at: str | None = "eer"
+    # When every donor tried was refused by an identity check, the refused swap that came closest to passing is
+    # blurred inside the swapped region (Gaussian, sigma = each value times the face size, in turn) and checked
+    # again by every consulted recognizer; the first softened swap that passes is kept, else the face falls back to
+    # ``fallback`` as before. A softened swap carries the donor's blurred features, never the person's: it passes
+    # the same identity checks as any swap, and stays a face with the donor's gender. (): off.
+    soften: tuple[float, ...] = (0.03, 0.06, 0.1)
     # Try donors whose skin lightness (median LAB L, 0-255) is within this of the face's first; the others follow,
     # closest first. The colour transfer bridges moderate gaps, but a dark donor on a pale face (or the reverse)
     # comes out grey-eyed and washed out. None: off.
@@ -125,6 +138,8 @@ class AnonymizeConfig:
                               for k, v in self.recognizer_check_overrides.items())):
             if point is not None and point not in OPERATING_POINTS:
                 raise ValueError(f"{name} must be one of {', '.join(OPERATING_POINTS)}, got {point!r}")
+        if any(not isinstance(v, (int, float)) or not 0 < v <= 1 for v in self.soften):
+            raise ValueError(f"soften: blur sigmas are fractions of the face size in (0, 1], got {self.soften!r}")
         if isinstance(self.compare_swaps, bool) or not isinstance(self.compare_swaps, int) or self.compare_swaps < 1:
             raise ValueError(f"compare_swaps must be an integer >= 1, got {self.compare_swaps!r}")
         if isinstance(self.max_swaps, bool) or not isinstance(self.max_swaps, int) or self.max_swaps < 0:
@@ -391,7 +406,9 @@ class Anonymizer:
         rec.group = sel.group
         if not sel.candidates:
             return self._fall_back(out, face, rec, "no donor available in the chosen group")
-        best, reason = self._try_donors(out, face, target, sel, rec)  # steps 3-5: screen, swap, check
+        best, reason, refused = self._try_donors(out, face, target, sel, rec)  # steps 3-5: screen, swap, check
+        if best is None and refused is not None and cfg.soften:
+            best = self._soften(face, target, refused, reason)
         if best is None:
             return self._fall_back(out, face, rec, reason)  # step 6: fail closed
         self._record_swap(rec, best, target, face)
@@ -442,15 +459,16 @@ class Anonymizer:
                                     predicted=target.predicted if hybrid else None)
 
     def _try_donors(self, out: np.ndarray, face: Face, target: _Target, sel: Selection, rec: FaceRecord
-                    ) -> tuple[_Swap | None, str]:
+                    ) -> tuple[_Swap | None, str, _Refused | None]:
         """Steps 3-5: donors in skin order, pre-screened, swapped and checked, up to ``max_tries`` swaps.
 
         Among identity-safe swaps, the first that keeps the checked attributes wins; otherwise the one that
         keeps the most (gender counts double), the earliest on ties. Attributes are about naturalness: a swap
         that changes them is still anonymous, so it is used rather than blurring the face. Returns the best
-        swap (None if none was safe) and the reason the last donor failed."""
+        swap (None if none was safe), the reason the last donor failed and the refused swap closest to passing."""
         last_reason = "no donor passed the identity check"
         best: _Swap | None = None
+        closest: _Refused | None = None
         complete: list[_Swap] = []  # identity-safe swaps that keep every checked attribute
         tries = 0
         for donor_id, psim, gap in self._by_skin(sel.candidates, sel.similarities, target.skin):
@@ -464,6 +482,10 @@ class Anonymizer:
             tries += 1
             rec.tries = tries
             swap, reason, hopeless = self._swap_and_check(out, face, target, donor_id, psim, gap)
+            if isinstance(swap, _Refused):
+                if closest is None or swap.excess < closest.excess:
+                    closest = swap
+                swap = None
             if swap is None:
                 last_reason = reason
                 if hopeless:
@@ -477,7 +499,7 @@ class Anonymizer:
                     break
         if complete:
             best = min(complete, key=self._closeness)  # the first one on ties
-        return best, last_reason
+        return best, last_reason, closest
 
     def _prescreen(self, target: _Target, donor_id: str) -> str | None:
         """Why a donor is skipped before any swap (None: try it): too close to the face, or in the photo."""
@@ -496,18 +518,30 @@ class Anonymizer:
         return None
 
     def _swap_and_check(self, out: np.ndarray, face: Face, target: _Target, donor_id: str, psim: float,
-                        gap: float | None) -> tuple[_Swap | None, str, bool]:
+                        gap: float | None) -> tuple[_Swap | _Refused | None, str, bool]:
         """Step 4, the swap, then step 5, the identity and attribute checks of its output.
 
-        Returns ``(swap, "", False)`` for an identity-safe swap, else ``(None, reason, hopeless)``; hopeless
-        means the target itself cannot be swapped (size, pose, outside the image), so no donor will do."""
-        from perface.face.attributes import predict_attributes
-
-        cfg = self.config
+        Returns ``(swap, "", False)`` for an identity-safe swap; ``(refused, reason, False)`` when an identity
+        check refused it (kept for :meth:`_soften`); ``(None, reason, hopeless)`` when no swap was made, where
+        hopeless means the target itself cannot be swapped (size, pose, outside the image), so no donor will do."""
         donor_img, donor_lm = self._donor(donor_id)
         res = self.swapper.swap(out, target.lm68, donor_img, donor_lm)
         if not res.ok:
             return None, f"swap refused: {res.reason}", bool(res.reason and "donor" not in res.reason)
+        swap, reason, excess = self._check(res.image, face, target, donor_id, psim, gap)
+        if swap is None:
+            return _Refused(res.image, res.mask, donor_id, psim, gap, excess), reason, False
+        return swap, "", False
+
+    def _check(self, image: np.ndarray, face: Face, target: _Target, donor_id: str, psim: float,
+               gap: float | None) -> tuple[_Swap | None, str, float]:
+        """Step 5 on one output: every consulted recognizer, then dlib, then the attributes.
+
+        Returns the identity-safe swap, or None with the reason and how far the refusing score was above its
+        threshold."""
+        from perface.face.attributes import predict_attributes
+
+        cfg = self.config
         # Cheapest network first, dlib last: a swap must pass every check, so the order only decides how soon a
         # refused one stops (on 60 CelebA photos MobileFace, 0.5 ms a face, refused 161 of 269 swaps tried,
         # MobileFaceNet 29, dlib, whose donors are pre-screened, none).
@@ -515,28 +549,48 @@ class Anonymizer:
         margin = -math.inf
         for name in self._check_order:
             rec = self.recognizers[name]
-            score = float(rec.score(target.features[name], rec.embed(res.image, [face]))[0])
-            th = rec.threshold(self._check_point(name))
+            score = float(rec.score(target.features[name], rec.embed(image, [face]))[0])
+            point = self._check_point(name)
+            th = rec.threshold_for(point, face.size) if cfg.check_by_size else rec.threshold(point)
             if score >= th:
-                return None, f"{name} still matched after swap (score {score:.3f} >= {th:.3f})", False
+                return None, f"{name} still matched after swap (score {score:.3f} >= {th:.3f})", score - th
             scores[name] = score
             margin = max(margin, score - th)
         chips = None  # with the ONNX model: both views from one shape; the first is the identity chip
         if hasattr(self.model, "embed_with_identity"):
-            chips = self.model.align(res.image, face)
+            chips = self.model.align(image, face)
             id_sim = float(target.identity @ self.identity.embed_chips([chips[0]])[0])
         else:
-            id_sim = float(target.identity @ self._identity_at(res.image, face))
+            id_sim = float(target.identity @ self._identity_at(image, face))
         if id_sim >= cfg.identity_threshold:
-            return None, f"identity still matched after swap (cosine {id_sim:.3f})", False
+            return (None, f"identity still matched after swap (cosine {id_sim:.3f})",
+                    id_sim - cfg.identity_threshold)
         after: dict[str, float] = {"dlib": id_sim, **{n: scores[n] for n in self.recognizers}}
         margin = max(margin, id_sim - cfg.identity_threshold)
         g_kept = a_kept = None
         if target.check_gender or target.check_age:
-            after_attr = predict_attributes([res.image], [target.box])[0]
+            after_attr = predict_attributes([image], [target.box])[0]
             g_kept = after_attr.gender == target.predicted[0] if target.check_gender else None
             a_kept = after_attr.age_group == target.predicted[2] if target.check_age else None
-        return _Swap(res.image, donor_id, psim, id_sim, g_kept, a_kept, gap, after, margin, chips), "", False
+        return _Swap(image, donor_id, psim, id_sim, g_kept, a_kept, gap, after, margin, chips), "", margin
+
+    def _soften(self, face: Face, target: _Target, refused: _Refused, reason: str) -> _Swap | None:
+        """The refused swap closest to passing, blurred inside its swapped region at each ``soften`` sigma in
+        turn until every identity check passes (None: none did, the face falls back)."""
+        import cv2
+
+        alpha = refused.mask.astype(np.float32)[..., None]
+        for frac in self.config.soften:
+            sigma = max(0.5, frac * face.size)
+            blurred = cv2.GaussianBlur(refused.image, (0, 0), sigma)
+            image = np.clip(refused.image * (1 - alpha) + blurred * alpha + 0.5, 0, 255).astype(np.uint8)
+            swap, _, _ = self._check(image, face, target, refused.donor_id, refused.psim, refused.gap)
+            if swap is not None:
+                swap.softened = frac
+                swap.note = (f"every donor tried was still matched ({reason}); kept the closest swap blurred "
+                             f"inside the swapped face (sigma {frac:g} of the face size)")
+                return swap
+        return None
 
     def _settled(self, swap: _Swap) -> bool:
         """Whether every recognizer of the settle rule scores the swap below its value (no more comparing)."""
@@ -554,7 +608,8 @@ class Anonymizer:
 
     def _record_swap(self, rec: FaceRecord, swap: _Swap, target: _Target, face: Face) -> None:
         """Fill the face's report record from the swap that was kept."""
-        rec.method, rec.reason, rec.donor_id = "swap", None, swap.donor_id
+        rec.method, rec.reason, rec.donor_id = "swap", swap.note, swap.donor_id
+        rec.softened = swap.softened
         rec.skin_lightness_gap = None if swap.gap is None else round(float(swap.gap), 1)
         rec.gender_kept, rec.age_group_kept = swap.gender_kept, swap.age_group_kept
         rec.perceptual_similarity_donor = rounded(swap.perceptual_similarity)
@@ -606,10 +661,24 @@ class _Swap:
     recognizer_scores: dict[str, float]  # every consulted recognizer's score of output vs original
     margin: float  # the highest score minus same-person threshold among the consulted recognizers (< 0)
     chips: list[np.ndarray] | None = None  # the perceptual model's view chips of the output (ONNX model only)
+    softened: float | None = None  # the ``soften`` sigma (fraction of the face size) it was blurred with, if any
+    note: str | None = None  # why it is not a plain swap (the report's reason)
 
     @property
     def score(self) -> int:
         return 2 * bool(self.gender_kept) + bool(self.age_group_kept)
+
+
+@dataclass
+class _Refused:
+    """A swap that an identity check refused: kept while donors are tried, for :meth:`Anonymizer._soften`."""
+
+    image: np.ndarray
+    mask: np.ndarray  # the swap's alpha (0..1) of the replaced region
+    donor_id: str
+    psim: float
+    gap: float | None
+    excess: float  # how far the refusing recognizer's score was above its threshold
 
 
 # The file-level runner lives in perface.anonymize.runner; these names stay importable from here.

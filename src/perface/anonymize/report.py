@@ -32,6 +32,7 @@ class FaceRecord:
     gender_kept: bool | None = None  # predicted gender of the output equals the original's (None: not checked)
     age_group_kept: bool | None = None  # likewise for the predicted age group
     skin_lightness_gap: float | None = None  # donor's skin lightness minus the face's (LAB L, 0-255)
+    softened: float | None = None  # a swap blurred inside the face to pass the identity checks: its sigma / size
     rotation: int = 0  # the face's orientation as detected (0, 90, 180, 270; swapped upright when turned)
     kind: str = "face"  # "face", or "unsure": a region scored just below the detection threshold, hidden anyway
     left_unanonymized: bool = False  # its box came out of the anonymizer with unchanged pixels

@@ -414,7 +414,8 @@ def evaluate_anonymization(
 
     anonymizer = Anonymizer(cfg, gallery=gallery, model=model)
     orig_f, anon_f, detected, g_keep, a_keep = [], [], [], [], []
-    totals = {"found": 0, "swapped": 0, "hidden_by_fallback": 0, "hidden_as_requested": 0, "left_unanonymized": 0}
+    totals = {"found": 0, "swapped": 0, "swaps_softened": 0, "hidden_by_fallback": 0, "hidden_as_requested": 0,
+              "left_unanonymized": 0}
     truth, probes = [], []
     originals, outputs = [], []  # (image, face) of each probe before and after, for every recognizer
     reasons: dict[str, int] = {}
@@ -427,6 +428,7 @@ def evaluate_anonymization(
         records = [r for r in records if r.kind == "face"]  # unsure regions (hidden too) are not faces
         totals["found"] += len(records)
         totals["swapped"] += sum(r.method == "swap" for r in records)
+        totals["swaps_softened"] += sum(r.method == "swap" and r.softened is not None for r in records)
         totals["hidden_by_fallback"] += sum(r.method != "swap" and r.reason != "requested" for r in records)
         totals["hidden_as_requested"] += sum(r.reason == "requested" for r in records)
         totals["left_unanonymized"] += sum(r.left_unanonymized for r in records)
@@ -457,6 +459,7 @@ def evaluate_anonymization(
             skin_gap = None if own is None or donor is None else round(donor - own, 1)
         probes.append({"image": im, "identity": ident, "method": main.method if main else None,
                        "reason": main.reason if main else None, "donor_id": main.donor_id if main else None,
+                       "softened": main.softened if main else None,
                        "detected_after": after is not None, "gender_before": pa.gender, "gender_after": pb.gender,
                        "age_group_before": pa.age_group, "age_group_after": pb.age_group,
                        "identity_similarity_donor": main.identity_similarity_donor if main else None,

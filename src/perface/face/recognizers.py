@@ -106,6 +106,20 @@ class Recognizer:
                            f"(run benchmarks/recognizers.py)")
         return cal.thresholds[at]
 
+    def threshold_for(self, at: OperatingPoint, size: float) -> float:
+        """The threshold for faces of ``size`` px (shorter box side): the one calibrated on pairs shrunk to the
+        smallest calibrated size >= ``size``, never below the full-size one (which applies above the largest).
+
+        Why: shrunk faces look alike to a network, so different people's scores rise and a full-size threshold
+        would call nearly every pair of small faces one person (``benchmarks/recognizer_sizes.py``)."""
+        full = self.threshold(at)
+        sizes, by_size = _size_calibrations()
+        values = by_size.get(self.name, {}).get(at)
+        if not values:
+            return full
+        i = int(np.searchsorted(sizes, size, side="left"))
+        return full if i >= len(sizes) else max(full, float(values[i]))
+
     def same_person(self, a: np.ndarray, b: np.ndarray, at: OperatingPoint = "far_1e-3") -> np.ndarray:
         """Row-wise: would this recognizer call the two faces one person at operating point ``at``?"""
         return self.score(a, b) >= self.threshold(at)
@@ -270,6 +284,17 @@ def get_recognizer(name: str) -> Recognizer:
             else:
                 raise ValueError(f"unknown recognizer {name!r}; choose from {', '.join(RECOGNIZERS)}")
         return _RECOGNIZERS[name]
+
+
+@cache
+def _size_calibrations() -> tuple[np.ndarray, dict[str, dict[str, list[float]]]]:
+    """The shipped thresholds for small faces: calibrated sizes, and per recognizer and operating point one value
+    per size (empty when the file has none)."""
+    path = resources.files("perface").joinpath("models", CALIBRATION_FILE)
+    raw = json.loads(path.read_text()).get("by_size") if path.is_file() else None
+    if not raw:
+        return np.zeros(0), {}
+    return np.asarray(raw["sizes"], dtype=np.float64), raw["recognizers"]
 
 
 @cache
