@@ -28,10 +28,13 @@ VARIANTS = {  # name: (method, step-1 rule, ClassicSwapper options, AnonymizeCon
     "swap-compare3": ("swap", "hybrid", {}, {"compare_swaps": 3}),
     # consulted networks checked at their threshold for the face's size (an option: see its title)
     "swap-size-thresholds": ("swap", "hybrid", {}, {"check_by_size": True}),
+    # faces turned 45-60 degrees swapped and softened rather than blurred (an option)
+    "swap-turned-soft": ("swap", "hybrid", {}, {"max_yaw_soft_deg": 60.0}),
     "blur": ("blur", "hybrid", {}, {}),
 }
 
 
+_FLAGS = {"max_yaw_soft_deg": "max-yaw-soft"}  # config fields whose command-line option has another name
 TUNING = ("Settings such as `max_yaw_deg` were chosen on another draw of probes (seed 1), never on this one: "
           "see the section on the tuning draw below.")
 
@@ -73,8 +76,9 @@ def main() -> None:
             res = AnonymityResult(**d, seconds=json.loads(p.read_text())["seconds"])
             title = f"**`--method {method}`**" + (f", step 1 `--group-by {group_by}`" if method == "swap" else "")
             title += "".join(f", `--{k} {v}`" for k, v in swapper_options.items())
-            title += "".join(f", `--{k.replace('_', '-')}`" if v is True else
-                             f", `--{k.replace('_', '-')} {','.join(v) or 'none' if isinstance(v, tuple) else v}`"
+            title += "".join(f", `--{_FLAGS.get(k, k.replace('_', '-'))}`" if v is True else
+                             f", `--{_FLAGS.get(k, k.replace('_', '-'))} "
+                             f"{','.join(v) or 'none' if isinstance(v, tuple) else f'{v:g}'}`"
                              for k, v in options.items())
             title += " (the defaults)" if name == "swap" else ""
             title += (" (an option, not the default: it paints skin over fringes and caps; see the tuning draw)"
@@ -83,6 +87,9 @@ def main() -> None:
                       "images/s; see the section on why faces are still blurred)" if name == "swap-compare3" else "")
             title += (" (an option, not the default: 4 more faces swapped rather than blurred, but FaceRes verifies 2 "
                       "of them; see the section on softened swaps)" if name == "swap-size-thresholds" else "")
+            title += (" (an option, not the default: chosen against on the tuning draw, a face or two for a soft "
+                      "frontal face on a turned head; see the section on softened swaps)"
+                      if name == "swap-turned-soft" else "")
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(p.stat().st_mtime))
             title += f" (run {when})"
             parts.append(title + "\n\n" + res.to_markdown())

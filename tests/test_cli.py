@@ -153,7 +153,11 @@ def test_anonymize_forehead_and_compare_swaps_reach_the_anonymizer(tmp_path, ast
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out")])
     assert seen["cfg"].soften == AnonymizeConfig().soften == (0.03, 0.06, 0.1) and not seen["cfg"].check_by_size
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--check-by-size"])
-    assert res.exit_code == 2 and seen["cfg"].check_by_size
+    assert res.exit_code == 2 and seen["cfg"].check_by_size and seen["cfg"].max_yaw_soft_deg is None
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--max-yaw-soft", "60"])
+    assert res.exit_code == 2 and seen["cfg"].max_yaw_soft_deg == 60.0
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--max-yaw-soft", "30"])
+    assert res.exit_code == 2 and _one_line_error(res).startswith("perface: error: --max-yaw-soft")
     for bad in ("0.1,x", "0,0.1"):
         res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--soften", bad])
         assert res.exit_code == 2 and _one_line_error(res).startswith("perface: error: --soften")

@@ -45,7 +45,7 @@ _OPTION_NAMES = {"max_tries": "--tries", "max_age_gap": "--max-age-gap", "seed":
                  "strategy": "--strategy", "group_by": "--group-by", "method": "--method", "fallback": "--fallback",
                  "donor_identity_max": "--donor-identity-max", "max_skin_gap": "--max-skin-gap",
                  "recognizers": "--recognizers", "compare_swaps": "--compare-swaps", "swapper_options": "--forehead",
-                 "soften": "--soften",
+                 "soften": "--soften", "max_yaw_soft_deg": "--max-yaw-soft",
                  "per_group": "--per-group",
                  "min_gender_confidence": "--min-gender-confidence", "min_sharpness": "--min-sharpness",
                  "threshold": "--thresh (--threshold)", "rotations": "--rotations", "backend": "--detector",
@@ -524,6 +524,10 @@ def anonymize_cmd(
         help="When every donor tried is refused by an identity check, blur the closest swap inside the swapped "
              "face at these Gaussian sigmas (fractions of the face size, comma-separated) until every check "
              "passes; 'none': hide such faces with --fallback at once.")] = SOFTEN_DEFAULT,
+    max_yaw_soft: Annotated[float, typer.Option(
+        help="Faces turned past the 45-degree guard but at most this far (degrees) are swapped and softened (as "
+             "--soften) rather than blurred (0: off). 60 on a tuning draw: 7 of 150 fewer faces blurred, the face "
+             "detected and its gender kept a face or two more often; the output is a soft frontal face.")] = 0.0,
     check_by_size: Annotated[bool, typer.Option(
         "--check-by-size", help="Check faces under 64 px at each consulted network's FAR-1% threshold for their "
         "size (calibrated on shrunk CelebA pairs) rather than the full-size one: fewer small faces blurred, but "
@@ -575,7 +579,8 @@ def anonymize_cmd(
                               donor_identity_max=None if donor_identity_max >= 1 else donor_identity_max,
                               max_skin_gap=max_skin_gap or None, swapper_options={"forehead": forehead},
                               recognizers=_split_names(recognizers), compare_swaps=compare_swaps,
-                              soften=_fractions("--soften", soften), check_by_size=check_by_size)
+                              soften=_fractions("--soften", soften), check_by_size=check_by_size,
+                              max_yaw_soft_deg=max_yaw_soft or None)
     except ValueError as exc:
         raise _option_error(exc) from None
     recipe = AnonymizerRecipe(cfg, gallery=None if gallery is None else str(gallery), model=model)

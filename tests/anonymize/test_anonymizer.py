@@ -412,6 +412,44 @@ def test_a_face_turned_sideways_is_hidden(swapper_anonymizer, astronaut, monkeyp
     assert rec.method == "blur" and "sideways" in rec.reason and rec.donor_id is None
 
 
+def test_a_half_turned_face_can_be_swapped_softened(swapper_anonymizer, astronaut, monkeypatch):
+    """``max_yaw_soft_deg``: a face turned 52 degrees (past the 45-degree guard) is swapped, but only a softened
+    swap is kept; off (the default), or with ``soften`` off, it is hidden as before."""
+    import perface.anonymize.anonymizer as mod
+    from perface.face.detect import five_point_yaw
+
+    real = mod.detect_with_unsure
+
+    def half_turned(img, cfg=None):
+        faces, unsure = real(img, cfg)
+        lm = faces[0].landmarks.copy()
+        eyes, mouth = lm[1] - lm[0], lm[4] - lm[3]
+        half = 0.25 * (np.hypot(*eyes) + np.hypot(*mouth))
+        lm[2, 0] = (lm[0, 0] + lm[1, 0] + lm[3, 0] + lm[4, 0]) / 4 + np.sin(np.radians(52)) * half
+        return [replace(faces[0], landmarks=lm)], unsure
+
+    monkeypatch.setattr(mod, "detect_with_unsure", half_turned)
+    assert 48 < five_point_yaw(half_turned(astronaut)[0][0].landmarks) < 56
+    _, (hidden,) = swapper_anonymizer.anonymize_array(astronaut)
+    assert hidden.method == "blur" and "sideways" in hidden.reason
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, max_yaw_soft_deg=60.0)
+    checked = []
+    original = Anonymizer._check
+    monkeypatch.setattr(Anonymizer, "_check",
+                        lambda self, img, *a, **k: checked.append(img) or original(self, img, *a, **k))
+    out, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method == "swap" and rec.softened in an.config.soften and "swapped and blurred" in rec.reason
+    x1, y1, x2, y2 = ASTRO_BOX  # the kept face is a softened swap that was checked
+    assert checked and np.array_equal(checked[-1][y1:y2, x1:x2], out[y1:y2, x1:x2])
+    assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
+    an.config = replace(an.config, soften=())
+    _, (off,) = an.anonymize_array(astronaut)
+    assert off.method == "blur" and "sideways" in off.reason
+    with pytest.raises(ValueError, match="max_yaw_soft_deg"):
+        AnonymizeConfig(max_yaw_soft_deg=40.0)
+
+
 def _record_safe_swaps(monkeypatch) -> list:
     """The identity-safe swaps the anonymizer makes from now on, in order (a spy on ``_swap_and_check``)."""
     seen: list = []

@@ -96,6 +96,11 @@ class AnonymizeConfig:
     # Faces turned further than this (degrees, from the five detector landmarks: see five_point_yaw) are hidden,
     # not swapped: the swapper's frontal donors do not fit a profile. None: off.
     max_yaw_deg: float | None = 45.0
+    # Faces turned further than ``max_yaw_deg`` but not beyond this are swapped and always softened (the first
+    # ``soften`` sigma whose output passes every identity check; the sharp swap is never kept): a frontal donor on a
+    # turned head shows seams and looks frontal, which the softening hides, while the output still reads as a face
+    # of the donor's gender. Needs ``soften``. None: such faces are hidden by the fallback.
+    max_yaw_soft_deg: float | None = None
     mask_scale: float = 1.3  # obscured region = box scaled by this
     swapper_options: dict[str, Any] = field(default_factory=dict)  # ClassicSwapper settings, e.g. max_yaw_deg
     draw_scores: bool = False  # debug overlay: boxes, scores and the method used
@@ -146,6 +151,9 @@ class AnonymizeConfig:
             raise ValueError(f"max_swaps must be an integer >= 0, got {self.max_swaps!r}")
         if self.max_yaw_deg is not None and not 0 < self.max_yaw_deg <= 90:
             raise ValueError(f"max_yaw_deg must be within (0, 90] or None, got {self.max_yaw_deg!r}")
+        if self.max_yaw_soft_deg is not None and not (self.max_yaw_deg or 0) < self.max_yaw_soft_deg <= 90:
+            raise ValueError(f"max_yaw_soft_deg must be within (max_yaw_deg, 90] or None, "
+                             f"got {self.max_yaw_soft_deg!r}")
         if self.max_skin_gap is not None and not 0 <= self.max_skin_gap <= 255:
             raise ValueError(f"max_skin_gap must be within 0..255 (LAB lightness) or None, got {self.max_skin_gap}")
         if self.swapper_options:  # checked here, so a bad setting fails before any model or gallery loads
@@ -398,17 +406,24 @@ class Anonymizer:
                 rec.reason = f"face turned by {face.rotation} degrees: swapped upright and turned back"
             return np.ascontiguousarray(np.rot90(turned, -k))
         yaw = five_point_yaw(face.landmarks)
-        if cfg.max_yaw_deg is not None and abs(yaw) > cfg.max_yaw_deg:
-            return self._fall_back(out, face, rec, f"face turned sideways (yaw about {yaw:.0f} degrees > "
-                                                   f"{cfg.max_yaw_deg:.0f}): not swapped")
+        turned = cfg.max_yaw_deg is not None and abs(yaw) > cfg.max_yaw_deg
+        sideways = f"face turned sideways (yaw about {yaw:.0f} degrees > {cfg.max_yaw_deg or 0:.0f})"
+        if turned and (cfg.max_yaw_soft_deg is None or abs(yaw) > cfg.max_yaw_soft_deg or not cfg.soften):
+            return self._fall_back(out, face, rec, f"{sideways}: not swapped")
         target = self._describe(original, face, ident0, others)
         sel = self._choose_donors(target, used, rng)  # steps 1 and 2: the group, then its ranked donors
         rec.group = sel.group
         if not sel.candidates:
             return self._fall_back(out, face, rec, "no donor available in the chosen group")
-        best, reason, refused = self._try_donors(out, face, target, sel, rec)  # steps 3-5: screen, swap, check
-        if best is None and refused is not None and cfg.soften:
-            best = self._soften(face, target, refused, reason)
+        # steps 3-5: screen, swap, check (a turned face: every swap softened before its check)
+        best, reason, refused = self._try_donors(out, face, target, sel, rec, soft_only=turned)
+        if best is None and refused is not None and cfg.soften and not turned:
+            best = self._soften(face, target, refused)
+            if best is not None:
+                best.note = (f"every donor tried was still matched ({reason}); kept the closest swap blurred "
+                             f"inside the swapped face (sigma {best.softened:g} of the face size)")
+        if best is not None and turned:
+            best.note = f"{sideways}: swapped and blurred inside the face (sigma {best.softened:g} of its size)"
         if best is None:
             return self._fall_back(out, face, rec, reason)  # step 6: fail closed
         self._record_swap(rec, best, target, face)
@@ -458,14 +473,15 @@ class Anonymizer:
         return self.selector.select(target.query, exclude_ids=used, rng=rng, age=target.age,
                                     predicted=target.predicted if hybrid else None)
 
-    def _try_donors(self, out: np.ndarray, face: Face, target: _Target, sel: Selection, rec: FaceRecord
-                    ) -> tuple[_Swap | None, str, _Refused | None]:
+    def _try_donors(self, out: np.ndarray, face: Face, target: _Target, sel: Selection, rec: FaceRecord,
+                    soft_only: bool = False) -> tuple[_Swap | None, str, _Refused | None]:
         """Steps 3-5: donors in skin order, pre-screened, swapped and checked, up to ``max_tries`` swaps.
 
         Among identity-safe swaps, the first that keeps the checked attributes wins; otherwise the one that
         keeps the most (gender counts double), the earliest on ties. Attributes are about naturalness: a swap
         that changes them is still anonymous, so it is used rather than blurring the face. Returns the best
-        swap (None if none was safe), the reason the last donor failed and the refused swap closest to passing."""
+        swap (None if none was safe), the reason the last donor failed and the refused swap closest to passing.
+        ``soft_only``: each swap is softened (:meth:`_soften`) and only a softened one can pass."""
         last_reason = "no donor passed the identity check"
         best: _Swap | None = None
         closest: _Refused | None = None
@@ -481,7 +497,7 @@ class Anonymizer:
                 continue
             tries += 1
             rec.tries = tries
-            swap, reason, hopeless = self._swap_and_check(out, face, target, donor_id, psim, gap)
+            swap, reason, hopeless = self._swap_and_check(out, face, target, donor_id, psim, gap, soft_only)
             if isinstance(swap, _Refused):
                 if closest is None or swap.excess < closest.excess:
                     closest = swap
@@ -518,7 +534,7 @@ class Anonymizer:
         return None
 
     def _swap_and_check(self, out: np.ndarray, face: Face, target: _Target, donor_id: str, psim: float,
-                        gap: float | None) -> tuple[_Swap | _Refused | None, str, bool]:
+                        gap: float | None, soft_only: bool = False) -> tuple[_Swap | _Refused | None, str, bool]:
         """Step 4, the swap, then step 5, the identity and attribute checks of its output.
 
         Returns ``(swap, "", False)`` for an identity-safe swap; ``(refused, reason, False)`` when an identity
@@ -528,6 +544,9 @@ class Anonymizer:
         res = self.swapper.swap(out, target.lm68, donor_img, donor_lm)
         if not res.ok:
             return None, f"swap refused: {res.reason}", bool(res.reason and "donor" not in res.reason)
+        if soft_only:  # the sharp swap is never kept: its softened versions are checked instead
+            soft = self._soften(face, target, _Refused(res.image, res.mask, donor_id, psim, gap, 0.0))
+            return (soft, "", False) if soft is not None else (None, "no softened swap passed every check", False)
         swap, reason, excess = self._check(res.image, face, target, donor_id, psim, gap)
         if swap is None:
             return _Refused(res.image, res.mask, donor_id, psim, gap, excess), reason, False
@@ -574,9 +593,9 @@ class Anonymizer:
             a_kept = after_attr.age_group == target.predicted[2] if target.check_age else None
         return _Swap(image, donor_id, psim, id_sim, g_kept, a_kept, gap, after, margin, chips), "", margin
 
-    def _soften(self, face: Face, target: _Target, refused: _Refused, reason: str) -> _Swap | None:
-        """The refused swap closest to passing, blurred inside its swapped region at each ``soften`` sigma in
-        turn until every identity check passes (None: none did, the face falls back)."""
+    def _soften(self, face: Face, target: _Target, refused: _Refused) -> _Swap | None:
+        """A swap blurred inside its swapped region at each ``soften`` sigma in turn until every identity check
+        passes (None: none did)."""
         import cv2
 
         alpha = refused.mask.astype(np.float32)[..., None]
@@ -587,8 +606,6 @@ class Anonymizer:
             swap, _, _ = self._check(image, face, target, refused.donor_id, refused.psim, refused.gap)
             if swap is not None:
                 swap.softened = frac
-                swap.note = (f"every donor tried was still matched ({reason}); kept the closest swap blurred "
-                             f"inside the swapped face (sigma {frac:g} of the face size)")
                 return swap
         return None
 
