@@ -404,8 +404,9 @@ softened (``max_yaw_soft_deg`` 60, ``--max-yaw-soft 60``): 7 of the 21 profiles 
 96.7% (96.0%) and the judge keeps the gender in 89.3% (88.0%), FaceRes stays at 8.7%, MobileFaceNet verifies one face
 more (2.7%). What it looks like (four such faces, looked at by eye): a soft frontal face on a turned head, the donor's
 frontal smile and the seam at the cheek blurred rather than gone. A face or two for that look: an option, not the
-default, and not run on the reported draw. The other profiles (beyond 60 degrees) and faces under 16 px (6) are
-untouched: they need a swapper that handles profiles."""
+default (run on the reported draw afterwards, for the record: the judge 2 faces more, FaceRes verified one face more,
+detection the same). The other profiles (beyond 60 degrees) and faces under 16 px (6) are untouched: they need a
+swapper that handles profiles."""
 
 
 ROUND2_NOTES = """What it says (150 probes: one face is 0.7 points; a 95% interval around 9% spans about +-5 points, so
