@@ -146,6 +146,7 @@ def main() -> None:
         results[name] = calibrate(same, diff)
         print(name, results[name])
 
+    kept = {k: v for k, v in json.loads(OUT.read_text()).items() if k == "by_size"} if OUT.exists() else {}
     OUT.write_text(json.dumps({
         "format": "perface-recognizers/1",
         "pairs": f"CelebA ({len(faces)} photos of {len(set(ids))} identities, {n_same} same-identity and "
@@ -153,6 +154,7 @@ def main() -> None:
                  f"{today()}",
         "recognizers": {k: {"auc": v["auc"], "eer": v["eer"], "thresholds": v["thresholds"]}
                         for k, v in results.items()},
+        **kept,  # the small-face thresholds of benchmarks/recognizer_sizes.py (rerun that after this)
     }, indent=2) + "\n")
 
     body = [f"{len(faces)} CelebA photos of {len(set(ids))} identities (up to {PER_IDENTITY} each; the 150 probes of "
