@@ -623,7 +623,8 @@ def anonymize_cmd(
             for im in report.images]
     _print_table(rows, ["file", "faces", "swapped", "hidden otherwise", "unsure hidden", "donors", "note"],
                  title="dry run (nothing written)" if dry_run else f"anonymized -> {outdir}")
-    parts = [f"{t['faces_swapped']} swapped"]
+    parts = [f"{t['faces_swapped']} swapped" + (f" ({t['faces_swapped_softened']} of them softened)"
+                                                if t["faces_swapped_softened"] else "")]
     if t["faces_fallen_back"]:
         parts.append(f"{t['faces_fallen_back']} hidden by {fallback} instead (fail-closed, see the note)")
     if t["faces_obscured_on_request"]:

@@ -536,6 +536,11 @@ def test_soften_keeps_a_refused_swap_once_blurring_it_passes_every_check(swapper
     x1, y1, x2, y2 = ASTRO_BOX
     assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
     assert detect(out)  # still a face, unlike the fallback blur
+    from perface.anonymize.report import ImageRecord, RunReport
+
+    rep = RunReport.__new__(RunReport)
+    rep.images = [ImageRecord(input="a.jpg", output="b.jpg", faces=[rec, plain])]
+    assert rep.totals()["faces_swapped"] == 1 and rep.totals()["faces_swapped_softened"] == 1
 
 
 def test_soften_fails_closed_when_no_softened_swap_passes(swapper_anonymizer, astronaut, monkeypatch):

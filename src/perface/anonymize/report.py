@@ -81,6 +81,7 @@ class RunReport:
             "images_written": sum(im.output is not None for im in self.images),
             "faces_found": len(faces),
             "faces_swapped": sum(f.method == "swap" for f in faces),
+            "faces_swapped_softened": sum(f.method == "swap" and f.softened is not None for f in faces),
             "faces_fallen_back": sum(f.method != "swap" and f.reason != "requested" for f in faces),
             "faces_obscured_on_request": sum(f.reason == "requested" for f in faces),
             "unsure_regions_hidden": sum(f.kind == "unsure" and not f.left_unanonymized for f in records),
