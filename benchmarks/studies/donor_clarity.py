@@ -45,7 +45,7 @@ def run(margin: float, seed: int) -> dict:
     excluded = unclear_donors(margin)
     choose = Anonymizer._choose_donors
     Anonymizer._choose_donors = lambda self, target, used, rng: choose(self, target, set(used) | excluded, rng)
-    slug = "".join(c if c.isalnum() else "_" for c in VARIANT)
+    slug = "".join(c if c.isalnum() else "_" for c in VARIANT) + ("" if seed == 1 else f"_seed{seed}")
     saved = REPO / "runs" / f"faceres_residue_screen_{slug}.json"
     keep = saved.read_text() if saved.exists() else None
     F.SEED = seed
