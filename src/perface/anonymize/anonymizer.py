@@ -424,8 +424,8 @@ class Anonymizer:
                              f"inside the swapped face (sigma {best.softened:g} of the face size)")
         if best is not None and turned:
             best.note = f"{sideways}: swapped and blurred inside the face (sigma {best.softened:g} of its size)"
-        if best is None:
-            return self._fall_back(out, face, rec, reason)  # step 6: fail closed
+        if best is None:  # step 6: fail closed
+            return self._fall_back(out, face, rec, f"{sideways}: {reason}" if turned else reason)
         self._record_swap(rec, best, target, face)
         used.add(best.donor_id)
         return best.image
