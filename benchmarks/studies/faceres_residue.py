@@ -335,10 +335,10 @@ def _why_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _screened(names: tuple[str, ...]) -> list[dict]:
-    """The saved screen results of the named variants, in that order (only those that were run)."""
+def _screened(names: tuple[str, ...], seed: int = 1) -> list[dict]:
+    """The saved screen results of the named variants on draw ``seed``, in that order (only those that were run)."""
     rows = [json.loads(q.read_text()) for q in sorted((REPO / "runs").glob("faceres_residue_screen_*.json"))]
-    return sorted((r for r in rows if r["name"] in names and "blur_reasons" in r and r.get("seed", 1) == 1),
+    return sorted((r for r in rows if r["name"] in names and "blur_reasons" in r and r.get("seed", 1) == seed),
                   key=lambda r: names.index(r["name"]))
 
 
@@ -381,8 +381,7 @@ def report_round3() -> None:
             "networks' FAR-1% threshold for its size (section 'Recognizers: thresholds for small faces'). The "
             "verification columns are at the full-size thresholds for every face, as in the evaluation.\n\n"
             + _why_table(rows) + "\n\n" + ROUND3_NOTES)
-    again = [json.loads(q.read_text()) for q in sorted((REPO / "runs").glob("faceres_residue_screen_*_seed2.json"))]
-    again = sorted((r for r in again if r["name"] in ROUND3), key=lambda r: ROUND3.index(r["name"]))
+    again = _screened(ROUND3, seed=2)
     if again:
         body += ("\n\nThe same on a second tuning draw (``--seed 2``: other photos of the same 150 people):\n\n"
                  + _why_table(again) + "\n\n" + SEED2_NOTES)

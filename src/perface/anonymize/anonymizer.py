@@ -417,7 +417,7 @@ class Anonymizer:
             return self._fall_back(out, face, rec, "no donor available in the chosen group")
         # steps 3-5: screen, swap, check (a turned face: every swap softened before its check)
         best, reason, refused = self._try_donors(out, face, target, sel, rec, soft_only=turned)
-        if best is None and refused is not None and cfg.soften and not turned:
+        if best is None and refused is not None:  # only plain swaps are refused (a turned face's were softened)
             best = self._soften(face, target, refused)
             if best is not None:
                 best.note = (f"every donor tried was still matched ({reason}); kept the closest swap blurred "
@@ -598,11 +598,21 @@ class Anonymizer:
         passes (None: none did)."""
         import cv2
 
-        alpha = refused.mask.astype(np.float32)[..., None]
+        ys, xs = np.nonzero(refused.mask > 0)
+        if not len(ys):
+            return None
+        h, w = refused.mask.shape
         for frac in self.config.soften:
             sigma = max(0.5, frac * face.size)
-            blurred = cv2.GaussianBlur(refused.image, (0, 0), sigma)
-            image = np.clip(refused.image * (1 - alpha) + blurred * alpha + 0.5, 0, 255).astype(np.uint8)
+            # only the swapped region changes: blur its box, padded by the kernel's reach (3 sigma), not the photo
+            pad = int(np.ceil(3 * sigma)) + 1
+            y1, y2 = max(0, ys.min() - pad), min(h, ys.max() + 1 + pad)
+            x1, x2 = max(0, xs.min() - pad), min(w, xs.max() + 1 + pad)
+            roi = refused.image[y1:y2, x1:x2]
+            alpha = refused.mask[y1:y2, x1:x2, None].astype(np.float32)
+            blurred = cv2.GaussianBlur(roi, (0, 0), sigma)
+            image = refused.image.copy()
+            image[y1:y2, x1:x2] = np.clip(roi * (1 - alpha) + blurred * alpha + 0.5, 0, 255).astype(np.uint8)
             swap, _, _ = self._check(image, face, target, refused.donor_id, refused.psim, refused.gap)
             if swap is not None:
                 swap.softened = frac

@@ -287,11 +287,17 @@ def get_recognizer(name: str) -> Recognizer:
 
 
 @cache
+def _calibration_file() -> dict[str, Any]:
+    """The shipped calibration file, read once ({} when the package has none)."""
+    path = resources.files("perface").joinpath("models", CALIBRATION_FILE)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+@cache
 def _size_calibrations() -> tuple[np.ndarray, dict[str, dict[str, list[float]]]]:
     """The shipped thresholds for small faces: calibrated sizes, and per recognizer and operating point one value
     per size (empty when the file has none)."""
-    path = resources.files("perface").joinpath("models", CALIBRATION_FILE)
-    raw = json.loads(path.read_text()).get("by_size") if path.is_file() else None
+    raw = _calibration_file().get("by_size")
     if not raw:
         return np.zeros(0), {}
     return np.asarray(raw["sizes"], dtype=np.float64), raw["recognizers"]
@@ -299,9 +305,6 @@ def _size_calibrations() -> tuple[np.ndarray, dict[str, dict[str, list[float]]]]
 
 @cache
 def _calibrations() -> dict[str, Calibration]:
-    path = resources.files("perface").joinpath("models", CALIBRATION_FILE)
-    if not path.is_file():
-        return {}
-    raw = json.loads(path.read_text())
+    raw = _calibration_file()
     return {name: Calibration(auc=r["auc"], eer=r["eer"], thresholds=dict(r["thresholds"]), pairs=raw["pairs"])
-            for name, r in raw["recognizers"].items()}
+            for name, r in raw.get("recognizers", {}).items()}
