@@ -194,6 +194,11 @@ def test_cross_validation_never_uses_the_test_faces(tmp_path):
     assert len(res.per_epoch) == 3 and all(len(c) == 2 for c in res.per_epoch)
     assert all(0.0 <= a <= 1.0 for c in res.per_epoch for a in c)
     assert len(res.final) == 3 and 0.0 <= res.mean_final() <= 1.0
+    # A fold is scored with the attribute head it saves, not only the MLP part.
+    fold0 = train(config_from_dict({**raw, "data": {**raw["data"], "cv_folds": 3, "cv_fold": 0},
+                                    "optim": {**raw["optim"], "keep": "last"}, "out": str(tmp_path / "fold0")}),
+                  progress=False, log=lambda m: None)
+    assert fold0.final_val_accuracy is not None and fold0.final_val_accuracy == pytest.approx(res.final[0])
 
 
 def test_weights_do_not_depend_on_the_feature_cache_or_the_callers_rng(tmp_path):

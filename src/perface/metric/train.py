@@ -527,9 +527,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
         _fit_attribute_head(cfg, model, bank, splits.train_space, log)
     if cfg.label_head.enabled:
         fit_label_head(cfg, model, bank, log)
-        if not no_val:
-            final_val = accuracy_from_embeddings(bank_embeddings(model, bank), va_rows)
-            log(f"val acc with the attribute head: {final_val:.4f}")
+    if (cfg.attribute_head.enabled or cfg.label_head.enabled) and not no_val:
+        final_val = accuracy_from_embeddings(bank_embeddings(model, bank), va_rows)
+        log(f"val acc with the attribute head: {final_val:.4f}")
     meta = {"trained_on": describe_data(cfg.data), "best_val_accuracy": None if no_val else best,
             "best_epoch": best_epoch, "final_val_accuracy": final_val,
             "train_triplets": int(len(tr_rows)), "val_triplets": int(len(va_rows)),
