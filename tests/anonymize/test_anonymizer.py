@@ -506,8 +506,11 @@ def test_settle_below_stops_comparing_once_a_swap_is_far_enough(swapper_anonymiz
 
 def _sharpness_recognizer(an: Anonymizer, monkeypatch, threshold: float) -> None:
     """Make MobileFace a stand-in that "matches" while the face stays sharp: its score is the output's Laplacian
-    energy inside the face box relative to the original's, so only blurring the swapped face lowers it."""
-    x1, y1, x2, y2 = ASTRO_BOX
+    energy inside the face box's central half (all of it inside any swap) relative to the original's, so only blurring
+    the swapped face lowers it."""
+    bx1, by1, bx2, by2 = ASTRO_BOX
+    w, h = bx2 - bx1, by2 - by1
+    x1, y1, x2, y2 = bx1 + w // 4, by1 + h // 4, bx2 - w // 4, by2 - h // 4
     rec = an.recognizers["mobileface"]
 
     def energy(image, faces):
@@ -529,9 +532,10 @@ def test_soften_keeps_a_refused_swap_once_blurring_it_passes_every_check(swapper
     _sharpness_recognizer(an, monkeypatch, threshold=0.25)
     _, (plain,) = an.anonymize_array(astronaut)
     assert plain.method == "blur" and "mobileface still matched" in plain.reason and plain.tries == 3
-    an.config = replace(an.config, soften=(0.001, 0.05, 0.2))  # the first is too light to change anything
+    an.config = replace(an.config, soften=(0.001, 0.05, 0.1))  # the first is too light to change anything
     out, (rec,) = an.anonymize_array(astronaut)
-    assert rec.method == "swap" and rec.softened == 0.05 and rec.donor_id is not None
+    # Which sigma passes depends on the donor (blurring can also raise dlib's score): not the first, too light.
+    assert rec.method == "swap" and rec.softened in (0.05, 0.1) and rec.donor_id is not None
     assert "blurred inside the swapped face" in rec.reason and rec.recognizers_after["mobileface"] < 0.25
     x1, y1, x2, y2 = ASTRO_BOX
     assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
