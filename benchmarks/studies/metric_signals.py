@@ -216,9 +216,10 @@ def cv_validation_faces() -> list:
 
 
 def screen(name: str, n_triplets: int, folds: str = "0", min_age: str = "none", epochs: str = "6",
-           label_w: str = "0") -> None:
+           label_w: str = "0", train_from: str = "none") -> None:
     """Train fold(s) of the default config with n_triplets UTKFace label triplets (and a label head of weight
-    ``label_w`` when > 0); print OMI CV and UTK val scores."""
+    ``label_w`` when > 0; the backbone fine-tuned from stage ``train_from`` unless "none"); print OMI CV and UTK val
+    scores."""
     import dataclasses
     import json
 
@@ -239,13 +240,15 @@ def screen(name: str, n_triplets: int, folds: str = "0", min_age: str = "none", 
             base, data=dataclasses.replace(base.data, cv_folds=5, cv_fold=k, labelled=labelled),
             optim=dataclasses.replace(base.optim, keep="last", epochs=int(epochs)),
             label_head=LabelHeadConfig(enabled=float(label_w) > 0, weight=float(label_w)),
+            model=dataclasses.replace(base.model, train_from=None if train_from == "none" else train_from),
             out=str(RUNS / name / f"fold{k}"), cache_dir=str(CACHE))
         res = train(cfg, progress=False, log=lambda s: None)
         if os.environ.get("SCREEN_TRAIN_ONLY"):  # score later (a rerun resumes the finished run)
             continue
         model = load(res.model_dir)
         row = {"name": name, "fold": k, "n_triplets": int(n_triplets), "label_w": float(label_w),
-               "min_age": age, "omi_cv": res.final_val_accuracy,
+               "min_age": age, "train_from": None if train_from == "none" else train_from, "epochs": int(epochs),
+               "omi_cv": res.final_val_accuracy,
                "minutes": res.seconds / 60}
         for label, faces in (("utk_val_all", val_faces), ("utk_val_adults", adults)):
             row[label] = group_scores(bank_embedder(model), faces, per_group=30, n_queries=None)
@@ -610,7 +613,9 @@ def write_screen() -> None:
     for folds in runs.values():
         first = next(iter(folds.values()))
         what = (f"{first['n_triplets']:,}" + (", adults only" if first.get("min_age") else "")
-                + (f", + label head w {first['label_w']:g}" if first.get("label_w") else ""))
+                + (f", + label head w {first['label_w']:g}" if first.get("label_w") else "")
+                + (f", backbone fine-tuned from {first['train_from']}, {first['epochs']} epochs"
+                   if first.get("train_from") else ""))
         ks = sorted(folds)
         omi = [folds[k]["omi_cv"] for k in ks]
         cells = [f"{np.mean([folds[k][a][t][0] for k in ks]):.3f}" for a, t in keys]
