@@ -607,7 +607,7 @@ def write_screen() -> None:
     for line in (RUNS / "screen.jsonl").read_text().splitlines():
         if line.strip():
             r = json.loads(line)
-            runs[r["name"]][r["fold"]] = r  # a rerun of a fold replaces the earlier row
+            runs[f"{r['name']} {r.get('epochs', 6)}"][r["fold"]] = r  # a rerun of a fold replaces the earlier row
     keys = [("utk_val_all", "gender"), ("utk_val_all", "age"), ("utk_val_adults", "gender"), ("utk_val_adults", "age")]
     mean_rows, fold_rows = [], []
     for folds in runs.values():
