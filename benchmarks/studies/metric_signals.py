@@ -630,9 +630,10 @@ def write_screen() -> None:
                                  + " | ".join(_ci(r[a + "_dlib"][t]) for a, t in keys) + " |")
     head = ("UTK val gender (all ages) | UTK val age group (all ages) | UTK val gender (adults) | "
             "UTK val age group (adults) |")
-    body = ("Script: `benchmarks/studies/metric_signals.py screen NAME N_TRIPLETS FOLDS [MIN_AGE] [EPOCHS] [LABEL_W]`, "
-            "then `write_screen`. The shipped config (`configs/default.yaml` before label triplets) trained on the "
-            "library's 5-fold split of the 640 non-test OMI faces (fold k validates), plus N UTKFace label triplets "
+    body = ("Script: `benchmarks/studies/metric_signals.py screen NAME N_TRIPLETS FOLDS [MIN_AGE] [EPOCHS] [LABEL_W] "
+            "[TRAIN_FROM]`, then `write_screen`. `configs/default.yaml` with its label-triplet source replaced by the "
+            "screen's (N = 0: the model before label triplets) trained on the library's 5-fold split of the 640 "
+            "non-test OMI faces (fold k validates), plus N UTKFace label triplets "
             "(an anchor, a positive of the same gender and age group within 10 years, a negative differing in "
             "either) drawn from the first 15% of UTKFace's files. OMI CV: rating-derived triplet accuracy on the "
             "fold's held-out faces, with the attribute head the fold saves. Sec. 4.5 validation on the next 15% of "
