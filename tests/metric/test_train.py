@@ -194,10 +194,12 @@ def test_cross_validation_never_uses_the_test_faces(tmp_path):
     assert len(res.per_epoch) == 3 and all(len(c) == 2 for c in res.per_epoch)
     assert all(0.0 <= a <= 1.0 for c in res.per_epoch for a in c)
     assert len(res.final) == 3 and 0.0 <= res.mean_final() <= 1.0
-    # A fold is scored with the attribute head it saves, not only the MLP part.
+    # A fold is scored with the attribute head it saves, not only the MLP part (its finished run is resumed).
+    log: list[str] = []
     fold0 = train(config_from_dict({**raw, "data": {**raw["data"], "cv_folds": 3, "cv_fold": 0},
-                                    "optim": {**raw["optim"], "keep": "last"}, "out": str(tmp_path / "fold0")}),
-                  progress=False, log=lambda m: None)
+                                    "optim": {**raw["optim"], "keep": "last"}, "out": str(tmp_path / "run" / "fold0")}),
+                  progress=False, log=log.append)
+    assert not any(m.startswith("epoch") for m in log)  # resumed, not trained again
     assert fold0.final_val_accuracy is not None and fold0.final_val_accuracy == pytest.approx(res.final[0])
 
 
