@@ -513,13 +513,13 @@ def anonymize_cmd(
     recognizers: Annotated[str, typer.Option(
         help="Recognizers consulted besides dlib, comma-separated, or 'none': a swap is kept only when each one "
              "scores it below its same-person threshold (FAR 1%); donors any of them finds close are skipped. "
-             "FaceRes is left out so the evaluation has a judge that was never consulted.")
-    ] = "mobilefacenet,mobileface",
+             "MobileFaceNet is left out so the evaluation has a judge that was never consulted.")
+    ] = "faceres,mobileface",
     compare_swaps: Annotated[int, typer.Option(
         help="Identity-safe swaps compared per face (within --tries); the one the consulted recognizers find "
-             "least like the face is kept, but a swap MobileFaceNet scores below 0.15 is kept at once. 1: the "
-             "first safe swap. 3 lowered FaceRes's verification from 9.3% to 5.3% on a tuning draw, from 8.7% to "
-             "8.0% on the reported one, for 0.83x the images/s.")] = 1,
+             "least like the face is kept (when MobileFaceNet is consulted, a swap it scores below 0.15 is kept at "
+             "once). 1: the first safe swap. 3 lowered the then never-consulted FaceRes's verification from 9.3% to "
+             "5.3% on a tuning draw, from 8.7% to 8.0% on the reported one, for 0.83x the images/s.")] = 1,
     soften: Annotated[str, typer.Option(
         help="When every donor tried is refused by an identity check, blur the closest swap inside the swapped "
              "face at these Gaussian sigmas (fractions of the face size, comma-separated) until every check "
@@ -531,7 +531,7 @@ def anonymize_cmd(
     check_by_size: Annotated[bool, typer.Option(
         "--check-by-size", help="Check faces under 64 px at each consulted network's FAR-1% threshold for their "
         "size (calibrated on shrunk CelebA pairs) rather than the full-size one: fewer small faces blurred, but "
-        "the never-consulted FaceRes verified 2 of 4 extra swaps on the reported draw.")] = False,
+        "FaceRes, then never consulted, verified 2 of 4 extra swaps on the reported draw.")] = False,
     forehead: Annotated[float, typer.Option(
         help="How far above the brows the donor's face reaches, as a fraction of the brow-to-nose height "
              "(0-1.5). Higher replaces more forehead and hairline: more anonymous, but can paint skin over "
@@ -658,8 +658,8 @@ def evaluate_anonymization_cmd(
     recognizers: Annotated[str, typer.Option(
         help="Recognizers consulted besides dlib, comma-separated, or 'none': a swap is kept only when each one "
              "scores it below its same-person threshold (FAR 1%); donors any of them finds close are skipped. "
-             "FaceRes is left out so the evaluation has a judge that was never consulted.")
-    ] = "mobilefacenet,mobileface",
+             "MobileFaceNet is left out so the evaluation has a judge that was never consulted.")
+    ] = "faceres,mobileface",
 ) -> None:
     """Re-identification, detection and attribute agreement after anonymizing probe photos."""
     from perface.anonymize.anonymizer import AnonymizeConfig

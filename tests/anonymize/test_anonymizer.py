@@ -116,7 +116,7 @@ def test_donors_close_in_identity_are_skipped_and_the_face_still_hidden(swapper_
     assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
 
 
-@pytest.mark.parametrize("network", ["mobilefacenet", "mobileface"])
+@pytest.mark.parametrize("network", ["faceres", "mobileface"])
 def test_every_consulted_recognizer_must_pass_or_the_face_is_blurred(swapper_anonymizer, astronaut, monkeypatch,
                                                                      network):
     """The ensemble check: dlib passes but one network still "matches" every swap, so none is kept."""
@@ -137,16 +137,16 @@ def test_ensemble_prescreen_skips_donors_and_the_report_names_each_recognizer(sw
                                                                                monkeypatch):
     out, (rec,) = swapper_anonymizer.anonymize_array(astronaut)
     assert rec.method == "swap"
-    assert set(rec.recognizers_after) == {"dlib", "mobilefacenet", "mobileface"} == set(rec.recognizers_donor)
-    mfn = swapper_anonymizer.recognizers["mobilefacenet"]
-    assert rec.recognizers_after["mobilefacenet"] < mfn.threshold("far_1e-2")
+    assert set(rec.recognizers_after) == {"dlib", "faceres", "mobileface"} == set(rec.recognizers_donor)
+    fr = swapper_anonymizer.recognizers["faceres"]
+    assert rec.recognizers_after["faceres"] < fr.threshold("far_1e-2")
     assert rec.recognizers_after["dlib"] == rec.identity_similarity_after
     wary = Anonymizer.__new__(Anonymizer)
     wary.__dict__.update(swapper_anonymizer.__dict__)
     wary.config = replace(swapper_anonymizer.config, donor_identity_max=None)  # dlib's own pre-screen off
-    monkeypatch.setattr(mfn, "threshold", lambda at="far_1e-3": -1.0)  # every donor "looks like" her
+    monkeypatch.setattr(fr, "threshold", lambda at="far_1e-3": -1.0)  # every donor "looks like" her
     _, (rec2,) = wary.anonymize_array(astronaut)
-    assert rec2.method == "blur" and "donors too close for mobilefacenet" in rec2.reason and rec2.tries == 0
+    assert rec2.method == "blur" and "donors too close for faceres" in rec2.reason and rec2.tries == 0
 
 
 def test_config_refuses_unknown_recognizers_and_operating_points():
@@ -162,18 +162,18 @@ def test_config_refuses_unknown_recognizers_and_operating_points():
 
 
 def test_a_check_override_applies_to_its_recognizer_only(swapper_anonymizer, astronaut, monkeypatch):
-    """``recognizer_check_overrides`` checks one network at its own operating point: MobileFaceNet's "eer" threshold
+    """``recognizer_check_overrides`` checks one network at its own operating point: FaceRes's "eer" threshold
     made impossible to pass refuses every swap only when the override asks for that point."""
     from perface.face.recognizers import get_recognizer
 
-    mfn = get_recognizer("mobilefacenet")
-    real = mfn.threshold
-    monkeypatch.setattr(mfn, "threshold", lambda at="far_1e-3": -1.0 if at == "eer" else real(at))
+    fr = get_recognizer("faceres")
+    real = fr.threshold
+    monkeypatch.setattr(fr, "threshold", lambda at="far_1e-3": -1.0 if at == "eer" else real(at))
     an = _without_prescreen(swapper_anonymizer)
     an.config = replace(an.config, recognizer_prescreen_at=None)
     _, (plain,) = an.anonymize_array(astronaut)
     assert plain.method == "swap"
-    an.config = replace(an.config, recognizer_check_overrides={"mobilefacenet": "eer"})
+    an.config = replace(an.config, recognizer_check_overrides={"faceres": "eer"})
     _, (strict,) = an.anonymize_array(astronaut)
     assert strict.method == "blur" and "still matched" in strict.reason  # the last donor's refusal (any network)
     assert strict.tries > plain.tries  # every donor tried was refused
@@ -492,14 +492,15 @@ def test_settle_below_stops_comparing_once_a_swap_is_far_enough(swapper_anonymiz
     _, (rec,) = an.anonymize_array(astronaut)
     assert rec.method == "swap" and len(seen) == 1 and rec.donor_id == seen[0].donor_id
     seen.clear()
-    an.config = replace(an.config, settle_below={"mobilefacenet": -2.0})  # no score is below -2
+    an.config = replace(an.config, settle_below={"faceres": -2.0})  # no score is below -2
     _, (rec,) = an.anonymize_array(astronaut)
     assert rec.method == "swap" and len(seen) == 3
-    assert rec.donor_id == min(seen, key=lambda s: s.recognizer_scores["mobilefacenet"]).donor_id
-    assert AnonymizeConfig().settle_rule == {"mobilefacenet": 0.15}  # the default rule, while MobileFaceNet is asked
+    assert rec.donor_id == min(seen, key=lambda s: s.recognizer_scores["faceres"]).donor_id
+    assert AnonymizeConfig().settle_rule == {}  # the default ensemble does not ask MobileFaceNet (the judge)
+    assert AnonymizeConfig(recognizers=("mobilefacenet",)).settle_rule == {"mobilefacenet": 0.15}
     assert AnonymizeConfig(recognizers=()).settle_rule == {} and AnonymizeConfig(settle_below={}).settle_rule == {}
     with pytest.raises(ValueError, match="settle_below"):
-        AnonymizeConfig(recognizers=("mobilefacenet",), settle_below={"faceres": 0.1})
+        AnonymizeConfig(recognizers=("mobileface",), settle_below={"faceres": 0.1})
     with pytest.raises(ValueError, match="settle_below"):
         AnonymizeConfig(settle_below={"dlib": float("nan")})
 
@@ -584,23 +585,25 @@ def test_check_by_size_asks_each_network_for_the_threshold_of_the_face_size(swap
     assert sizes and all(abs(s - min(x2 - x1, y2 - y1)) < 30 for s in sizes)  # the detected face's size
 
 
-def test_mobileface_can_join_the_ensemble_and_faceres_is_never_run(swapper_anonymizer, astronaut, monkeypatch):
-    """Consulting MobileFace too: the report names it, and the judge (FaceRes) is still never run."""
+def test_the_default_ensemble_never_runs_the_judge(swapper_anonymizer, astronaut, monkeypatch):
+    """The defaults consult FaceRes and MobileFace: the report names them, and the evaluation's judge
+    (MobileFaceNet) is never run, so its figures are not made by construction."""
     from perface.face.recognizers import get_recognizer
 
     def forbidden(*a, **k):
-        raise AssertionError("the anonymizer ran FaceRes, the evaluation's judge")
+        raise AssertionError("the anonymizer ran MobileFaceNet, the evaluation's judge")
 
-    monkeypatch.setattr(get_recognizer("faceres"), "embed_crops", forbidden)
+    monkeypatch.setattr(get_recognizer("mobilefacenet"), "embed_crops", forbidden)
+    assert AnonymizeConfig().recognizers == ("faceres", "mobileface")
     an = Anonymizer.__new__(Anonymizer)
     an.__dict__.update(swapper_anonymizer.__dict__)
-    an.config = replace(swapper_anonymizer.config, recognizers=("mobilefacenet", "mobileface"))
+    an.config = AnonymizeConfig()
     an.recognizers = {n: get_recognizer(n) for n in an.config.recognizers}
     _, (rec,) = an.anonymize_array(astronaut)
-    assert rec.method in ("swap", "blur")
-    if rec.method == "swap":
-        assert set(rec.recognizers_after) == {"dlib", "mobilefacenet", "mobileface"} == set(rec.recognizers_donor)
-        assert rec.recognizers_after["mobileface"] < get_recognizer("mobileface").threshold("far_1e-2")
+    assert rec.method == "swap"
+    assert set(rec.recognizers_after) == {"dlib", "faceres", "mobileface"} == set(rec.recognizers_donor)
+    for name in ("faceres", "mobileface"):
+        assert rec.recognizers_after[name] < get_recognizer(name).threshold("far_1e-2")
 
 
 def test_warm_up_loads_what_the_steps_use_and_changes_no_result(astronaut):

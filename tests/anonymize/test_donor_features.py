@@ -19,7 +19,7 @@ def bundled():
         yield g
 
 
-@pytest.mark.parametrize("name", ["mobilefacenet", "mobileface"])
+@pytest.mark.parametrize("name", ["mobilefacenet", "mobileface", "faceres"])
 def test_the_bundled_gallery_ships_features_equal_to_computed_ones(bundled, name):
     rec = get_recognizer(name)
     stored = donor_features.load(bundled, rec)

@@ -116,7 +116,7 @@ class AnonymityResult:
             *([f"| swapped faces whose donor's skin lightness differs by more than {LARGE_SKIN_GAP:g} (LAB L, "
                f"0-255) | - | {r['anonymized']['skin_gap_large']:.3f} |"]
               if "skin_gap_large" in r["anonymized"] else []),
-            *([f"| gender kept, FaceRes gender head (a network the anonymizer never runs) | - | "
+            *([f"| gender kept, FaceRes gender head ({self._faceres_role()}) | - | "
                f"{r['anonymized']['gender_kept_faceres']:.3f} |"] if "gender_kept_faceres" in r["anonymized"] else []),
             *([f"| FaceRes gender head agrees with the dataset's gender label | "
                f"{r['original']['faceres_matches_label']:.3f} | {r['anonymized']['faceres_matches_label']:.3f} |"]
@@ -132,6 +132,12 @@ class AnonymityResult:
                       "are one person for that recognizer at its threshold, calibrated on CelebA pairs):", "",
                       recognizer_table(r["recognizers"])]
         return "\n".join(lines)
+
+    def _faceres_role(self) -> str:
+        """What the anonymizer did with FaceRes in this run, for the gender-head row's label."""
+        if "faceres" in self.notes.get("consulted", []):
+            return "never consulted for gender; the anonymizer checks FaceRes's identity output"
+        return "a network the anonymizer never runs"
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "method": self.method, "n_probes": self.n_probes,
@@ -488,7 +494,8 @@ def evaluate_anonymization(
     if gender_judge is not None:
         _judge_rates(gender_judge, root, orig_f, anon_f, probes, rates)
     if "faceres" in recognizers and originals:
-        # a second independent gender judge: FaceRes's gender head (a VGGFace2 network the anonymizer never runs)
+        # a second gender judge: FaceRes's gender head (the anonymizer's attribute check never asks it; by default
+        # it consults FaceRes's identity output, which shares the network)
         from perface.face.attribute_networks import FaceResPredictor
 
         fr = FaceResPredictor()
