@@ -235,12 +235,18 @@ def screen(name: str, n_triplets: int, folds: str = "0", min_age: str = "none", 
         n_triplets=int(n_triplets), min_age=age),)
     val_faces = cv_validation_faces()
     adults = [f for f in val_faces if f.age >= 18]
+    # another backbone or its levels, e.g. SCREEN_MODEL='{"backbone": "faceres", "feature_levels": ["stage4",
+    # "stage5", "head"]}' (FaceRes became usable in the metric when issue 17's judge changed to MobileFaceNet)
+    model_overrides = json.loads(os.environ.get("SCREEN_MODEL", "{}"))
+    if "feature_levels" in model_overrides:
+        model_overrides["feature_levels"] = tuple(model_overrides["feature_levels"])
     for k in (int(x) for x in folds.split(",")):
         cfg = dataclasses.replace(
             base, data=dataclasses.replace(base.data, cv_folds=5, cv_fold=k, labelled=labelled),
             optim=dataclasses.replace(base.optim, keep="last", epochs=int(epochs)),
             label_head=LabelHeadConfig(enabled=float(label_w) > 0, weight=float(label_w)),
-            model=dataclasses.replace(base.model, train_from=None if train_from == "none" else train_from),
+            model=dataclasses.replace(base.model, train_from=None if train_from == "none" else train_from,
+                                      **model_overrides),
             out=str(RUNS / name / f"fold{k}"), cache_dir=str(CACHE))
         res = train(cfg, progress=False, log=lambda s: None)
         if os.environ.get("SCREEN_TRAIN_ONLY"):  # score later (a rerun resumes the finished run)
@@ -248,6 +254,7 @@ def screen(name: str, n_triplets: int, folds: str = "0", min_age: str = "none", 
         model = load(res.model_dir)
         row = {"name": name, "fold": k, "n_triplets": int(n_triplets), "label_w": float(label_w),
                "min_age": age, "train_from": None if train_from == "none" else train_from, "epochs": int(epochs),
+               **({"model": model_overrides} if model_overrides else {}),
                "omi_cv": res.final_val_accuracy,
                "minutes": res.seconds / 60}
         for label, faces in (("utk_val_all", val_faces), ("utk_val_adults", adults)):
@@ -615,7 +622,9 @@ def write_screen() -> None:
         what = (f"{first['n_triplets']:,}" + (", adults only" if first.get("min_age") else "")
                 + (f", + label head w {first['label_w']:g}" if first.get("label_w") else "")
                 + (f", backbone fine-tuned from {first['train_from']}, {first['epochs']} epochs"
-                   if first.get("train_from") else ""))
+                   if first.get("train_from") else "")
+                + "".join(f", {k.replace('_', ' ')} {'+'.join(v) if isinstance(v, list) else v}"
+                          for k, v in first.get("model", {}).items()))
         ks = sorted(folds)
         omi = [folds[k]["omi_cv"] for k in ks]
         cells = [f"{np.mean([folds[k][a][t][0] for k in ks]):.3f}" for a, t in keys]
@@ -639,7 +648,9 @@ def write_screen() -> None:
             "fold's held-out faces, with the attribute head the fold saves. Sec. 4.5 validation on the next 15% of "
             "UTKFace's files (inside the shipped split's 30% training part, so never in a reported figure), groups "
             "of 30 per cell, all other faces as queries; Wilson 95% intervals (about +-0.03). Nothing else shared "
-            "the two cores; a fold trains in about 1.1 minutes from cached features.\n\n"
+            "the two cores; a fold trains in about 1.1 minutes from cached features. Rows naming a backbone "
+            "(`SCREEN_MODEL`, JSON of model settings) replace dlib's network and levels with those; HSE FaceRes could "
+            "be screened only once issue 17's judge became MobileFaceNet (2026-12-05 03:00).\n\n"
             "Mean over the folds run:\n\n| label triplets | folds | OMI CV | per fold | " + head + "\n"
             "|---|---|---|---|---|---|---|---|\n" + "\n".join(mean_rows) + "\n\nPer fold:\n\n"
             "| label triplets | fold | OMI CV | " + head + "\n|---|---|---|---|---|---|---|\n" + "\n".join(fold_rows))
