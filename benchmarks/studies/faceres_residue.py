@@ -433,8 +433,13 @@ also less independent than FaceRes was: MobileFaceNet and MobileFace both learne
 the third row shows that consulting MobileFace is part of why MobileFaceNet finds less. With FaceRes consulted alone,
 MobileFaceNet verified 8.0% and 3.3%, MobileFace 28.0% and 20.0%, for fewer faces blurred (27 and 21; face detected
 96.7% and 98.0%, the judge 84.7% and 92.0%). That is not kept: it trades the weak network's 20-28% for a few faces of
-naturalness. For issue 18 the change frees FaceRes's features for the metric, which the ninth session found to be the
-one backbone that adds to dlib's on the stand-in; the never-consulted judge stays MobileFaceNet either way."""
+naturalness. Whole commands cost more than the in-process pairing shows: `benchmarks/studies/speed_pairs.py`
+(30 photos, 10 alternating rounds against deface) gives 6.10 s against 5.18 s for the previous ensemble, 0.85x, which
+takes `perface anonymize` from 0.597x to 0.457x of deface's blur throughput, below issue 20's 0.5x (FaceRes costs 15.5
+ms a face against MobileFaceNet's 7.9 and refuses more swaps, so more donors are tried). Privacy first: the new
+ensemble is the default, the previous one an option (`--recognizers mobilefacenet,mobileface`), and issue 20's figure
+is reported as not met. For issue 18 the change frees FaceRes's features for the metric, which the ninth session
+found to be the one backbone that adds to dlib's on the stand-in; the never-consulted judge stays MobileFaceNet either way."""
 
 
 def report_round3() -> None:

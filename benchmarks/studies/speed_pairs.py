@@ -5,7 +5,8 @@ own time for the same photos varied 3.6-4.6 s between runs), so the margin to th
 Each round runs both whole commands back to back, in alternating order; prints the medians, the ratio of each
 round's pair and the CPU times (children's user + system). deface as in ``anonymize_speed.py``
 (``$DEFACE_PYTHON``, default /tmp/defacevenv/bin/python, ``--backend onnxrt``).
-Usage: ``python benchmarks/studies/speed_pairs.py --rounds 10`` (about 2.5 minutes on 2 cores).
+Usage: ``python benchmarks/studies/speed_pairs.py --rounds 10`` (about 2.5 minutes on 2 cores); ``PERFACE_ARGS``
+adds options to PerFace's command, e.g. ``PERFACE_ARGS="--recognizers mobilefacenet,mobileface"``.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def _rounds(photos: list[Path], tmp: Path, deface: str, env: dict[str, str], rou
     theirs_in = tmp / "deface-in"
     theirs_in.mkdir()
     copies = [shutil.copy(p, theirs_in) for p in photos]
-    ours = [sys.executable, "-m", "perface.cli", "anonymize", *map(str, photos), "-o", str(tmp / "out")]
+    ours = [sys.executable, "-m", "perface.cli", "anonymize", *map(str, photos),
+            *os.environ.get("PERFACE_ARGS", "").split(), "-o", str(tmp / "out")]  # e.g. "--recognizers none"
     theirs = [deface, *map(str, copies), "--backend", "onnxrt", "--ep", "CPUExecutionProvider"]
     timed_command([*ours[:-1], str(tmp / "warm")], env)  # ONNX graphs exported and cached once
     res: dict[str, list[tuple[float, float]]] = {"perface": [], "deface": []}
