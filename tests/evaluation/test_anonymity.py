@@ -72,6 +72,27 @@ def test_result_dict_and_markdown_carry_the_rates() -> None:
     assert "differs by more than 50 (LAB L, 0-255) | - | 0.250 |" in res.to_markdown()
 
 
+def test_markdown_names_the_never_consulted_judges_and_warns_when_none_is_left() -> None:
+    """Every anonymity figure names a recognizer the anonymizer never consulted, or says plainly that none is left."""
+    cell = {"rate": 0.02, "low": 0.01, "high": 0.05, "k": 3, "n": 150}
+
+    def row(consulted: bool) -> dict:
+        return {"consulted": consulted, "training_data": "x", "rank1_original": cell, "rank1_anonymized": cell}
+
+    rates = {"original": {"reid_dlib": 0.9, "reid_lbph": 0.4},
+             "anonymized": {"reid_dlib": 0.02, "reid_lbph": 0.2, "detected": 0.97, "gender_kept": 0.94,
+                            "age_group_kept": 0.87},
+             "recognizers": {"dlib": row(True), "faceres": row(True), "mobilefacenet": row(False),
+                             "lbph": row(False)}}
+    res = AnonymityResult("celeba", "swap", 150, 3000, rates, {"found": 150}, 12.0, {}, [])
+    md = res.to_markdown()
+    assert "Never consulted by the anonymizer (its independent judges): mobilefacenet." in md  # LBPH is no judge
+    rates["recognizers"]["mobilefacenet"] = row(True)
+    assert "No face network was left unconsulted" in res.to_markdown()
+    assert "independent judges" not in AnonymityResult("celeba", "blur", 150, 3000, rates, {}, 1.0, {},
+                                                       []).to_markdown()  # a blur consults nobody: no line
+
+
 def test_evaluate_anonymization_end_to_end_with_blur(tmp_path: Path) -> None:
     """Three identities, each a synthetic face and its slightly brightened copy: the originals are
     re-identified by dlib, the blurred probes are listed one by one, and no face is left as it was."""

@@ -131,7 +131,17 @@ class AnonymityResult:
             lines += ["", "Every recognizer (95% Wilson intervals; 'still verified' = the output and the original "
                       "are one person for that recognizer at its threshold, calibrated on CelebA pairs):", "",
                       recognizer_table(r["recognizers"])]
+            if self.method == "swap":
+                lines += ["", self._judges_line()]
         return "\n".join(lines)
+
+    def _judges_line(self) -> str:
+        """Which face networks the anonymizer never consulted (the judges), or a warning that none is left."""
+        never = [n for n, row in self.rates["recognizers"].items() if not row["consulted"] and n != "lbph"]
+        if never:
+            return f"Never consulted by the anonymizer (its independent judges): {', '.join(never)}."
+        return ("**No face network was left unconsulted**: every one scored here also decided which swaps were "
+                "kept, so these figures are partly made by construction (leave one out with --recognizers).")
 
     def _faceres_role(self) -> str:
         """What the anonymizer did with FaceRes in this run, for the gender-head row's label."""
