@@ -161,6 +161,15 @@ def test_anonymize_forehead_and_compare_swaps_reach_the_anonymizer(tmp_path, ast
     for bad in ("0.1,x", "0,0.1"):
         res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--soften", bad])
         assert res.exit_code == 2 and _one_line_error(res).startswith("perface: error: --soften")
+    # --prescreen-below: NAME=SCORE pairs for consulted networks, each mistake one line naming the option
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--prescreen-below",
+                              "mobileface=0.05"])
+    assert res.exit_code == 2 and seen["cfg"].prescreen_below == {"mobileface": 0.05}
+    assert AnonymizeConfig().prescreen_below == {}
+    for bad in ("mobileface", "mobileface=x", "mobileface=inf", "mobilefacenet=0.1"):
+        res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--prescreen-below",
+                                  bad])
+        assert res.exit_code == 2 and _one_line_error(res).startswith("perface: error: --prescreen-below"), bad
 
 
 def test_evaluate_anonymization_passes_forehead(tmp_path, monkeypatch):

@@ -45,7 +45,7 @@ _OPTION_NAMES = {"max_tries": "--tries", "max_age_gap": "--max-age-gap", "seed":
                  "strategy": "--strategy", "group_by": "--group-by", "method": "--method", "fallback": "--fallback",
                  "donor_identity_max": "--donor-identity-max", "max_skin_gap": "--max-skin-gap",
                  "recognizers": "--recognizers", "compare_swaps": "--compare-swaps", "swapper_options": "--forehead",
-                 "soften": "--soften", "max_yaw_soft_deg": "--max-yaw-soft",
+                 "soften": "--soften", "max_yaw_soft_deg": "--max-yaw-soft", "prescreen_below": "--prescreen-below",
                  "per_group": "--per-group",
                  "min_gender_confidence": "--min-gender-confidence", "min_sharpness": "--min-sharpness",
                  "threshold": "--thresh (--threshold)", "rotations": "--rotations", "backend": "--detector",
@@ -251,6 +251,21 @@ def _fractions(option: str, spec: str) -> tuple[float, ...]:
         return tuple(float(v) for v in _split_names(spec))
     except ValueError:
         raise PerFaceError(f"{option}: expected comma-separated numbers or 'none', got {spec!r}") from None
+
+
+def _scores_by_name(option: str, spec: str) -> dict[str, float]:
+    """'NAME=SCORE,...' (or 'none' / ''): a finite score per recognizer name."""
+    out = {}
+    for item in _split_names(spec):
+        name, sep, value = (part.strip() for part in item.partition("="))
+        try:
+            score = float(value)
+        except ValueError:
+            score = float("nan")
+        if not sep or not name or score != score or abs(score) == float("inf"):
+            raise PerFaceError(f"{option}: expected NAME=SCORE pairs separated by commas, got {item!r}")
+        out[name] = score
+    return out
 
 
 def _recognizer_names(spec: str, known: Sequence[str]) -> tuple[str, ...]:
@@ -524,6 +539,11 @@ def anonymize_cmd(
         help="When every donor tried is refused by an identity check, blur the closest swap inside the swapped "
              "face at these Gaussian sigmas (fractions of the face size, comma-separated) until every check "
              "passes; 'none': hide such faces with --fallback at once.")] = SOFTEN_DEFAULT,
+    prescreen_below: Annotated[str, typer.Option(
+        help="Stricter donor pre-screens, NAME=SCORE per consulted network (e.g. mobileface=0.05): a donor that "
+             "network scores at or above SCORE against the face is skipped before it is swapped. 'none': only "
+             "the equal-error pre-screen. On two tuning draws mobileface=0.05 saved 7-8% of the time, privacy "
+             "level, the gender judge one face lower each (docs/benchmarks.md).")] = "none",
     max_yaw_soft: Annotated[float, typer.Option(
         help="Faces turned past the 45-degree guard but at most this far (degrees) are swapped and softened (as "
              "--soften) rather than blurred (0: off). 60 on a tuning draw: 7 of 150 fewer faces blurred, the face "
@@ -580,7 +600,8 @@ def anonymize_cmd(
                               max_skin_gap=max_skin_gap or None, swapper_options={"forehead": forehead},
                               recognizers=_split_names(recognizers), compare_swaps=compare_swaps,
                               soften=_fractions("--soften", soften), check_by_size=check_by_size,
-                              max_yaw_soft_deg=max_yaw_soft or None)
+                              max_yaw_soft_deg=max_yaw_soft or None,
+                              prescreen_below=_scores_by_name("--prescreen-below", prescreen_below))
     except ValueError as exc:
         raise _option_error(exc) from None
     recipe = AnonymizerRecipe(cfg, gallery=None if gallery is None else str(gallery), model=model)

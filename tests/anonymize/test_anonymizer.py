@@ -161,6 +161,28 @@ def test_config_refuses_unknown_recognizers_and_operating_points():
         AnonymizeConfig(recognizer_check_overrides={"mobilefacenet": "far_5"})
 
 
+def test_prescreen_below_skips_donors_before_any_swap_and_is_validated(swapper_anonymizer, astronaut):
+    """``prescreen_below``: a stricter pre-screen for one network; donors it skips are not tries, and a value above
+    the operating point's threshold changes nothing."""
+    an = Anonymizer.__new__(Anonymizer)
+    an.__dict__.update(swapper_anonymizer.__dict__)
+    an.config = replace(swapper_anonymizer.config, donor_identity_max=None,  # dlib's own pre-screen off
+                        prescreen_below={"mobileface": -2.0})  # every score is above
+    out, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method == "blur" and rec.tries == 0
+    assert "donors too close for mobileface" in rec.reason and "prescreen_below" in rec.reason
+    x1, y1, x2, y2 = ASTRO_BOX
+    assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10  # still hidden
+    an.config = replace(swapper_anonymizer.config, prescreen_below={"mobileface": 2.0})  # looser than "eer"
+    _, (same,) = an.anonymize_array(astronaut)
+    _, (plain,) = swapper_anonymizer.anonymize_array(astronaut)
+    assert same.method == plain.method == "swap" and same.donor_id == plain.donor_id and same.tries == plain.tries
+    with pytest.raises(ValueError, match="prescreen_below"):
+        AnonymizeConfig(prescreen_below={"mobilefacenet": 0.0})  # not consulted by default
+    with pytest.raises(ValueError, match="prescreen_below"):
+        AnonymizeConfig(prescreen_below={"mobileface": float("nan")})
+
+
 def test_a_check_override_applies_to_its_recognizer_only(swapper_anonymizer, astronaut, monkeypatch):
     """``recognizer_check_overrides`` checks one network at its own operating point: FaceRes's "eer" threshold
     made impossible to pass refuses every swap only when the override asks for that point."""
