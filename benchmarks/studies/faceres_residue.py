@@ -43,6 +43,9 @@ MAIN_ANONYMIZE: dict[str, Any] = {"recognizers": ("mobilefacenet",), "compare_sw
 MAIN_SWAPPER: dict[str, Any] = {"shape_transfer": 0.8, "outline": 0.0, "membrane": 1.0, "blend": "seamless"}
 _NEW: dict[str, Any] = {"recognizers": ("mobilefacenet", "mobileface")}  # this study's new defaults (main now)
 _NEW_SW: dict[str, Any] = {"outline": 1.0, "shape_transfer": 1.0, "membrane": 0.0}
+# round 4's defaults (main since 2026-12-05 03:00): round 3's with FaceRes consulted in MobileFaceNet's place
+_ROUND4: dict[str, Any] = {**_NEW, "recognizers": ("faceres", "mobileface"), "select": {"max_tries": 16},
+                           "check_by_size": False, "soften": (0.03, 0.06, 0.1)}
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {  # name: (AnonymizeConfig, ClassicSwapper changes)
     "defaults (main)": ({}, {}),
     "+ MobileFace consulted": ({"recognizers": ("mobilefacenet", "mobileface")}, {}),
@@ -102,18 +105,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {  # name: (Anonymi
     "round 3: + size thresholds + soften 0.03, 0.06, 0.1": (
         {**_NEW, "select": {"max_tries": 16}, "check_by_size": True, "soften": (0.03, 0.06, 0.1)}, _NEW_SW),
     # round 4 (2026-12-05): the roles turned round, FaceRes consulted and MobileFaceNet left out as the judge
-    "round 4: FaceRes consulted, MobileFaceNet the judge": (
-        {**_NEW, "recognizers": ("faceres", "mobileface"), "select": {"max_tries": 16}, "check_by_size": False,
-         "soften": (0.03, 0.06, 0.1)}, _NEW_SW),
+    "round 4: FaceRes consulted, MobileFaceNet the judge": (_ROUND4, _NEW_SW),
     "round 4: FaceRes consulted alone, MobileFaceNet and MobileFace the judges": (
-        {**_NEW, "recognizers": ("faceres",), "select": {"max_tries": 16}, "check_by_size": False,
-         "soften": (0.03, 0.06, 0.1)}, _NEW_SW),
-    "round 5: + MobileFace pre-screen below 0.05": (
-        {**_NEW, "recognizers": ("faceres", "mobileface"), "select": {"max_tries": 16}, "check_by_size": False,
-         "soften": (0.03, 0.06, 0.1), "prescreen_below": {"mobileface": 0.05}}, _NEW_SW),
-    "round 5: + MobileFace pre-screen below 0.0": (
-        {**_NEW, "recognizers": ("faceres", "mobileface"), "select": {"max_tries": 16}, "check_by_size": False,
-         "soften": (0.03, 0.06, 0.1), "prescreen_below": {"mobileface": 0.0}}, _NEW_SW),
+        {**_ROUND4, "recognizers": ("faceres",)}, _NEW_SW),
+    "round 5: + MobileFace pre-screen below 0.05": ({**_ROUND4, "prescreen_below": {"mobileface": 0.05}}, _NEW_SW),
+    "round 5: + MobileFace pre-screen below 0.0": ({**_ROUND4, "prescreen_below": {"mobileface": 0.0}}, _NEW_SW),
     "feather blend (no Poisson membrane of the target's shading)": ({}, {"blend": "feather"}),
     "no colour transfer (the donor's own tone)": ({}, {"color_match": False}),
 }

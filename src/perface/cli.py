@@ -55,7 +55,7 @@ _OPTION_NAMES = {"max_tries": "--tries", "max_age_gap": "--max-age-gap", "seed":
 def _option_error(exc: ValueError) -> PerFaceError:
     """A config's ValueError as a one-line error that starts with the option's name."""
     msg = str(exc)
-    first = msg.split(" ", 1)[0].rstrip(":")
+    first = msg.split(" ", 1)[0].rstrip(":").split("[", 1)[0]  # "prescreen_below['mobileface']": keep the key
     field = first.rsplit(".", 1)[-1]  # "DetectConfig.threshold" names the field too
     if field in _OPTION_NAMES:
         msg = f"{_OPTION_NAMES[field]}{msg[len(first):]}"
@@ -254,15 +254,15 @@ def _fractions(option: str, spec: str) -> tuple[float, ...]:
 
 
 def _scores_by_name(option: str, spec: str) -> dict[str, float]:
-    """'NAME=SCORE,...' (or 'none' / ''): a finite score per recognizer name."""
+    """'NAME=SCORE,...' (or 'none' / ''): a score per recognizer name (the config checks names and finiteness)."""
     out = {}
     for item in _split_names(spec):
         name, sep, value = (part.strip() for part in item.partition("="))
         try:
             score = float(value)
         except ValueError:
-            score = float("nan")
-        if not sep or not name or score != score or abs(score) == float("inf"):
+            score = None
+        if not sep or not name or score is None:
             raise PerFaceError(f"{option}: expected NAME=SCORE pairs separated by commas, got {item!r}")
         out[name] = score
     return out
