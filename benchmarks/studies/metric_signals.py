@@ -240,6 +240,15 @@ def screen(name: str, n_triplets: int, folds: str = "0", min_age: str = "none", 
     model_overrides = json.loads(os.environ.get("SCREEN_MODEL", "{}"))
     if "feature_levels" in model_overrides:
         model_overrides["feature_levels"] = tuple(model_overrides["feature_levels"])
+    # a second frozen backbone whose cached features are appended to the first's, e.g. SCREEN_CONCAT='{"backbone":
+    # "faceres", "feature_levels": ["stage4", "stage5", "head"], "color_grid": 0}' (a screen of the mix only: the
+    # library's model has one backbone, so this patches the training module's model and feature bank)
+    concat = json.loads(os.environ.get("SCREEN_CONCAT", "{}"))
+    if concat:
+        _patch_concat(concat)
+        model_overrides_note = {**model_overrides, "concat": concat}
+    else:
+        model_overrides_note = model_overrides
     for k in (int(x) for x in folds.split(",")):
         cfg = dataclasses.replace(
             base, data=dataclasses.replace(base.data, cv_folds=5, cv_fold=k, labelled=labelled),
@@ -251,10 +260,21 @@ def screen(name: str, n_triplets: int, folds: str = "0", min_age: str = "none", 
         res = train(cfg, progress=False, log=lambda s: None)
         if os.environ.get("SCREEN_TRAIN_ONLY"):  # score later (a rerun resumes the finished run)
             continue
-        model = load(res.model_dir)
+        if concat:  # the saved config names one backbone: rebuild the patched model and load its head
+            from safetensors.torch import load_file
+
+            import perface.metric.train as train_mod
+            from perface.metric.model import ModelConfig
+
+            saved = json.loads((Path(res.model_dir) / "config.json").read_text())["model"]
+            model = train_mod.PerFaceModel(ModelConfig.from_dict(saved))
+            model.load_state_dict(load_file(str(Path(res.model_dir) / "model.safetensors")), strict=False)
+            model.eval()
+        else:
+            model = load(res.model_dir)
         row = {"name": name, "fold": k, "n_triplets": int(n_triplets), "label_w": float(label_w),
                "min_age": age, "train_from": None if train_from == "none" else train_from, "epochs": int(epochs),
-               **({"model": model_overrides} if model_overrides else {}),
+               **({"model": model_overrides_note} if model_overrides_note else {}),
                "omi_cv": res.final_val_accuracy,
                "minutes": res.seconds / 60}
         for label, faces in (("utk_val_all", val_faces), ("utk_val_adults", adults)):
@@ -264,6 +284,84 @@ def screen(name: str, n_triplets: int, folds: str = "0", min_age: str = "none", 
         print(json.dumps(row), flush=True)
         with (RUNS / "screen.jsonl").open("a") as f:
             f.write(json.dumps(row) + "\n")
+
+
+def _patch_concat(extra: dict) -> None:
+    """Make ``train`` and ``bank_embedder`` see [first backbone's features, ``extra`` backbone's features]."""
+    import dataclasses
+
+    import perface.metric.features as feat_mod
+    import perface.metric.train as train_mod
+    from perface.metric.model import ModelConfig, PerFaceModel, ProjectionHead
+
+    if "feature_levels" in extra:
+        extra = {**extra, "feature_levels": tuple(extra["feature_levels"])}
+    plain_build = feat_mod.build_feature_bank
+    second = PerFaceModel(dataclasses.replace(ModelConfig(), **extra))  # cached with its colour layout (grid 6)
+    per_view, colour = second.feature_dim // len(second.config.views), 3 * second.config.color_grid ** 2
+    keep_cols = np.concatenate([np.arange(v * per_view + colour, (v + 1) * per_view)
+                                for v in range(len(second.config.views))])
+
+    def build(model, paths, cache_dir=None, detect_config=None, batch_size=64, progress=True):
+        a = plain_build(model, paths, cache_dir, detect_config, batch_size, progress)
+        b = plain_build(second, paths, cache_dir, detect_config, batch_size, progress)
+        b_pooled = b.pooled[:, :, keep_cols]  # without the second backbone's colour layout (the first has one)
+        keep = [p for p in a.paths if p in b.index]
+        ra = np.array([a.index[p] for p in keep], dtype=np.int64)
+        rb = np.array([b.index[p] for p in keep], dtype=np.int64)
+        return feat_mod.FeatureBank(keep, {p: i for i, p in enumerate(keep)},
+                                    np.concatenate([a.pooled[ra], b_pooled[rb]], axis=2), a.identity[ra], None,
+                                    a.start, a.missing + [m for m in b.missing if m not in a.missing])
+
+    class Combined(PerFaceModel):
+        def __init__(self, config=None, backbone=None, pretrained_backbone=True):
+            super().__init__(config, backbone, pretrained_backbone)
+            self.feature_dim += len(keep_cols)
+            c = self.config
+            self.head = ProjectionHead(self.feature_dim, c.hidden, c.embed_dim, c.dropout, c.aux_outputs,
+                                       c.attribute_outputs, c.attribute_weight, None)
+
+    train_mod.build_feature_bank = build
+    train_mod.PerFaceModel = Combined
+    feat_mod.build_feature_bank = build
+
+
+def combine_cache(second: str = "faceres", levels: str = "stage4,stage5,head") -> None:
+    """Write feature banks of the default model with ``second_backbone`` from the banks already cached for each
+    backbone alone (the same numbers: dlib's rows, then the second's levels without its colour layout), so adopting
+    the pair does not extract 2,300 faces again. Only image sets cached for the second backbone alone are covered."""
+    import dataclasses
+
+    from perface.face.detect import REFERENCE_DETECT
+    from perface.face.io import atomic_write
+    from perface.metric import features as fm
+    from perface.metric.model import ModelConfig, PerFaceModel
+    from perface.metric.train import load_config
+
+    base = load_config(REPO / "configs" / "default.yaml").model
+    lv = tuple(levels.split(","))
+    alone = PerFaceModel(dataclasses.replace(ModelConfig(), backbone=second, feature_levels=lv))
+    pair = PerFaceModel(dataclasses.replace(base, second_backbone=second, second_levels=lv))
+    first = PerFaceModel(base)
+    key_alone = fm._feature_key(alone.config, alone.features.last + 1, REFERENCE_DETECT)
+    key_pair = fm._feature_key(pair.config, pair.features.last + 1, REFERENCE_DETECT)
+    per_view, colour = alone.feature_dim // 2, 3 * alone.config.color_grid ** 2
+    cols = np.concatenate([np.arange(v * per_view + colour, (v + 1) * per_view) for v in range(2)])
+    for f in sorted(CACHE.glob("features-*.npz")):
+        with np.load(f, allow_pickle=False) as z:
+            if str(z["feature_key"]) != key_alone:
+                continue
+            requested, stamps = z["requested"].tolist(), z["stamps"].tolist()
+            kept, pooled = z["paths"].tolist(), z["pooled"]
+            missing = z["missing"]
+        dlib = fm.build_feature_bank(first, requested, cache_dir=CACHE, progress=False)
+        assert dlib.paths == kept, f"{f.name}: the two backbones found faces in different images"
+        both = np.concatenate([dlib.pooled, pooled[:, :, cols]], axis=2)
+        out = CACHE / f"features-{fm._fingerprint(requested, {'features': key_pair, 'v': 5})}.npz"
+        with atomic_write(out, overwrite=True, suffix=".npz", what="feature cache") as tmp:
+            np.savez(tmp, paths=np.array(kept), pooled=both, identity=dlib.identity, missing=missing,
+                     feature_key=np.array(key_pair), stamps=np.array(stamps), requested=np.array(requested))
+        print(f"{f.name} + dlib -> {out.name} {both.shape}", flush=True)
 
 
 def baselines() -> None:
@@ -466,7 +564,7 @@ def assemble(out: str) -> None:
     print("saved", out)
 
 
-def reembed_gallery(path: str = "src/perface/data/default_gallery.sqlite") -> None:
+def reembed_gallery(path: str = "src/perface/data/default_gallery.sqlite", new_model: str = "default") -> None:
     """Give the bundled gallery's donors the new default model's embeddings, from the cached OMI features.
 
     Which donors the gallery holds does not depend on the model (frontal, sharp, clear gender, a seeded sample per
@@ -488,7 +586,7 @@ def reembed_gallery(path: str = "src/perface/data/default_gallery.sqlite") -> No
     print(f"old model, cached features vs stored vectors: cosine min {agree.min():.6f}, median {np.median(agree):.6f}")
     if agree.min() < 0.999:
         raise SystemExit("the cached features do not reproduce the gallery: rebuild it with perface gallery build")
-    new = load("default")
+    new = load(new_model)  # a copy of the gallery can be given another model's vectors (a candidate's)
     e_new = bank_embedder(new)(paths)
     with con:
         con.executemany("UPDATE donors SET perceptual = ? WHERE key = ?",
@@ -623,7 +721,8 @@ def write_screen() -> None:
                 + (f", + label head w {first['label_w']:g}" if first.get("label_w") else "")
                 + (f", backbone fine-tuned from {first['train_from']}, {first['epochs']} epochs"
                    if first.get("train_from") else "")
-                + "".join(f", {k.replace('_', ' ')} {'+'.join(v) if isinstance(v, list) else v}"
+                + "".join(f", dlib + {v['backbone']} ({'+'.join(v['feature_levels'])})" if k == "concat" else
+                          f", {k.replace('_', ' ')} {'+'.join(v) if isinstance(v, list) else v}"
                           for k, v in first.get("model", {}).items()))
         ks = sorted(folds)
         omi = [folds[k]["omi_cv"] for k in ks]
@@ -650,7 +749,10 @@ def write_screen() -> None:
             "of 30 per cell, all other faces as queries; Wilson 95% intervals (about +-0.03). Nothing else shared "
             "the two cores; a fold trains in about 1.1 minutes from cached features. Rows naming a backbone "
             "(`SCREEN_MODEL`, JSON of model settings) replace dlib's network and levels with those; HSE FaceRes could "
-            "be screened only once issue 17's judge became MobileFaceNet (2026-12-05 03:00).\n\n"
+            "be screened only once issue 17's judge became MobileFaceNet (2026-12-05 03:00). Rows naming \"dlib + "
+            "NETWORK\" (`SCREEN_CONCAT`) keep dlib's features and append that network's pooled levels from chips of "
+            "the same two views (what `model.second_backbone` does); those folds trained with the second extraction "
+            "running beside them, so their minutes are not comparable.\n\n"
             "Mean over the folds run:\n\n| label triplets | folds | OMI CV | per fold | " + head + "\n"
             "|---|---|---|---|---|---|---|---|\n" + "\n".join(mean_rows) + "\n\nPer fold:\n\n"
             "| label triplets | fold | OMI CV | " + head + "\n|---|---|---|---|---|---|---|\n" + "\n".join(fold_rows))
@@ -716,5 +818,6 @@ if __name__ == "__main__":
     steps = {"extract": extract, "screen": screen, "recognizers": recognizers, "baselines": baselines, "probe": probe,
              "models": models, "write": write,
              "labelhead": labelhead, "assemble": assemble,
-             "reembed_gallery": reembed_gallery, "omi_label_cv": omi_label_cv, "write_screen": write_screen}
+             "reembed_gallery": reembed_gallery, "combine_cache": combine_cache, "omi_label_cv": omi_label_cv,
+             "write_screen": write_screen}
     steps[sys.argv[1]](*sys.argv[2:])

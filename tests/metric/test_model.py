@@ -97,3 +97,44 @@ def test_identity_residual_head_starts_as_the_identity_metric(astronaut, tmp_pat
     assert load(m.save(tmp_path / "m")).config.identity_dim == 128
     with pytest.raises(Exception, match="head"):
         PerFaceModel(ModelConfig(views=(0.25,), feature_levels=("level4",), identity_dim=128))
+
+
+@pytest.fixture(scope="module")
+def two_backbones():
+    torch.manual_seed(0)
+    return PerFaceModel(ModelConfig(embed_dim=16, hidden=32, second_backbone="faceres",
+                                    second_levels=("stage5", "head")))
+
+
+def test_second_backbone_features_follow_the_first(two_backbones, astronaut):
+    from perface.face.detect import detect
+
+    m = two_backbones
+    face = detect(astronaut)[0]
+    chips = m.align(astronaut, face)
+    assert [c.shape[0] for c in chips] == [150, 150, 224, 224]  # dlib's chips, then FaceRes's, per view
+    with torch.no_grad():
+        feats = m.view_features(m.preprocess_views([[c] for c in chips]))
+        second = m.second(m.second.backbone.preprocess(chips[2][None]))
+    assert feats.shape[1] == m.feature_dim == 2 * (m.first_view_dim + m.second_view_dim)
+    torch.testing.assert_close(feats[:, 2 * m.first_view_dim : 2 * m.first_view_dim + m.second_view_dim], second)
+    assert torch.linalg.norm(second[:, -m.second.backbone.embedding_dim:]).item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_second_backbone_round_trip_saves_only_the_head(two_backbones, tmp_path, astronaut):
+    from safetensors.torch import load_file
+
+    d = two_backbones.save(tmp_path / "two")
+    assert all(k.startswith("head.") for k in load_file(str(d / "model.safetensors")))
+    again = load(d)
+    assert again.config.second_levels == ("stage5", "head")
+    np.testing.assert_allclose(two_backbones.embed([astronaut]), again.embed([astronaut]), atol=1e-5)
+
+
+def test_second_backbone_needs_levels_and_a_frozen_first():
+    from perface.face.io import PerFaceError
+
+    with pytest.raises(PerFaceError, match="second_levels"):
+        PerFaceModel(ModelConfig(second_backbone="faceres"))
+    with pytest.raises(PerFaceError, match="frozen first backbone"):
+        PerFaceModel(ModelConfig(second_backbone="faceres", second_levels=("head",), train_from="level5"))

@@ -25,6 +25,14 @@ DLIB_LEVELS: tuple[str, ...] = ("stem", "level1", "level2", "level3", "level4", 
 DLIB_OUTPUTS: tuple[str, ...] = ("descriptor", *(f"pooled_{lv}" for lv in DLIB_LEVELS))
 #: Per-channel means subtracted by dlib's ``input_rgb_image_sized`` (float32, as stored in the .dat).
 DLIB_MEAN_RGB = np.array([122.782, 117.001, 104.298], dtype=np.float32)
+#: TF.js backbone name -> (shipped model, identity output node or None for the only output, input side,
+#: preprocessing); :class:`perface.backbones.tfjs_backbone.TfjsBackbone` reads it (kept here: no PyTorch import)
+TFJS_BACKBONES: dict[str, tuple[str, str | None, int, str]] = {
+    "mobilefacenet": ("mobilefacenet", None, 112, "rgb128"),
+    "faceres": ("faceres", "global_pooling/Mean", 224, "bgr_caffe"),
+    "mobileface": ("mobileface", None, 112, "rgb255"),
+}
+CAFFE_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 _GRAPH_VERSION = 1  # part of every cache key: bump it when an exported module changes
 _MAX_BATCH = 64  # rows per session run: bounds the activations' memory on large lists
 _MEMO_SIZE = 64  # chips whose outputs are remembered (a few KB each)
@@ -36,6 +44,17 @@ def dlib_input(chips: np.ndarray) -> np.ndarray:
     """(N, 150, 150, 3) uint8 RGB chips -> the graph's float32 N,3,150,150 input ``(x - mean) / 256``
     (dlib's ``input_rgb_image_sized``, as :func:`perface.backbones.dlib_resnet.preprocess_chips`)."""
     return np.ascontiguousarray(((chips.astype(np.float32) - DLIB_MEAN_RGB) / 256.0).transpose(0, 3, 1, 2))
+
+
+def tfjs_backbone_input(chips: np.ndarray, preprocessing: str) -> np.ndarray:
+    """(N, S, S, 3) uint8 RGB chips -> a TF.js backbone's normalised float32 NCHW input (as ``TfjsBackbone.
+    preprocess``): BGR minus Caffe's means, ``(x - 127.5) / 128``, or raw 0..255 (the graph scales it itself)."""
+    x = chips.astype(np.float32)
+    if preprocessing == "bgr_caffe":
+        x = x[..., ::-1] - CAFFE_BGR
+    elif preprocessing == "rgb128":
+        x = (x - 127.5) / 128.0
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
 def run_dlib_features(chips: np.ndarray) -> dict[str, np.ndarray] | None:

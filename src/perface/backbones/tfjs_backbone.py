@@ -17,15 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .onnx_graphs import CAFFE_BGR, TFJS_BACKBONES
 from .tfjs import TfjsGraphModule, load_tfjs_model
 
-#: backbone name -> (shipped model, identity output node or None for the only output, input side, preprocessing)
-TFJS_BACKBONES: dict[str, tuple[str, str | None, int, str]] = {
-    "mobilefacenet": ("mobilefacenet", None, 112, "rgb128"),
-    "faceres": ("faceres", "global_pooling/Mean", 224, "bgr_caffe"),
-    "mobileface": ("mobileface", None, 112, "rgb255"),
-}
-_CAFFE_BGR = torch.tensor([103.939, 116.779, 123.68])
+_CAFFE_BGR = torch.from_numpy(CAFFE_BGR)
 
 
 def cut_points(module: TfjsGraphModule, output: str) -> list[str]:

@@ -35,7 +35,7 @@ def _norm(x: np.ndarray) -> np.ndarray:
 def baseline_embeddings(model: PerFaceModel, bank: FeatureBank) -> dict[str, np.ndarray]:
     """Baselines on the same faces: dlib identity descriptor, and the untrained backbone's pooled
     features (all levels, first view, standardised with the model's training statistics)."""
-    per_view = bank.pooled.shape[2] // len(model.config.views)
+    per_view = model.first_view_dim  # the first backbone's features of the first view lead each row
     skip = 3 * model.config.color_grid**2  # the colour layout is not the backbone's
     raw = bank.pooled[:, 0, skip:per_view]
     mean = model.head.feat_mean.numpy()[skip:per_view]

@@ -38,6 +38,11 @@ class ModelConfig:
     color_grid: int = 6  # colour layout of each view (grid x grid mean RGB), 0 = off: hair and skin colour
     attribute_outputs: int = 0  # linear attribute head (predicted rating-space coordinates), 0 = none
     attribute_weight: float = 0.15  # its share of the embedding (see ProjectionHead.embed)
+    # A second frozen backbone whose pooled levels (``second_levels``, no colour layout) are appended after all of
+    # the first's, from chips cut at the same view paddings at its own input size (issue 18: dlib's ResNet with HSE
+    # FaceRes, trained on real photos). None: one backbone. It needs a frozen first backbone (``train_from`` None).
+    second_backbone: str | None = None
+    second_levels: tuple[str, ...] = ()
     identity_dim: int = 0  # > 0: identity-residual head; the embedding carries view 0's identity descriptor
     # (the backbone's "head" level, this long: 128 for dlib) next to a weighted MLP part that starts near 0: an
     # untrained model is (nearly) the identity metric, and training moves away only as far as the data support
@@ -54,7 +59,7 @@ class ModelConfig:
         if unknown:
             raise PerFaceError(f"unknown model config keys: {', '.join(sorted(unknown))}")
         d = dict(d)
-        for k in ("views", "feature_levels"):
+        for k in ("views", "feature_levels", "second_levels"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)

@@ -128,6 +128,11 @@ def build_feature_bank(
                 feats.append(pooled_v)
                 if cfg.train_from is not None:
                     acts[v].append(act.numpy()[:, None])
+            for v in range(len(cfg.views) if model.second is not None else 0):  # a second backbone: all frozen
+                arr = np.stack([c[len(cfg.views) + v] for c in batch])
+                if flip:
+                    arr = np.ascontiguousarray(arr[:, :, ::-1])
+                feats.append(model.second(model.second.backbone.preprocess(arr)))
             per_flip.append(torch.cat(feats, dim=1).numpy() if feats[0].numel() else
                             np.zeros((len(batch), 0), np.float32))
         pooled.append(np.stack(per_flip, axis=1))
@@ -157,6 +162,8 @@ def build_feature_bank(
 def _feature_key(cfg, start: int, det: DetectConfig) -> str:
     """What the cached features depend on: the backbone part, views and levels, and the detector (not the head)."""
     part = {k: getattr(cfg, k) for k in ("backbone", "views", "feature_levels", "color_grid", "train_from")}
+    if cfg.second_backbone is not None:  # only then: one-backbone models keep the keys of their cached features
+        part.update(second_backbone=cfg.second_backbone, second_levels=cfg.second_levels)
     return json.dumps({"model": part, "start": start, "detect": asdict(det)}, sort_keys=True, default=str)
 
 

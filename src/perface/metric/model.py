@@ -228,13 +228,31 @@ class PerFaceModel(nn.Module):
 
             backbone = load_backbone(self.config.backbone, pretrained=pretrained_backbone)
         self.features = BackboneFeatures(backbone, self.config.feature_levels, self.config.color_grid)
+        self.second = self._second_features()
         per_view = self.features.dims()
-        self.feature_dim = per_view * len(self.config.views)
+        self.first_view_dim = per_view
+        self.second_view_dim = self.second.dims() if self.second is not None else 0
+        self.feature_dim = (per_view + self.second_view_dim) * len(self.config.views)
         self.head = ProjectionHead(self.feature_dim, self.config.hidden, self.config.embed_dim,
                                    self.config.dropout, self.config.aux_outputs, self.config.attribute_outputs,
                                    self.config.attribute_weight, self._identity_slice(per_view))
         self.set_trainable()
         self.model_id = "untrained"
+
+    def _second_features(self) -> BackboneFeatures | None:
+        """The second backbone's pooled levels (frozen, no colour layout), or None without one."""
+        cfg = self.config
+        if cfg.second_backbone is None:
+            return None
+        if cfg.train_from is not None:
+            raise PerFaceError("second_backbone needs a frozen first backbone (train_from: null)")
+        if not cfg.second_levels:
+            raise PerFaceError("second_backbone needs second_levels (which of its stages to pool)")
+        from perface.backbones import load_backbone
+
+        second = BackboneFeatures(load_backbone(cfg.second_backbone), cfg.second_levels)
+        second.backbone.freeze_until("head")
+        return second
 
     def _identity_slice(self, per_view: int) -> tuple[int, int] | None:
         """Where view 0's identity descriptor (the "head" level, pooled last) sits in the features."""
@@ -250,6 +268,8 @@ class PerFaceModel(nn.Module):
         """Freeze the backbone up to (not including) ``config.train_from``."""
         bb = self.features.backbone
         names = [n for n, _ in bb.stages()]
+        if self.second is not None:
+            self.second.backbone.freeze_until("head")
         if self.config.train_from is None:
             bb.freeze_until("head")
         else:
@@ -257,8 +277,19 @@ class PerFaceModel(nn.Module):
             bb.freeze_until(names[idx - 1] if idx > 0 else None)
 
     def view_features(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Concatenated backbone features of all views (each an N,3,S,S normalised batch; S = 150 for dlib)."""
-        return torch.cat([self.features(v) for v in views], dim=1)
+        """Concatenated backbone features of all views (each an N,3,S,S normalised batch; S = 150 for dlib); with a
+        second backbone, its batches of the same views follow the first's."""
+        n = len(self.config.views)
+        feats = [self.features(v) for v in views[:n]]
+        if self.second is not None:
+            feats += [self.second(v) for v in views[n:]]
+        return torch.cat(feats, dim=1)
+
+    def preprocess_views(self, views: Sequence[Sequence[np.ndarray] | np.ndarray]) -> list[torch.Tensor]:
+        """Chip batches (as :meth:`align` orders them) -> each backbone's normalised NCHW input."""
+        n = len(self.config.views)
+        second = self.second.backbone if self.second is not None else None
+        return [(self.features.backbone if i < n else second).preprocess(v) for i, v in enumerate(views)]
 
     def forward(self, views: Sequence[torch.Tensor]) -> torch.Tensor:
         """Final embeddings of aligned view batches (no mirror averaging)."""
@@ -266,11 +297,13 @@ class PerFaceModel(nn.Module):
 
     # --------------------------------------------------------------- inference
     def align(self, image: np.ndarray, face) -> list[np.ndarray]:
-        """The model's input chips (one per view padding) for a detected face."""
+        """The model's input chips for a detected face: one per view padding, then as many for a second backbone."""
         from perface.face.align import dlib_chip
 
-        side = int(getattr(self.features.backbone, "input_size", 150))
-        return [dlib_chip(image, face, side, padding=p).crop for p in self.config.views]
+        sides = [int(getattr(self.features.backbone, "input_size", 150))]
+        if self.second is not None:
+            sides.append(int(getattr(self.second.backbone, "input_size", 150)))
+        return [dlib_chip(image, face, side, padding=p).crop for side in sides for p in self.config.views]
 
     def _to_views(self, items: Sequence[FaceLike]) -> list[list[np.ndarray]]:
         return faces_to_views(self, items)
@@ -282,10 +315,9 @@ class PerFaceModel(nn.Module):
         if n == 0:
             return np.zeros((0, self.config.embedding_dim), dtype=np.float32)
         self.eval()
-        bb = self.features.backbone
         out = []
         for s in range(0, n, batch_size):
-            batch = [bb.preprocess(v[s : s + batch_size]) for v in views]
+            batch = self.preprocess_views([v[s : s + batch_size] for v in views])
             mirrored = self.view_features([b.flip(3) for b in batch]) if self.config.flip_average else None
             emb = self.head.embed(self.view_features(batch), mirrored)
             out.append(emb.float().numpy())

@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from perface.backbones.onnx_graphs import DLIB_LEVELS, DLIB_MEAN_RGB, run_dlib_features
+from perface.backbones.onnx_graphs import (
+    DLIB_LEVELS,
+    DLIB_MEAN_RGB,
+    TFJS_BACKBONES,
+    run_dlib_features,
+    tfjs_backbone_input,
+    tfjs_model_dir,
+)
 from perface.backbones.runtime import OnnxGraph, OnnxNet, files_key, onnx_net, use_onnx
 from perface.face.io import InputError, PerFaceError
 from perface.metric.config import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, model_fingerprint, read_model_folder
@@ -44,6 +51,43 @@ def _head_graph(folder: Path, config: ModelConfig) -> OnnxGraph:
 
     return OnnxGraph("perface-head", files_key([folder / WEIGHTS_NAME, folder / CONFIG_NAME], _HEAD_VERSION),
                      build, ("features", "mirrored"), ("embedding",), atol=1e-5)
+
+
+def _second_graph(config: ModelConfig) -> OnnxGraph:
+    """A second backbone's pooled levels (``BackboneFeatures`` of :mod:`perface.metric.model`, so equal by
+    construction) for its normalised NCHW chips; keyed by the shipped network's files and the levels."""
+    name, levels = str(config.second_backbone), tuple(config.second_levels)
+
+    def build() -> tuple[Any, tuple[Any, ...]]:
+        import torch
+
+        from perface.backbones import load_backbone
+        from perface.metric.model import BackboneFeatures
+
+        features = BackboneFeatures(load_backbone(name), levels).eval()
+        side = int(features.backbone.input_size)
+        torch.manual_seed(0)
+        return _Pooled(features), (20.0 * torch.randn(3, 3, side, side),)
+
+    folder = tfjs_model_dir(TFJS_BACKBONES[name][0])
+    files = [folder / f for f in ("model.json", "weights.safetensors", "config.json")]
+    return OnnxGraph(f"perface-second-{name}", files_key(files, ("pooled", levels), _HEAD_VERSION), build,
+                     ("input",), tuple(f"pooled_{lv}" for lv in levels))
+
+
+def _Pooled(features: Any) -> Any:  # noqa: N802 - a module factory, named like the class it makes
+    """``features.run`` as a module returning each level's pooled output (the identity level unit length)."""
+    from torch import nn
+
+    class Pooled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = features
+
+        def forward(self, x: Any) -> tuple[Any, ...]:
+            return tuple(self.features.run(x, 0, self.features.last + 1)[0])
+
+    return Pooled()
 
 
 def _Head(head: Any, flip_average: bool) -> Any:  # noqa: N802 - a module factory, named like the class it makes
@@ -84,7 +128,7 @@ def faces_to_views(model: Any, items: Sequence[FaceLike]) -> list[list[np.ndarra
     from perface.face.detect import REFERENCE_DETECT, Face, detect
     from perface.face.io import read_image
 
-    out: list[list[np.ndarray]] = [[] for _ in model.config.views]
+    out: list[list[np.ndarray]] = []
     for item in items:
         if hasattr(item, "views") and item.views is not None:  # pre-aligned views
             chips = list(item.views)
@@ -105,6 +149,7 @@ def faces_to_views(model: Any, items: Sequence[FaceLike]) -> list[list[np.ndarra
                     raise InputError(path, "no face found")
                 face = max(faces, key=lambda f: f.width * f.height)
             chips = model.align(image, face)
+        out = out or [[] for _ in chips]
         for i, c in enumerate(chips):
             out[i].append(c)
     return out
@@ -114,12 +159,14 @@ class OnnxPerFaceModel:
     """A saved PerFace model run in ONNX Runtime: ``embed``, ``similarity`` and ``distance`` as the PyTorch model,
     plus :meth:`embed_with_identity`, which also returns dlib's identity descriptors from the same run."""
 
-    def __init__(self, folder: Path, config: ModelConfig, metadata: dict[str, Any], head: OnnxNet) -> None:
+    def __init__(self, folder: Path, config: ModelConfig, metadata: dict[str, Any], head: OnnxNet,
+                 second: OnnxNet | None = None) -> None:
         self.folder = folder
         self.config = config
         self.metadata = metadata
         self.model_id = model_fingerprint(folder)
         self._head = head
+        self._second = second
 
     def align(self, image: np.ndarray, face: Any) -> list[np.ndarray]:
         """The model's input chips (one per view padding) for a detected face: the chips of
@@ -129,8 +176,10 @@ class OnnxPerFaceModel:
         from perface.face.detect import dlib_shape
 
         shape = dlib_shape(image, face.box, 5)
-        return [np.asarray(dlib.extract_image_chip(image, dlib.get_face_chip_details(shape, 150, p)), dtype=np.uint8)
-                for p in self.config.views]
+        second = self.config.second_backbone
+        sides = [150] if second is None else [150, TFJS_BACKBONES[second][2]]
+        return [np.asarray(dlib.extract_image_chip(image, dlib.get_face_chip_details(shape, side, p)), dtype=np.uint8)
+                for side in sides for p in self.config.views]
 
     def _features(self, chips: np.ndarray, descriptor: np.ndarray, pooled: dict[str, np.ndarray]) -> np.ndarray:
         """The backbone features of one view batch, in the order of ``BackboneFeatures.run``."""
@@ -151,20 +200,32 @@ class OnnxPerFaceModel:
         n = len(views[0]) if len(views) else 0
         if n == 0:
             return np.zeros((0, self.config.embedding_dim), np.float32), np.zeros((0, 128), np.float32)
+        n_views = len(self.config.views)
         stacks = [np.stack(v) for v in views]
         flips = self.config.flip_average
-        batch = np.concatenate([s for st in stacks for s in ((st, st[:, :, ::-1]) if flips else (st,))])
-        out = run_dlib_features(batch)
+        per = 2 if flips else 1
+
+        def batch_of(sts: list[np.ndarray]) -> np.ndarray:  # view by view, each followed by its mirror images
+            return np.concatenate([s for st in sts for s in ((st, st[:, :, ::-1]) if flips else (st,))])
+
+        out = run_dlib_features(batch_of(stacks[:n_views]))
         if out is None:
             raise RuntimeError("the dlib ResNet graph is not available")
-        per = 2 if flips else 1
         feats: list[list[np.ndarray]] = [[], []]
-        for v, st in enumerate(stacks):
+        for v, st in enumerate(stacks[:n_views]):
             for k in range(per):
                 rows = slice((v * per + k) * n, (v * per + k + 1) * n)
                 chips = st if k == 0 else st[:, :, ::-1]
                 pooled = {lv: out[f"pooled_{lv}"][rows] for lv in DLIB_LEVELS}
                 feats[k].append(self._features(chips, out["descriptor"][rows], pooled))
+        if self._second is not None:  # the second backbone's levels follow the first's, view by view
+            spec = TFJS_BACKBONES[str(self.config.second_backbone)]
+            x = tfjs_backbone_input(batch_of(stacks[n_views:]), spec[3])
+            second = np.concatenate([np.concatenate(self._second(x[s : s + 64]), axis=1)
+                                     for s in range(0, len(x), 64)])
+            for v in range(n_views):
+                for k in range(per):
+                    feats[k].append(second[(v * per + k) * n : (v * per + k + 1) * n])
         plain = np.concatenate(feats[0], axis=1)
         mirrored = np.concatenate(feats[1], axis=1) if flips else plain
         emb = self._head(plain, mirrored)[0]
@@ -193,8 +254,10 @@ class OnnxPerFaceModel:
 
 
 def runs_in_onnx(config: ModelConfig) -> bool:
-    """Whether a model fits the ONNX path: dlib's shipped ResNet, frozen (the graph holds the shipped weights)."""
-    return config.backbone == "dlib-resnet" and config.train_from is None
+    """Whether a model fits the ONNX path: dlib's shipped ResNet, frozen (the graph holds the shipped weights), and
+    no second backbone or a shipped TF.js one."""
+    return (config.backbone == "dlib-resnet" and config.train_from is None
+            and (config.second_backbone is None or config.second_backbone in TFJS_BACKBONES))
 
 
 def load_inference(name_or_path: str | os.PathLike[str] = "default") -> Any:
@@ -204,8 +267,10 @@ def load_inference(name_or_path: str | os.PathLike[str] = "default") -> Any:
     config = ModelConfig.from_dict(raw["model"])
     if use_onnx() and runs_in_onnx(config):
         head = onnx_net(_head_graph(folder, config))
-        if head is not None and run_dlib_features(np.zeros((1, 150, 150, 3), np.uint8)) is not None:
-            return OnnxPerFaceModel(folder, config, raw.get("metadata", {}), head)
+        second = onnx_net(_second_graph(config)) if config.second_backbone is not None else None
+        if (head is not None and (second is not None or config.second_backbone is None)
+                and run_dlib_features(np.zeros((1, 150, 150, 3), np.uint8)) is not None):
+            return OnnxPerFaceModel(folder, config, raw.get("metadata", {}), head, second)
     from perface.backbones.runtime import set_torch_threads
     from perface.metric.model import load
 
