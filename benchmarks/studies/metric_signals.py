@@ -294,18 +294,25 @@ def _patch_concat(extra: dict) -> None:
     import perface.metric.train as train_mod
     from perface.metric.model import ModelConfig, PerFaceModel, ProjectionHead
 
+    extra = dict(extra)
     if "feature_levels" in extra:
-        extra = {**extra, "feature_levels": tuple(extra["feature_levels"])}
+        extra["feature_levels"] = tuple(extra["feature_levels"])
+    # cheaper variants from the same cached features: "second_views": indexes of the views the second backbone sees;
+    # "second_flip": false gives its mirror rows its plain features (one run per face instead of two)
+    views_used = extra.pop("second_views", None)
+    flip = extra.pop("second_flip", True)
     plain_build = feat_mod.build_feature_bank
     second = PerFaceModel(dataclasses.replace(ModelConfig(), **extra))  # cached with its colour layout (grid 6)
     per_view, colour = second.feature_dim // len(second.config.views), 3 * second.config.color_grid ** 2
     keep_cols = np.concatenate([np.arange(v * per_view + colour, (v + 1) * per_view)
-                                for v in range(len(second.config.views))])
+                                for v in (views_used if views_used is not None else range(len(second.config.views)))])
 
     def build(model, paths, cache_dir=None, detect_config=None, batch_size=64, progress=True):
         a = plain_build(model, paths, cache_dir, detect_config, batch_size, progress)
         b = plain_build(second, paths, cache_dir, detect_config, batch_size, progress)
         b_pooled = b.pooled[:, :, keep_cols]  # without the second backbone's colour layout (the first has one)
+        if not flip:
+            b_pooled = np.repeat(b_pooled[:, :1], 2, axis=1)
         keep = [p for p in a.paths if p in b.index]
         ra = np.array([a.index[p] for p in keep], dtype=np.int64)
         rb = np.array([b.index[p] for p in keep], dtype=np.int64)
@@ -700,6 +707,14 @@ def write() -> None:
                    + "\n\n".join(parts))
 
 
+def _concat_label(v: dict) -> str:
+    """How a SCREEN_CONCAT row is named in the table."""
+    views = v.get("second_views")
+    return (f", dlib + {v['backbone']} ({'+'.join(v['feature_levels'])})"
+            + (f", its view{'s' if len(views) > 1 else ''} {', '.join(('0.25', '0.6')[i] for i in views)} only"
+               if views is not None else "") + (", no mirror image" if v.get("second_flip") is False else ""))
+
+
 def write_screen() -> None:
     """The `metric_label_triplets` section: the label-triplet screen (runs/metric_signals/screen.jsonl), fold by fold
     and averaged over the folds each variant ran."""
@@ -721,7 +736,7 @@ def write_screen() -> None:
                 + (f", + label head w {first['label_w']:g}" if first.get("label_w") else "")
                 + (f", backbone fine-tuned from {first['train_from']}, {first['epochs']} epochs"
                    if first.get("train_from") else "")
-                + "".join(f", dlib + {v['backbone']} ({'+'.join(v['feature_levels'])})" if k == "concat" else
+                + "".join(_concat_label(v) if k == "concat" else
                           f", {k.replace('_', ' ')} {'+'.join(v) if isinstance(v, list) else v}"
                           for k, v in first.get("model", {}).items()))
         ks = sorted(folds)

@@ -55,3 +55,27 @@ def test_a_changed_image_is_extracted_again(tmp_path, monkeypatch):
     assert seen == [paths[0]]
     assert np.allclose(bank.identity[0], F.build_feature_bank(model, paths[1:], cache_dir=cache,
                                                                progress=False).identity[0], atol=1e-5)
+
+
+def test_a_second_backbone_follows_the_first_in_the_bank_and_equals_the_model(tmp_path):
+    import torch
+
+    torch.manual_seed(0)
+    m = PerFaceModel(ModelConfig(embed_dim=8, hidden=16, second_backbone="faceres", second_levels=("head",),
+                                 second_views=(0.25,), second_flip=False))
+    paths = [str(CHIPS / "omi_1.jpg"), str(CHIPS / "astronaut.jpg")]
+    bank = F.build_feature_bank(m, paths, cache_dir=tmp_path, progress=False)
+    assert bank.pooled.shape == (2, 2, m.feature_dim)
+    second = bank.pooled[:, :, -m.second_view_dim:]
+    np.testing.assert_array_equal(second[:, 0], second[:, 1])  # no mirror run: the mirror row reuses the plain one
+    with torch.no_grad():
+        want = m.view_features(m.preprocess_views([[c] for c in m.align(*_largest(paths[0]))]))
+    np.testing.assert_allclose(bank.pooled[0, 0], want[0].numpy(), atol=1e-4)
+
+
+def _largest(path: str):
+    from perface.face.detect import REFERENCE_DETECT, detect
+    from perface.face.io import read_image
+
+    image = read_image(path)
+    return image, max(detect(image, REFERENCE_DETECT), key=lambda f: f.width * f.height)

@@ -138,3 +138,22 @@ def test_second_backbone_needs_levels_and_a_frozen_first():
         PerFaceModel(ModelConfig(second_backbone="faceres"))
     with pytest.raises(PerFaceError, match="frozen first backbone"):
         PerFaceModel(ModelConfig(second_backbone="faceres", second_levels=("head",), train_from="level5"))
+
+
+def test_second_backbone_without_mirror_images_gives_mirrors_its_plain_features(astronaut):
+    from perface.face.detect import detect
+    from perface.face.io import PerFaceError
+
+    torch.manual_seed(0)
+    m = PerFaceModel(ModelConfig(embed_dim=16, hidden=32, second_backbone="faceres", second_levels=("head",),
+                                 second_views=(0.25,), second_flip=False))
+    assert m.feature_dim == 2 * m.first_view_dim + m.second_view_dim
+    chips = m.align(astronaut, detect(astronaut)[0])
+    assert [c.shape[0] for c in chips] == [150, 150, 224]
+    plain = m.preprocess_views([[c] for c in chips])
+    with torch.no_grad():
+        a = m.view_features(plain)
+        b = m.view_features([p.flip(3) if i < 2 else p for i, p in enumerate(plain)])
+    torch.testing.assert_close(a[:, -m.second_view_dim:], b[:, -m.second_view_dim:])
+    with pytest.raises(PerFaceError, match="second_views"):
+        PerFaceModel(ModelConfig(second_backbone="faceres", second_levels=("head",), second_views=(0.4,)))

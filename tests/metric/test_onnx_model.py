@@ -57,14 +57,20 @@ def test_align_cuts_the_dlib_chips_from_one_shape(group_image_path) -> None:
         np.testing.assert_array_equal(chip, dlib_chip(image, face, 150, padding=pad).crop)
 
 
-def test_onnx_model_with_a_second_backbone_equals_torch(tmp_path, group_image_path) -> None:
+@pytest.mark.parametrize(("second_views", "second_flip", "sides"), [
+    ((), True, [150, 150, 224, 224]),
+    ((0.25,), False, [150, 150, 224]),  # the cheap variant: one FaceRes run per face, its mirror rows reused
+])
+def test_onnx_model_with_a_second_backbone_equals_torch(tmp_path, group_image_path, second_views, second_flip,
+                                                        sides) -> None:
     from perface.face.detect import detect
     from perface.face.io import read_image
     from perface.metric.model import ModelConfig, PerFaceModel
 
     torch.manual_seed(0)
     ref = PerFaceModel(ModelConfig(embed_dim=16, hidden=32, second_backbone="faceres",
-                                   second_levels=("stage4", "head")))
+                                   second_levels=("stage4", "head"), second_views=second_views,
+                                   second_flip=second_flip))
     with torch.no_grad():  # a head that is not the identity map: standardisation from random statistics
         ref.head.feat_mean.normal_(0, 0.1)
     folder = ref.save(tmp_path / "two")
@@ -74,10 +80,10 @@ def test_onnx_model_with_a_second_backbone_equals_torch(tmp_path, group_image_pa
     image = read_image(group_image_path)
     faces = detect(image)[:3]
     chips = [fast.align(image, f) for f in faces]
-    assert [c.shape[0] for c in chips[0]] == [150, 150, 224, 224]
+    assert [c.shape[0] for c in chips[0]] == sides
     for got, want in zip(chips[0], ref.align(image, faces[0]), strict=True):
         np.testing.assert_array_equal(got, want)
-    views = [[c[v] for c in chips] for v in range(4)]
+    views = [[c[v] for c in chips] for v in range(len(sides))]
     emb, desc = fast.embed_with_identity(views)
     want = ref.embed_views(views)
     assert (emb * want).sum(1).min() >= 0.9999

@@ -43,9 +43,18 @@ class ModelConfig:
     # FaceRes, trained on real photos). None: one backbone. It needs a frozen first backbone (``train_from`` None).
     second_backbone: str | None = None
     second_levels: tuple[str, ...] = ()
+    second_views: tuple[float, ...] = ()  # its view paddings (a subset of ``views``); (): all of them
+    second_flip: bool = True  # False: its mirror-image features are the face's own (one run per view, not two)
     identity_dim: int = 0  # > 0: identity-residual head; the embedding carries view 0's identity descriptor
     # (the backbone's "head" level, this long: 128 for dlib) next to a weighted MLP part that starts near 0: an
     # untrained model is (nearly) the identity metric, and training moves away only as far as the data support
+
+    @property
+    def second_paddings(self) -> tuple[float, ...]:
+        """The view paddings the second backbone sees (none without one)."""
+        if self.second_backbone is None:
+            return ()
+        return self.second_views or self.views
 
     @property
     def embedding_dim(self) -> int:
@@ -59,7 +68,7 @@ class ModelConfig:
         if unknown:
             raise PerFaceError(f"unknown model config keys: {', '.join(sorted(unknown))}")
         d = dict(d)
-        for k in ("views", "feature_levels", "second_levels"):
+        for k in ("views", "feature_levels", "second_levels", "second_views"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)

@@ -128,9 +128,9 @@ def build_feature_bank(
                 feats.append(pooled_v)
                 if cfg.train_from is not None:
                     acts[v].append(act.numpy()[:, None])
-            for v in range(len(cfg.views) if model.second is not None else 0):  # a second backbone: all frozen
+            for v in range(len(cfg.second_paddings)):  # a second backbone: all frozen
                 arr = np.stack([c[len(cfg.views) + v] for c in batch])
-                if flip:
+                if flip and cfg.second_flip:
                     arr = np.ascontiguousarray(arr[:, :, ::-1])
                 feats.append(model.second(model.second.backbone.preprocess(arr)))
             per_flip.append(torch.cat(feats, dim=1).numpy() if feats[0].numel() else
@@ -164,6 +164,8 @@ def _feature_key(cfg, start: int, det: DetectConfig) -> str:
     part = {k: getattr(cfg, k) for k in ("backbone", "views", "feature_levels", "color_grid", "train_from")}
     if cfg.second_backbone is not None:  # only then: one-backbone models keep the keys of their cached features
         part.update(second_backbone=cfg.second_backbone, second_levels=cfg.second_levels)
+        if cfg.second_views or not cfg.second_flip:
+            part.update(second_views=cfg.second_views, second_flip=cfg.second_flip)
     return json.dumps({"model": part, "start": start, "detect": asdict(det)}, sort_keys=True, default=str)
 
 

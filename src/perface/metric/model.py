@@ -232,7 +232,7 @@ class PerFaceModel(nn.Module):
         per_view = self.features.dims()
         self.first_view_dim = per_view
         self.second_view_dim = self.second.dims() if self.second is not None else 0
-        self.feature_dim = (per_view + self.second_view_dim) * len(self.config.views)
+        self.feature_dim = per_view * len(self.config.views) + self.second_view_dim * len(self.config.second_paddings)
         self.head = ProjectionHead(self.feature_dim, self.config.hidden, self.config.embed_dim,
                                    self.config.dropout, self.config.aux_outputs, self.config.attribute_outputs,
                                    self.config.attribute_weight, self._identity_slice(per_view))
@@ -248,6 +248,8 @@ class PerFaceModel(nn.Module):
             raise PerFaceError("second_backbone needs a frozen first backbone (train_from: null)")
         if not cfg.second_levels:
             raise PerFaceError("second_backbone needs second_levels (which of its stages to pool)")
+        if not set(cfg.second_views) <= set(cfg.views):
+            raise PerFaceError(f"second_views {list(cfg.second_views)} must be among views {list(cfg.views)}")
         from perface.backbones import load_backbone
 
         second = BackboneFeatures(load_backbone(cfg.second_backbone), cfg.second_levels)
@@ -300,10 +302,12 @@ class PerFaceModel(nn.Module):
         """The model's input chips for a detected face: one per view padding, then as many for a second backbone."""
         from perface.face.align import dlib_chip
 
-        sides = [int(getattr(self.features.backbone, "input_size", 150))]
+        first = int(getattr(self.features.backbone, "input_size", 150))
+        chips = [dlib_chip(image, face, first, padding=p).crop for p in self.config.views]
         if self.second is not None:
-            sides.append(int(getattr(self.second.backbone, "input_size", 150)))
-        return [dlib_chip(image, face, side, padding=p).crop for side in sides for p in self.config.views]
+            side = int(getattr(self.second.backbone, "input_size", 150))
+            chips += [dlib_chip(image, face, side, padding=p).crop for p in self.config.second_paddings]
+        return chips
 
     def _to_views(self, items: Sequence[FaceLike]) -> list[list[np.ndarray]]:
         return faces_to_views(self, items)
@@ -318,7 +322,9 @@ class PerFaceModel(nn.Module):
         out = []
         for s in range(0, n, batch_size):
             batch = self.preprocess_views([v[s : s + batch_size] for v in views])
-            mirrored = self.view_features([b.flip(3) for b in batch]) if self.config.flip_average else None
+            n_first, flip2 = len(self.config.views), self.config.second_flip
+            mirrored = (self.view_features([b.flip(3) if i < n_first or flip2 else b for i, b in enumerate(batch)])
+                        if self.config.flip_average else None)
             emb = self.head.embed(self.view_features(batch), mirrored)
             out.append(emb.float().numpy())
         return np.concatenate(out).astype(np.float32)

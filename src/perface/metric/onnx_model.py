@@ -177,9 +177,10 @@ class OnnxPerFaceModel:
 
         shape = dlib_shape(image, face.box, 5)
         second = self.config.second_backbone
-        sides = [150] if second is None else [150, TFJS_BACKBONES[second][2]]
+        cuts = [(150, p) for p in self.config.views]
+        cuts += [(TFJS_BACKBONES[second][2], p) for p in self.config.second_paddings] if second is not None else []
         return [np.asarray(dlib.extract_image_chip(image, dlib.get_face_chip_details(shape, side, p)), dtype=np.uint8)
-                for side in sides for p in self.config.views]
+                for side, p in cuts]
 
     def _features(self, chips: np.ndarray, descriptor: np.ndarray, pooled: dict[str, np.ndarray]) -> np.ndarray:
         """The backbone features of one view batch, in the order of ``BackboneFeatures.run``."""
@@ -205,8 +206,8 @@ class OnnxPerFaceModel:
         flips = self.config.flip_average
         per = 2 if flips else 1
 
-        def batch_of(sts: list[np.ndarray]) -> np.ndarray:  # view by view, each followed by its mirror images
-            return np.concatenate([s for st in sts for s in ((st, st[:, :, ::-1]) if flips else (st,))])
+        def batch_of(sts: list[np.ndarray], mirror: bool = True) -> np.ndarray:  # view by view, then mirror images
+            return np.concatenate([s for st in sts for s in ((st, st[:, :, ::-1]) if flips and mirror else (st,))])
 
         out = run_dlib_features(batch_of(stacks[:n_views]))
         if out is None:
@@ -220,12 +221,14 @@ class OnnxPerFaceModel:
                 feats[k].append(self._features(chips, out["descriptor"][rows], pooled))
         if self._second is not None:  # the second backbone's levels follow the first's, view by view
             spec = TFJS_BACKBONES[str(self.config.second_backbone)]
-            x = tfjs_backbone_input(batch_of(stacks[n_views:]), spec[3])
+            per2 = per if self.config.second_flip else 1  # without its mirror images, they reuse the plain rows
+            x = tfjs_backbone_input(batch_of(stacks[n_views:], per2 == 2), spec[3])
             second = np.concatenate([np.concatenate(self._second(x[s : s + 64]), axis=1)
                                      for s in range(0, len(x), 64)])
-            for v in range(n_views):
+            for v in range(len(stacks) - n_views):
                 for k in range(per):
-                    feats[k].append(second[(v * per + k) * n : (v * per + k + 1) * n])
+                    j = v * per2 + min(k, per2 - 1)
+                    feats[k].append(second[j * n : (j + 1) * n])
         plain = np.concatenate(feats[0], axis=1)
         mirrored = np.concatenate(feats[1], axis=1) if flips else plain
         emb = self._head(plain, mirrored)[0]
