@@ -333,7 +333,8 @@ def _patch_concat(extra: dict) -> None:
     feat_mod.build_feature_bank = build
 
 
-def combine_cache(second: str = "faceres", levels: str = "stage4,stage5,head") -> None:
+def combine_cache(second: str = "faceres", levels: str = "stage4,stage5,head", views: str = "",
+                  flip: str = "true") -> None:
     """Write feature banks of the default model with ``second_backbone`` from the banks already cached for each
     backbone alone (the same numbers: dlib's rows, then the second's levels without its colour layout), so adopting
     the pair does not extract 2,300 faces again. Only image sets cached for the second backbone alone are covered."""
@@ -348,27 +349,49 @@ def combine_cache(second: str = "faceres", levels: str = "stage4,stage5,head") -
     base = load_config(REPO / "configs" / "default.yaml").model
     lv = tuple(levels.split(","))
     alone = PerFaceModel(dataclasses.replace(ModelConfig(), backbone=second, feature_levels=lv))
-    pair = PerFaceModel(dataclasses.replace(base, second_backbone=second, second_levels=lv))
+    second_views = tuple(float(v) for v in views.split(",")) if views else ()
+    pair = PerFaceModel(dataclasses.replace(base, second_backbone=second, second_levels=lv,
+                                            second_views=second_views, second_flip=flip == "true"))
     first = PerFaceModel(base)
     key_alone = fm._feature_key(alone.config, alone.features.last + 1, REFERENCE_DETECT)
     key_pair = fm._feature_key(pair.config, pair.features.last + 1, REFERENCE_DETECT)
     per_view, colour = alone.feature_dim // 2, 3 * alone.config.color_grid ** 2
-    cols = np.concatenate([np.arange(v * per_view + colour, (v + 1) * per_view) for v in range(2)])
+    cols = np.concatenate([np.arange(v * per_view + colour, (v + 1) * per_view)
+                           for v in range(2) if base.views[v] in pair.config.second_paddings])
+    full = PerFaceModel(dataclasses.replace(base, second_backbone=second, second_levels=lv))  # both views, mirrors
+    key_full = fm._feature_key(full.config, full.features.last + 1, REFERENCE_DETECT)
     for f in sorted(CACHE.glob("features-*.npz")):
         with np.load(f, allow_pickle=False) as z:
-            if str(z["feature_key"]) != key_alone:
+            key = str(z["feature_key"])
+            if key not in (key_alone, key_full) or (key == key_full == key_pair):
                 continue
             requested, stamps = z["requested"].tolist(), z["stamps"].tolist()
             kept, pooled = z["paths"].tolist(), z["pooled"]
             missing = z["missing"]
-        dlib = fm.build_feature_bank(first, requested, cache_dir=CACHE, progress=False)
+            from_full = str(z["feature_key"]) == key_full
+        if from_full:  # a bank of the pair on both views: dlib's part as it is, the second's without the colour
+            d1 = first.feature_dim
+            dlib = fm.FeatureBank(kept, {}, pooled[:, :, :d1], z_identity(f), None, 0, [])
+            pooled = np.concatenate([np.zeros((len(kept), 2, colour)), pooled[:, :, d1 : d1 + full.second_view_dim],
+                                     np.zeros((len(kept), 2, colour)), pooled[:, :, d1 + full.second_view_dim :]],
+                                    axis=2).astype(np.float32)  # laid out as a bank of the second alone
+        else:
+            dlib = fm.build_feature_bank(first, requested, cache_dir=CACHE, progress=False)
         assert dlib.paths == kept, f"{f.name}: the two backbones found faces in different images"
-        both = np.concatenate([dlib.pooled, pooled[:, :, cols]], axis=2)
+        extra = pooled[:, :, cols]
+        if not pair.config.second_flip:  # the mirror rows reuse the plain features
+            extra = np.repeat(extra[:, :1], 2, axis=1)
+        both = np.concatenate([dlib.pooled, extra], axis=2)
         out = CACHE / f"features-{fm._fingerprint(requested, {'features': key_pair, 'v': 5})}.npz"
         with atomic_write(out, overwrite=True, suffix=".npz", what="feature cache") as tmp:
             np.savez(tmp, paths=np.array(kept), pooled=both, identity=dlib.identity, missing=missing,
                      feature_key=np.array(key_pair), stamps=np.array(stamps), requested=np.array(requested))
         print(f"{f.name} + dlib -> {out.name} {both.shape}", flush=True)
+
+
+def z_identity(f: Path) -> np.ndarray:
+    with np.load(f, allow_pickle=False) as z:
+        return z["identity"]
 
 
 def baselines() -> None:
