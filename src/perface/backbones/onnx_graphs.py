@@ -46,15 +46,19 @@ def dlib_input(chips: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(((chips.astype(np.float32) - DLIB_MEAN_RGB) / 256.0).transpose(0, 3, 1, 2))
 
 
-def tfjs_backbone_input(chips: np.ndarray, preprocessing: str) -> np.ndarray:
-    """(N, S, S, 3) uint8 RGB chips -> a TF.js backbone's normalised float32 NCHW input (as ``TfjsBackbone.
-    preprocess``): BGR minus Caffe's means, ``(x - 127.5) / 128``, or raw 0..255 (the graph scales it itself)."""
-    x = chips.astype(np.float32)
+def tfjs_input(chips: np.ndarray, preprocessing: str) -> np.ndarray:
+    """(N, S, S, 3) uint8 RGB chips -> a TF.js network's float32 NHWC input (as ``TfjsBackbone.preprocess``, in
+    NumPy): BGR minus Caffe's means, ``(x - 127.5) / 128``, or raw 0..255 (the graph scales it itself)."""
     if preprocessing == "bgr_caffe":
-        x = x[..., ::-1] - CAFFE_BGR
-    elif preprocessing == "rgb128":
-        x = (x - 127.5) / 128.0
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        return chips[..., ::-1].astype(np.float32) - CAFFE_BGR
+    if preprocessing == "rgb128":
+        return (chips.astype(np.float32) - 127.5) / 128.0
+    return chips.astype(np.float32)
+
+
+def tfjs_backbone_input(chips: np.ndarray, preprocessing: str) -> np.ndarray:
+    """:func:`tfjs_input` as the NCHW layout a :class:`~perface.backbones.tfjs_backbone.TfjsBackbone`'s stages take."""
+    return np.ascontiguousarray(tfjs_input(chips, preprocessing).transpose(0, 3, 1, 2))
 
 
 def run_dlib_features(chips: np.ndarray) -> dict[str, np.ndarray] | None:

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from perface.backbones.onnx_graphs import tfjs_input
 from perface.face.align import arcface_crop, region_crop
 from perface.face.detect import Face
 from perface.face.identity import get_embedder, l2_normalize
@@ -43,7 +44,6 @@ RECOGNIZERS: tuple[str, ...] = ("dlib", "mobilefacenet", "faceres", "mobileface"
 OperatingPoint = Literal["far_1e-2", "far_1e-3", "eer"]
 OPERATING_POINTS: tuple[str, ...] = ("far_1e-2", "far_1e-3", "eer")
 CALIBRATION_FILE = "recognizers.json"
-CAFFE_BGR_MEANS = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -184,15 +184,15 @@ class _NetSpec:
 
 
 def _rgb_128(x: np.ndarray) -> np.ndarray:
-    return (x.astype(np.float32) - 127.5) / 128.0
+    return tfjs_input(x, "rgb128")
 
 
 def _rgb_255(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float32)  # the graph normalises its input itself (its first nodes subtract and scale)
+    return tfjs_input(x, "rgb255")  # the graph normalises its input itself (its first nodes subtract and scale)
 
 
 def _bgr_caffe(x: np.ndarray) -> np.ndarray:
-    return x[..., ::-1].astype(np.float32) - CAFFE_BGR_MEANS
+    return tfjs_input(x, "bgr_caffe")
 
 
 def _arcface112(image: np.ndarray, face: Face) -> np.ndarray:

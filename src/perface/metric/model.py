@@ -240,7 +240,7 @@ class PerFaceModel(nn.Module):
         self.model_id = "untrained"
 
     def _second_features(self) -> BackboneFeatures | None:
-        """The second backbone's pooled levels (frozen, no colour layout), or None without one."""
+        """The second backbone's pooled levels (no colour layout), or None without one."""
         cfg = self.config
         if cfg.second_backbone is None:
             return None
@@ -252,9 +252,7 @@ class PerFaceModel(nn.Module):
             raise PerFaceError(f"second_views {list(cfg.second_views)} must be among views {list(cfg.views)}")
         from perface.backbones import load_backbone
 
-        second = BackboneFeatures(load_backbone(cfg.second_backbone), cfg.second_levels)
-        second.backbone.freeze_until("head")
-        return second
+        return BackboneFeatures(load_backbone(cfg.second_backbone), cfg.second_levels)  # frozen by set_trainable
 
     def _identity_slice(self, per_view: int) -> tuple[int, int] | None:
         """Where view 0's identity descriptor (the "head" level, pooled last) sits in the features."""
@@ -286,6 +284,14 @@ class PerFaceModel(nn.Module):
         if self.second is not None:
             feats += [self.second(v) for v in views[n:]]
         return torch.cat(feats, dim=1)
+
+    def _mirrored_features(self, batch: list[torch.Tensor], plain: torch.Tensor) -> torch.Tensor:
+        """Features of the mirror images; without ``second_flip`` the second backbone's part is ``plain``'s."""
+        if self.second is None or self.config.second_flip:
+            return self.view_features([b.flip(3) for b in batch])
+        n = len(self.config.views)
+        first = torch.cat([self.features(b.flip(3)) for b in batch[:n]], dim=1)
+        return torch.cat([first, plain[:, first.shape[1]:]], dim=1)
 
     def preprocess_views(self, views: Sequence[Sequence[np.ndarray] | np.ndarray]) -> list[torch.Tensor]:
         """Chip batches (as :meth:`align` orders them) -> each backbone's normalised NCHW input."""
@@ -322,10 +328,9 @@ class PerFaceModel(nn.Module):
         out = []
         for s in range(0, n, batch_size):
             batch = self.preprocess_views([v[s : s + batch_size] for v in views])
-            n_first, flip2 = len(self.config.views), self.config.second_flip
-            mirrored = (self.view_features([b.flip(3) if i < n_first or flip2 else b for i, b in enumerate(batch)])
-                        if self.config.flip_average else None)
-            emb = self.head.embed(self.view_features(batch), mirrored)
+            plain = self.view_features(batch)
+            mirrored = self._mirrored_features(batch, plain) if self.config.flip_average else None
+            emb = self.head.embed(plain, mirrored)
             out.append(emb.float().numpy())
         return np.concatenate(out).astype(np.float32)
 

@@ -31,6 +31,7 @@ from perface.face.io import InputError, PerFaceError
 from perface.metric.config import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, model_fingerprint, read_model_folder
 
 _HEAD_VERSION = 1  # part of the head graph's cache key: bump it when the exported head changes
+_SECOND_VERSION = 1  # the same for the second backbone's pooled-levels graph
 FaceLike = Any  # np.ndarray image, str/Path, (image, Face), perface.face.pipeline.AnalyzedFace
 
 
@@ -71,7 +72,7 @@ def _second_graph(config: ModelConfig) -> OnnxGraph:
 
     folder = tfjs_model_dir(TFJS_BACKBONES[name][0])
     files = [folder / f for f in ("model.json", "weights.safetensors", "config.json")]
-    return OnnxGraph(f"perface-second-{name}", files_key(files, ("pooled", levels), _HEAD_VERSION), build,
+    return OnnxGraph(f"perface-second-{name}", files_key(files, ("pooled", levels), _SECOND_VERSION), build,
                      ("input",), tuple(f"pooled_{lv}" for lv in levels))
 
 
