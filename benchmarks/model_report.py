@@ -19,12 +19,16 @@ def main() -> None:
                          celeba=data / "celeba", cache_dir=REPO / ".cache" / "perface")
     write_json(REPO / "runs" / "model_report.json", res.to_dict())
     meta_path = REPO / "src" / "perface" / "models" / "perface-default" / "config.json"
-    meta = json.loads(meta_path.read_text())["metadata"]
+    saved = json.loads(meta_path.read_text())
+    meta, arch = saved["metadata"], saved["model"]
+    nets = arch["backbone"] + (f" + {arch['second_backbone']} (views {arch['second_views'] or arch['views']})"
+                               if arch.get("second_backbone") else "")
     picked = (f"{meta['best_epoch']} epochs, no validation split: settings chosen by 5-fold cross-validation, "
               "see the cross-validation section" if meta["best_val_accuracy"] is None else
               f"best epoch {meta['best_epoch']}, validation accuracy {meta['best_val_accuracy']:.4f}")
     body = (f"Model: `perface.load(\"default\")`, trained with `perface train --config configs/default.yaml` "
-            f"({picked}, {meta['train_triplets']} training triplets).\n\nTrained on: {res.trained_on}. "
+            f"({picked}, {meta['train_triplets']} training triplets; frozen features of {nets})."
+            f"\n\nTrained on: {res.trained_on}. "
             "Test triplets are "
             "rating-derived too (a stand-in), among the 20% of OMI faces held out from training; "
             "'gender-matched' keeps triplets whose three faces share the anchor's side of the gender rating.\n\n"

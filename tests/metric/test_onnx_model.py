@@ -18,8 +18,12 @@ CHIPS = sorted((Path(__file__).resolve().parents[1] / "data" / "chips").glob("*.
 
 @pytest.fixture(scope="module")
 def views() -> list[list[np.ndarray]]:
+    """Two "views" of five faces (any 150 px chips do for equality), and the shipped model's second backbone's views
+    (FaceRes beside dlib: the same chips at its 224 px)."""
     chips = [np.asarray(Image.open(f).convert("RGB")) for f in CHIPS[:10]]
-    return [chips[:5], chips[5:]]  # two "views" of five faces (any 150 px chips do for equality)
+    cfg = load_inference().config
+    extra = [[np.asarray(Image.fromarray(c).resize((224, 224))) for c in chips[:5]] for _ in cfg.second_paddings]
+    return [chips[:5], chips[5:], *extra]
 
 
 def test_color_layout_equals_adaptive_pooling() -> None:
@@ -53,8 +57,10 @@ def test_align_cuts_the_dlib_chips_from_one_shape(group_image_path) -> None:
     image = read_image(group_image_path)
     face = detect(image)[0]
     fast = load_inference()
-    for chip, pad in zip(OnnxPerFaceModel.align(fast, image, face), fast.config.views, strict=True):
-        np.testing.assert_array_equal(chip, dlib_chip(image, face, 150, padding=pad).crop)
+    cuts = [(150, p) for p in fast.config.views] + [(224, p) for p in fast.config.second_paddings]
+    assert len(cuts) == 3  # the shipped model: dlib's two views and FaceRes's 224 px chip of the first
+    for chip, (side, pad) in zip(OnnxPerFaceModel.align(fast, image, face), cuts, strict=True):
+        np.testing.assert_array_equal(chip, dlib_chip(image, face, side, padding=pad).crop)
 
 
 @pytest.mark.parametrize(("second_views", "second_flip", "sides"), [
