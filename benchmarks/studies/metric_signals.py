@@ -249,6 +249,13 @@ def screen(name: str, n_triplets: int, folds: str = "0", min_age: str = "none", 
         model_overrides_note = {**model_overrides, "concat": concat}
     else:
         model_overrides_note = model_overrides
+    # FaceRes's attribute layers appended after everything else: SCREEN_FACERES_HEADS=feats (the 256-d ReLU layer its
+    # gender and age heads share) or heads (the gender logit and the expected age / 100), on the 224 px 0.25 chip
+    heads = os.environ.get("SCREEN_FACERES_HEADS", "")
+    if heads:
+        _patch_faceres_heads(heads)
+        model_overrides_note = {**model_overrides_note, "faceres_heads": heads}
+        concat = concat or {"faceres_heads": heads}  # score through the patched model class too
     for k in (int(x) for x in folds.split(",")):
         cfg = dataclasses.replace(
             base, data=dataclasses.replace(base.data, cv_folds=5, cv_fold=k, labelled=labelled),
@@ -330,6 +337,73 @@ def _patch_concat(extra: dict) -> None:
 
     train_mod.build_feature_bank = build
     train_mod.PerFaceModel = Combined
+    feat_mod.build_feature_bank = build
+
+
+FACERES_HEADS = RUNS / "faceres_heads.npz"
+
+
+def faceres_head_features(paths: list[str], kind: str) -> np.ndarray:
+    """(N, d) FaceRes attribute-layer features of each image's largest face (dlib's 0.25 chip at 224 px, as the
+    metric's second view): ``feats`` 256-d, ``heads`` [gender logit, expected age / 100]. Cached in runs/."""
+    from perface.backbones.onnx_graphs import tfjs_graph, tfjs_input
+    from perface.backbones.runtime import onnx_net
+    from perface.face.align import dlib_chip
+    from perface.face.detect import REFERENCE_DETECT, detect
+    from perface.face.io import read_image
+
+    outs = ["feats/Relu", "gender_pred/BiasAdd", "age_pred/Softmax"]
+    done: dict[str, np.ndarray] = {}
+    if FACERES_HEADS.exists():
+        with np.load(FACERES_HEADS) as z:
+            done = dict(zip(z["paths"].tolist(), z["rows"], strict=True))
+    todo = [p for p in paths if p not in done]
+    if todo:
+        net = onnx_net(tfjs_graph("faceres", tuple(outs)))
+        for s0 in range(0, len(todo), 64):
+            part, chips = todo[s0 : s0 + 64], []
+            for p in part:
+                image = read_image(p)
+                face = max(detect(image, REFERENCE_DETECT), key=lambda f: f.width * f.height)
+                chips.append(dlib_chip(image, face, 224, padding=0.25).crop)
+            feats, gender, age = net(tfjs_input(np.stack(chips), "bgr_caffe"))
+            expected = (np.asarray(age, np.float64) @ np.arange(100)) / 100.0
+            for i, p in enumerate(part):
+                done[p] = np.concatenate([feats[i], gender[i].reshape(1), [expected[i]]]).astype(np.float32)
+            print(f"faceres heads: {s0 + len(part)}/{len(todo)}", flush=True)
+        RUNS.mkdir(parents=True, exist_ok=True)
+        np.savez(FACERES_HEADS, paths=np.array(list(done)), rows=np.stack(list(done.values())))
+    rows = np.stack([done[p] for p in paths]) if paths else np.zeros((0, 258), np.float32)
+    return rows[:, :256] if kind == "feats" else rows[:, 256:]
+
+
+def _patch_faceres_heads(kind: str) -> None:
+    """Make ``train`` and ``bank_embedder`` see [the bank's features, FaceRes's attribute layer] (mirror rows reuse
+    the plain image's values: FaceRes runs once per face, as the shipped model's second view)."""
+    import perface.metric.features as feat_mod
+    import perface.metric.train as train_mod
+    from perface.metric.model import ProjectionHead
+
+    extra_dim = 256 if kind == "feats" else 2
+    plain_build, plain_model = train_mod.build_feature_bank, train_mod.PerFaceModel
+
+    def build(model, paths, cache_dir=None, detect_config=None, batch_size=64, progress=True):
+        a = plain_build(model, paths, cache_dir, detect_config, batch_size, progress)
+        extra = faceres_head_features(list(a.paths), kind)
+        pooled = np.concatenate([a.pooled, np.repeat(extra[:, None, :], a.pooled.shape[1], axis=1)], axis=2)
+        return feat_mod.FeatureBank(a.paths, a.index, pooled.astype(np.float32), a.identity, None, a.start,
+                                    a.missing)
+
+    class WithHeads(plain_model):
+        def __init__(self, config=None, backbone=None, pretrained_backbone=True):
+            super().__init__(config, backbone, pretrained_backbone)
+            self.feature_dim += extra_dim
+            c = self.config
+            self.head = ProjectionHead(self.feature_dim, c.hidden, c.embed_dim, c.dropout, c.aux_outputs,
+                                       c.attribute_outputs, c.attribute_weight, None)
+
+    train_mod.build_feature_bank = build
+    train_mod.PerFaceModel = WithHeads
     feat_mod.build_feature_bank = build
 
 
