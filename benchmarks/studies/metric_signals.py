@@ -282,6 +282,8 @@ def screen(name: str, n_triplets: int, folds: str = "0", min_age: str = "none", 
         row = {"name": name, "fold": k, "n_triplets": int(n_triplets), "label_w": float(label_w),
                "min_age": age, "train_from": None if train_from == "none" else train_from, "epochs": int(epochs),
                **({"model": model_overrides_note} if model_overrides_note else {}),
+               **({"base_second": {"backbone": cfg.model.second_backbone, "views": list(cfg.model.second_views),
+                                   "flip": cfg.model.second_flip}} if cfg.model.second_backbone else {}),
                "omi_cv": res.final_val_accuracy,
                "minutes": res.seconds / 60}
         for label, faces in (("utk_val_all", val_faces), ("utk_val_adults", adults)):
@@ -812,6 +814,10 @@ def _concat_label(v: dict) -> str:
                if views is not None else "") + (", no mirror image" if v.get("second_flip") is False else ""))
 
 
+_HEADS_LABEL = {"feats": ", + FaceRes's attribute layer (feats, the 256-d ReLU its gender and age heads share)",
+                "heads": ", + FaceRes's gender logit and expected age"}
+
+
 def write_screen() -> None:
     """The `metric_label_triplets` section: the label-triplet screen (runs/metric_signals/screen.jsonl), fold by fold
     and averaged over the folds each variant ran."""
@@ -833,7 +839,9 @@ def write_screen() -> None:
                 + (f", + label head w {first['label_w']:g}" if first.get("label_w") else "")
                 + (f", backbone fine-tuned from {first['train_from']}, {first['epochs']} epochs"
                    if first.get("train_from") else "")
-                + "".join(_concat_label(v) if k == "concat" else
+                + (", on dlib + FaceRes (the recipe shipped since 2026-12-05 08:20)"
+                   if first.get("base_second") else "")
+                + "".join(_concat_label(v) if k == "concat" else _HEADS_LABEL[v] if k == "faceres_heads" else
                           f", {k.replace('_', ' ')} {'+'.join(v) if isinstance(v, list) else v}"
                           for k, v in first.get("model", {}).items()))
         ks = sorted(folds)
@@ -864,7 +872,13 @@ def write_screen() -> None:
             "be screened only once issue 17's judge became MobileFaceNet (2026-12-05 03:00). Rows naming \"dlib + "
             "NETWORK\" (`SCREEN_CONCAT`) keep dlib's features and append that network's pooled levels from chips of "
             "the same two views (what `model.second_backbone` does); those folds trained with the second extraction "
-            "running beside them, so their minutes are not comparable.\n\n"
+            "running beside them, so their minutes are not comparable. Rows \"on dlib + FaceRes\" (2026-12-05, after "
+            "the switch) "
+            "train the shipped recipe itself, FaceRes read by the library (`model.second_backbone`); compare them with "
+            "each other: the same features concatenated by the study path (cosine 0.9999999) moved single folds by up "
+            "to 0.004. Their \"+ FaceRes's attribute layer\" rows (`SCREEN_FACERES_HEADS`) append FaceRes's 256-d "
+            "layer under its gender and age heads, or those heads' gender logit and expected age, from the same 224 px "
+            "chip.\n\n"
             "Mean over the folds run:\n\n| label triplets | folds | OMI CV | per fold | " + head + "\n"
             "|---|---|---|---|---|---|---|---|\n" + "\n".join(mean_rows) + "\n\nPer fold:\n\n"
             "| label triplets | fold | OMI CV | " + head + "\n|---|---|---|---|---|---|---|\n" + "\n".join(fold_rows))

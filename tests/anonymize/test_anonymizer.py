@@ -201,6 +201,30 @@ def test_a_check_override_applies_to_its_recognizer_only(swapper_anonymizer, ast
     assert strict.tries > plain.tries  # every donor tried was refused
 
 
+def test_check_margin_tightens_one_network_and_is_validated(swapper_anonymizer, astronaut):
+    """``check_margin``: the kept swap scores below threshold - margin for that network; a margin as large as the
+    threshold's distance to any output refuses every donor (the face is still hidden), and bad margins fail early."""
+    from perface.face.recognizers import get_recognizer
+
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, recognizer_prescreen_at=None)
+    _, (plain,) = an.anonymize_array(astronaut)
+    th = get_recognizer("mobileface").threshold(an.config.recognizer_check_at)
+    margin = round(th - plain.recognizers_after["mobileface"] + 1e-3, 4)  # the plain kept swap fails this margin
+    an.config = replace(an.config, check_margin={"mobileface": min(margin, 0.999)})
+    out, (strict,) = an.anonymize_array(astronaut)
+    assert strict.donor_id != plain.donor_id or strict.method != "swap"
+    if strict.method == "swap":
+        assert strict.recognizers_after["mobileface"] < th - margin
+    else:
+        x1, y1, x2, y2 = ASTRO_BOX
+        assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10  # still hidden
+    with pytest.raises(ValueError, match="check_margin"):
+        AnonymizeConfig(check_margin={"mobilefacenet": 0.05})  # not consulted by default
+    with pytest.raises(ValueError, match="check_margin"):
+        AnonymizeConfig(check_margin={"mobileface": -0.1})
+
+
 def test_swapper_error_falls_back(swapper_anonymizer, astronaut, monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("swapper exploded")

@@ -64,6 +64,10 @@ class AnonymizeConfig:
     # Per-network operating points that replace ``recognizer_check_at`` for that network, e.g.
     # ``{"mobilefacenet": "eer"}``: a stricter check by the consulted network closest to a never-consulted one.
     recognizer_check_overrides: dict[str, str] = field(default_factory=dict)
+    # A safety margin below a consulted network's threshold, e.g. ``{"mobileface": 0.05}``: its output score must
+    # stay under threshold - margin. Why: the evaluation re-detects the face in the output and crops it anew, so a
+    # swap that passed the anonymizer's check on its own crop can still score at the threshold there.
+    check_margin: dict[str, float] = field(default_factory=dict)
     # Identity-safe swaps that keep the checked attributes to compare before one is kept (within
     # ``select.max_tries``): the kept one is the swap the consulted recognizers find least like the face (lowest
     # score minus threshold, of the recognizer that comes closest). 1: the first such swap, as before.
@@ -146,6 +150,12 @@ class AnonymizeConfig:
                                  f"({', '.join(self.recognizers) or 'none'})")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"prescreen_below[{name!r}] must be a finite score, got {value!r}")
+        for name, value in self.check_margin.items():
+            if name not in self.recognizers:
+                raise ValueError(f"check_margin: {name!r} is not a consulted recognizer "
+                                 f"({', '.join(self.recognizers) or 'none'})")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f"check_margin[{name!r}] must be a score margin in [0, 1), got {value!r}")
         for name in self.recognizer_check_overrides:
             if name not in self.recognizers:
                 raise ValueError(f"recognizer_check_overrides: {name!r} is not a consulted recognizer "
@@ -587,6 +597,7 @@ class Anonymizer:
             score = float(rec.score(target.features[name], rec.embed(image, [face]))[0])
             point = self._check_point(name)
             th = rec.threshold_for(point, face.size) if cfg.check_by_size else rec.threshold(point)
+            th -= cfg.check_margin.get(name, 0.0)
             if score >= th:
                 return None, f"{name} still matched after swap (score {score:.3f} >= {th:.3f})", score - th
             scores[name] = score
