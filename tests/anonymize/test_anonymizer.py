@@ -202,8 +202,8 @@ def test_a_check_override_applies_to_its_recognizer_only(swapper_anonymizer, ast
 
 
 def test_check_margin_tightens_one_network_and_is_validated(swapper_anonymizer, astronaut):
-    """``check_margin``: the kept swap scores below threshold - margin for that network; a margin as large as the
-    threshold's distance to any output refuses every donor (the face is still hidden), and bad margins fail early."""
+    """``check_margin``: with a margin that the plain run's kept swap fails, the anonymizer moves on (a swap scoring
+    below threshold - margin for that network, or the face still hidden), and bad margins fail early."""
     from perface.face.recognizers import get_recognizer
 
     an = _without_prescreen(swapper_anonymizer)
