@@ -300,8 +300,7 @@ def _patch_concat(extra: dict) -> None:
     import dataclasses
 
     import perface.metric.features as feat_mod
-    import perface.metric.train as train_mod
-    from perface.metric.model import ModelConfig, PerFaceModel, ProjectionHead
+    from perface.metric.model import ModelConfig, PerFaceModel
 
     extra = dict(extra)
     if "feature_levels" in extra:
@@ -329,16 +328,31 @@ def _patch_concat(extra: dict) -> None:
                                     np.concatenate([a.pooled[ra], b_pooled[rb]], axis=2), a.identity[ra], None,
                                     a.start, a.missing + [m for m in b.missing if m not in a.missing])
 
-    class Combined(PerFaceModel):
+    _install(build, _widened(PerFaceModel, len(keep_cols)))
+
+
+def _widened(model_cls, extra_dim: int):
+    """``model_cls`` with ``extra_dim`` more feature columns (appended by a patched feature bank) into a new head."""
+    from perface.metric.model import ProjectionHead
+
+    class Widened(model_cls):
         def __init__(self, config=None, backbone=None, pretrained_backbone=True):
             super().__init__(config, backbone, pretrained_backbone)
-            self.feature_dim += len(keep_cols)
+            self.feature_dim += extra_dim
             c = self.config
             self.head = ProjectionHead(self.feature_dim, c.hidden, c.embed_dim, c.dropout, c.aux_outputs,
                                        c.attribute_outputs, c.attribute_weight, None)
 
+    return Widened
+
+
+def _install(build, model_cls) -> None:
+    """Make ``train`` and ``bank_embedder`` use a patched feature bank and the model class that matches it."""
+    import perface.metric.features as feat_mod
+    import perface.metric.train as train_mod
+
     train_mod.build_feature_bank = build
-    train_mod.PerFaceModel = Combined
+    train_mod.PerFaceModel = model_cls
     feat_mod.build_feature_bank = build
 
 
@@ -384,7 +398,6 @@ def _patch_faceres_heads(kind: str) -> None:
     the plain image's values: FaceRes runs once per face, as the shipped model's second view)."""
     import perface.metric.features as feat_mod
     import perface.metric.train as train_mod
-    from perface.metric.model import ProjectionHead
 
     extra_dim = 256 if kind == "feats" else 2
     plain_build, plain_model = train_mod.build_feature_bank, train_mod.PerFaceModel
@@ -396,17 +409,7 @@ def _patch_faceres_heads(kind: str) -> None:
         return feat_mod.FeatureBank(a.paths, a.index, pooled.astype(np.float32), a.identity, None, a.start,
                                     a.missing)
 
-    class WithHeads(plain_model):
-        def __init__(self, config=None, backbone=None, pretrained_backbone=True):
-            super().__init__(config, backbone, pretrained_backbone)
-            self.feature_dim += extra_dim
-            c = self.config
-            self.head = ProjectionHead(self.feature_dim, c.hidden, c.embed_dim, c.dropout, c.aux_outputs,
-                                       c.attribute_outputs, c.attribute_weight, None)
-
-    train_mod.build_feature_bank = build
-    train_mod.PerFaceModel = WithHeads
-    feat_mod.build_feature_bank = build
+    _install(build, _widened(plain_model, extra_dim))
 
 
 def combine_cache(second: str = "faceres", levels: str = "stage4,stage5,head", views: str = "",
