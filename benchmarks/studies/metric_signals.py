@@ -461,11 +461,55 @@ def combine_cache(second: str = "faceres", levels: str = "stage4,stage5,head", v
         if not pair.config.second_flip:  # the mirror rows reuse the plain features
             extra = np.repeat(extra[:, :1], 2, axis=1)
         both = np.concatenate([dlib.pooled, extra], axis=2)
-        out = CACHE / f"features-{fm._fingerprint(requested, {'features': key_pair, 'v': 5})}.npz"
+        out = CACHE / f"features-{fm._fingerprint(requested, {'features': key_pair, 'v': 6})}.npz"
         with atomic_write(out, overwrite=True, suffix=".npz", what="feature cache") as tmp:
             np.savez(tmp, paths=np.array(kept), pooled=both, identity=dlib.identity, missing=missing,
                      feature_key=np.array(key_pair), stamps=np.array(stamps), requested=np.array(requested))
         print(f"{f.name} + dlib -> {out.name} {both.shape}", flush=True)
+
+
+def restamp(check_per_bank: str = "2") -> None:
+    """Move feature banks written under the old (size, time) stamps to content stamps, once: first the default
+    model's features of a few images per bank are extracted again and must equal the cached rows (the same files
+    copied anew), then every image whose size is unchanged gets its content stamp. Banks are renamed to the key
+    the library now computes for them."""
+    from perface.face.io import atomic_write
+    from perface.metric import features as fm
+    from perface.metric.model import PerFaceModel
+    from perface.metric.train import load_config
+
+    model = PerFaceModel(load_config(REPO / "configs" / "default.yaml").model)
+    default_key = fm._feature_key(model.config, model.features.last + 1, fm.REFERENCE_DETECT)
+    n_check, worst = int(check_per_bank), 0.0
+    for f in sorted(CACHE.glob("features-*.npz")):
+        with np.load(f, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+        requested, stamps = data["requested"].tolist(), data["stamps"].tolist()
+        if all("|" in s and len(s.split("|")[1]) == 20 for s in stamps if s != "missing"):
+            continue  # already on content stamps
+        if str(data["feature_key"]) == default_key and n_check:
+            kept = data["paths"].tolist()
+            sample = [kept[i] for i in np.linspace(0, len(kept) - 1, n_check).astype(int)]
+            fresh = fm.build_feature_bank(model, sample, cache_dir=None, progress=False)
+            rows = [kept.index(q) for q in sample]
+            diff = float(np.abs(fresh.pooled - data["pooled"][rows]).max())
+            worst = max(worst, diff)
+            assert diff < 1e-4, f"{f.name}: recomputed features differ by {diff}"
+        new, moved = [], 0
+        for q, old in zip(requested, stamps, strict=True):
+            now = fm._stamp(q)
+            same_size = old != "missing" and now != "missing" and old.split("|")[0] == now.split("|")[0]
+            new.append(now if same_size else old)
+            moved += same_size
+        data["stamps"] = np.array(new)
+        v = 6
+        out = CACHE / f"features-{fm._fingerprint(requested, {'features': str(data['feature_key']), 'v': v})}.npz"
+        with atomic_write(out, overwrite=True, suffix=".npz", what="feature cache") as tmp:
+            np.savez(tmp, **data)
+        if out != f:
+            f.unlink()
+        print(f"{f.name} -> {out.name}: {moved} of {len(requested)} images restamped", flush=True)
+    print(f"largest difference of recomputed default features: {worst:.2g}")
 
 
 def z_identity(f: Path) -> np.ndarray:
@@ -947,6 +991,7 @@ if __name__ == "__main__":
     steps = {"extract": extract, "screen": screen, "recognizers": recognizers, "baselines": baselines, "probe": probe,
              "models": models, "write": write,
              "labelhead": labelhead, "assemble": assemble,
-             "reembed_gallery": reembed_gallery, "combine_cache": combine_cache, "omi_label_cv": omi_label_cv,
+             "reembed_gallery": reembed_gallery, "combine_cache": combine_cache, "restamp": restamp,
+             "omi_label_cv": omi_label_cv,
              "write_screen": write_screen}
     steps[sys.argv[1]](*sys.argv[2:])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -55,6 +56,25 @@ def test_a_changed_image_is_extracted_again(tmp_path, monkeypatch):
     assert seen == [paths[0]]
     assert np.allclose(bank.identity[0], F.build_feature_bank(model, paths[1:], cache_dir=cache,
                                                                progress=False).identity[0], atol=1e-5)
+
+
+def test_an_image_copied_anew_with_the_same_bytes_keeps_its_cache(tmp_path, monkeypatch):
+    model = PerFaceModel(ModelConfig(views=(0.25,), flip_average=False, color_grid=0))
+    src = sorted(CHIPS.glob("omi_*.jpg"))[:2]
+    paths = [str(tmp_path / f.name) for f in src]
+    for f, p in zip(src, paths, strict=True):
+        shutil.copy(f, p)
+    cache = tmp_path / "cache"
+    first = F.build_feature_bank(model, paths, cache_dir=cache, progress=False)
+    for p in paths:  # a data folder copied again: same files, new modification times
+        os.utime(p, (1_000_000_000, 1_000_000_000))
+    F._DIGESTS.clear()
+    seen: list[str] = []
+    real = F._largest_face_views
+    monkeypatch.setattr(F, "_largest_face_views", lambda m, p, d: seen.append(p) or real(m, p, d))
+    again = F.build_feature_bank(model, paths[::-1], cache_dir=cache, progress=False)
+    assert seen == []
+    assert np.array_equal(again.pooled[0], first.pooled[1])
 
 
 def test_a_second_backbone_follows_the_first_in_the_bank_and_equals_the_model(tmp_path):
