@@ -152,6 +152,9 @@ def test_anonymize_forehead_and_compare_swaps_reach_the_anonymizer(tmp_path, ast
     assert res.exit_code == 2 and seen["cfg"].soften == ()
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out")])
     assert seen["cfg"].soften == AnonymizeConfig().soften == (0.03, 0.06, 0.1) and not seen["cfg"].check_by_size
+    assert seen["cfg"].check_redetected and AnonymizeConfig().check_redetected
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--no-check-redetected"])
+    assert res.exit_code == 2 and not seen["cfg"].check_redetected
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--check-by-size"])
     assert res.exit_code == 2 and seen["cfg"].check_by_size and seen["cfg"].max_yaw_soft_deg is None
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--max-yaw-soft", "60"])

@@ -12,7 +12,7 @@ from PIL import Image
 
 from perface.anonymize.anonymizer import AnonymizeConfig, Anonymizer, anonymize_files, output_paths
 from perface.anonymize.obscure import obscure
-from perface.face.detect import detect
+from perface.face.detect import box_iou, detect
 from perface.face.identity import SAME_PERSON_COSINE
 from perface.face.io import InputError, read_image
 
@@ -100,7 +100,9 @@ def test_failed_identity_check_falls_back_to_blur(swapper_anonymizer, astronaut)
     strict.config = replace(swapper_anonymizer.config, identity_threshold=-1.0, donor_identity_max=None,
                             select=replace(swapper_anonymizer.config.select, max_tries=8))
     out, (rec,) = strict.anonymize_array(astronaut)
-    assert rec.method == "blur" and "identity" in rec.reason and rec.tries == strict.config.select.max_tries
+    # the last donor's refusal: dlib's, or a consulted network's that came first (the re-detected crop scores higher)
+    assert rec.method == "blur" and "still matched after swap" in rec.reason
+    assert rec.tries == strict.config.select.max_tries
     x1, y1, x2, y2 = ASTRO_BOX
     assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
 
@@ -223,6 +225,27 @@ def test_check_margin_tightens_one_network_and_is_validated(swapper_anonymizer, 
         AnonymizeConfig(check_margin={"mobilefacenet": 0.05})  # not consulted by default
     with pytest.raises(ValueError, match="check_margin"):
         AnonymizeConfig(check_margin={"mobileface": -0.1})
+
+
+def test_check_redetected_scores_the_face_found_again_in_the_output(swapper_anonymizer, astronaut):
+    """``check_redetected``: the face is found again where it is, and each consulted network's score of the kept
+    swap is the higher of the anonymizer's own crop and the crop of the face detected again in the output."""
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, check_redetected=True)
+    face = detect(astronaut, an.config.detect)[0]
+    again = an._redetected(astronaut, face)
+    assert again is not None and box_iou(again.box, face.box) > 0.8 and again.box != face.box
+    x1, y1, x2, y2 = again.box
+    assert np.all((again.landmarks >= (x1, y1)) & (again.landmarks <= (x2, y2)))  # in the image's coordinates
+    out, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method == "swap"
+    found = an._redetected(out, face)
+    assert found is not None  # the swap is still a face, so both crops were checked
+    for name, r in an.recognizers.items():
+        own = float(r.score(r.embed(astronaut, [face]), r.embed(out, [face]))[0])
+        new = float(r.score(r.embed(astronaut, [face]), r.embed(out, [found]))[0])
+        assert rec.recognizers_after[name] == pytest.approx(max(own, new), abs=2e-4)
+        assert max(own, new) < r.threshold(an.config.recognizer_check_at)
 
 
 def test_swapper_error_falls_back(swapper_anonymizer, astronaut, monkeypatch):

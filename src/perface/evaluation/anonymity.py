@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from perface.face.align import arcface_crop
 from perface.face.detect import REFERENCE_DETECT, DetectConfig, Face, detect
+from perface.face.detect import box_iou as _iou
 from perface.face.identity import get_embedder
 from perface.face.io import InputError, read_image
 from perface.face.lbph import chi_square_nearest, lbph_descriptor
@@ -71,14 +72,6 @@ def _best_face(image: np.ndarray, near: Face | None, config: DetectConfig) -> Fa
 
     best = max(faces, key=lambda f: _iou(f.box, near.box))
     return best if _iou(best.box, near.box) > 0.3 else None
-
-
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter + 1e-9)
 
 
 @dataclass
