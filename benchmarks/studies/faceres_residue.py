@@ -120,6 +120,9 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {  # name: (Anonymi
         {**_ROUND4, "check_margin": {"mobileface": 0.05, "faceres": 0.05}}, _NEW_SW),
     # round 8 (2026-12-05 10:07): each consulted network also checks the face found again in the output
     "round 8: + check on the re-detected face": ({**_ROUND4, "check_redetected": True}, _NEW_SW),
+    # round 9 (2026-12-05 11:05): the same defaults with the metric that also pools FaceRes's feats layer (issue 18;
+    # run with that model shipped for the screen, then put back)
+    "round 9: the defaults, metric + FaceRes's feats layer": ({**_ROUND4, "check_redetected": True}, _NEW_SW),
     "feather blend (no Poisson membrane of the target's shading)": ({}, {"blend": "feather"}),
     "no colour transfer (the donor's own tone)": ({}, {"color_match": False}),
 }
@@ -412,6 +415,9 @@ JUDGE_ROWS = {"round 3: + soften 0.03, 0.06, 0.1": "MobileFaceNet + MobileFace c
               "round 8: + check on the re-detected face": "the 08:20 defaults + each consulted network also "
                                                          "checks the face detected again in the output "
                                                          "(`check_redetected`, **the defaults since 10:14**)",
+              "round 9: the defaults, metric + FaceRes's feats layer": "the same with the metric that also pools "
+                                                                       "FaceRes's `feats` layer (issue 18, not "
+                                                                       "adopted)",
               "round 5: + MobileFace pre-screen below 0.05": "the 03:00 defaults + `--prescreen-below mobileface=0.05` "
                                                              "(an option)",
               "round 5: + MobileFace pre-screen below 0.0": "the 03:00 defaults + `--prescreen-below mobileface=0` "
@@ -515,7 +521,15 @@ detected 96.0% and 95.3% (the same), the judge 88.0% and 88.0% (the same). The f
 own crop's checks (10:07): the same verification figures, one face more blurred on seed 1. The consulted networks'
 residue halves at no cost in naturalness on these draws: it is the default since (`--no-check-redetected` turns it
 off). It costs time: whole commands on the 30 speed photos 7.86 s against 6.74 s without (0.86x the throughput,
-`speed_pairs.py --rounds 10`, 11:18 and 10:50)."""
+`speed_pairs.py --rounds 10`, 11:00 and 10:50).
+
+Round 9 (11:05), the metric that also pools FaceRes's `feats` layer (issue 18; the last row; it was the shipped model
+and gallery for these two runs): it groups held-out real photos better (docs/model.md), but on these draws it picks
+donors the networks find a little closer: the never-consulted MobileFaceNet verified **4.7% and 2.0%** (2.7%, 1.3%
+with the shipped metric, row 3 of round 8), MobileFace 2.7% and 1.3% (1.3%, 1.3%), FaceRes 1.3% and 0.0% (0.7%,
+0.0%), MobileFaceNet's mean score 0.128 and 0.103 (0.123, 0.092); the judge 87.3% and 89.3% (88.0%, 88.0%), faces
+blurred 34 and 28 (33, 28). Privacy worse on both draws, by one to three faces: not adopted, the shipped metric
+stays."""
 
 
 def report_round3() -> None:

@@ -62,3 +62,23 @@ def test_unknown_tfjs_backbone_and_unsupported_options():
         load_backbone("arcface-r100")
     with pytest.raises(ValueError, match="ships its weights"):
         load_backbone("faceres", pretrained=False)
+
+
+def test_faceres_feats_stage_follows_the_identity_output(chips):
+    """FaceRes's ``feats`` stage (under its gender and age heads) equals the graph's node; ``forward`` stays the
+    identity output, so a stage past ``head`` changes nothing for models that do not pool it."""
+    bb = load_backbone("faceres")
+    names = [n for n, _ in bb.stages()]
+    assert names[-2:] == ["head", "feats"]
+    crops = np.stack([np.asarray(c) for c in chips[:2]])
+    x = bb.preprocess(np.stack([np.pad(c, ((37, 37), (37, 37), (0, 0)), mode="edge") for c in crops]))  # 224 px
+    with torch.no_grad():
+        staged = x
+        for _, mod in bb.stages():
+            staged = mod(staged)
+        direct = bb.graph(x.permute(0, 2, 3, 1), outputs=["feats/Relu", bb.stage_nodes["head"]])
+        ident = bb(x)
+    assert staged.shape == (2, 256) and bool((staged >= 0).all())  # a ReLU layer
+    torch.testing.assert_close(staged, direct["feats/Relu"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(ident, direct[bb.stage_nodes["head"]].reshape(2, -1), rtol=0, atol=1e-5)
+    assert ident.shape == (2, bb.embedding_dim) == (2, 1024)

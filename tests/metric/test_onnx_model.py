@@ -63,19 +63,20 @@ def test_align_cuts_the_dlib_chips_from_one_shape(group_image_path) -> None:
         np.testing.assert_array_equal(chip, dlib_chip(image, face, side, padding=pad).crop)
 
 
-@pytest.mark.parametrize(("second_views", "second_flip", "sides"), [
-    ((), True, [150, 150, 224, 224]),
-    ((0.25,), False, [150, 150, 224]),  # the cheap variant: one FaceRes run per face, its mirror rows reused
+@pytest.mark.parametrize(("second_views", "second_flip", "sides", "levels"), [
+    ((), True, [150, 150, 224, 224], ("stage4", "head")),
+    # the cheap variant (one FaceRes run per face, its mirror rows reused), with FaceRes's layer past its identity
+    ((0.25,), False, [150, 150, 224], ("stage4", "head", "feats")),
 ])
 def test_onnx_model_with_a_second_backbone_equals_torch(tmp_path, group_image_path, second_views, second_flip,
-                                                        sides) -> None:
+                                                        sides, levels) -> None:
     from perface.face.detect import detect
     from perface.face.io import read_image
     from perface.metric.model import ModelConfig, PerFaceModel
 
     torch.manual_seed(0)
     ref = PerFaceModel(ModelConfig(embed_dim=16, hidden=32, second_backbone="faceres",
-                                   second_levels=("stage4", "head"), second_views=second_views,
+                                   second_levels=levels, second_views=second_views,
                                    second_flip=second_flip))
     with torch.no_grad():  # a head that is not the identity map: standardisation from random statistics
         ref.head.feat_mean.normal_(0, 0.1)

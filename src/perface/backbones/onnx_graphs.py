@@ -32,6 +32,9 @@ TFJS_BACKBONES: dict[str, tuple[str, str | None, int, str]] = {
     "faceres": ("faceres", "global_pooling/Mean", 224, "bgr_caffe"),
     "mobileface": ("mobileface", None, 112, "rgb255"),
 }
+#: Layers past the identity output offered as further stages after ``head`` (name, node): FaceRes's 256-d
+#: ``feats`` layer, under its gender and age heads, carries what it learned of those attributes.
+TFJS_TAILS: dict[str, tuple[tuple[str, str], ...]] = {"faceres": (("feats", "feats/Relu"),)}
 CAFFE_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 _GRAPH_VERSION = 1  # part of every cache key: bump it when an exported module changes
 _MAX_BATCH = 64  # rows per session run: bounds the activations' memory on large lists

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .onnx_graphs import CAFFE_BGR, TFJS_BACKBONES
+from .onnx_graphs import CAFFE_BGR, TFJS_BACKBONES, TFJS_TAILS
 from .tfjs import TfjsGraphModule, load_tfjs_model
 
 _CAFFE_BGR = torch.from_numpy(CAFFE_BGR)
@@ -82,11 +82,13 @@ class TfjsBackbone(nn.Module):
         cuts = cut_points(self.graph, output)
         picks = [cuts[round(k * (len(cuts) - 1) / max(1, n_stages - 1))] for k in range(n_stages)] if cuts else []
         picks = list(dict.fromkeys(picks))
-        bounds = [None, *picks]
-        self.stage_names = [f"stage{i + 1}" for i in range(len(picks))] + ["head"]
-        self.stage_nodes = dict(zip(self.stage_names, [*picks, output], strict=True))
+        tails = TFJS_TAILS.get(name, ())  # layers past the identity output, each fed the one before
+        stops = [*picks, output, *(node for _, node in tails)]
+        bounds = [None, *stops[:-1]]
+        self.stage_names = [f"stage{i + 1}" for i in range(len(picks))] + ["head"] + [t for t, _ in tails]
+        self.stage_nodes = dict(zip(self.stage_names, stops, strict=True))
         self._stages = nn.ModuleDict({n: _Stage(self.graph, b, stop)
-                                      for n, b, stop in zip(self.stage_names, bounds, [*picks, output], strict=True)})
+                                      for n, b, stop in zip(self.stage_names, bounds, stops, strict=True)})
         self.embedding_dim = int(self(self.preprocess(np.zeros((1, self.input_size, self.input_size, 3),
                                                                np.uint8))).shape[1])
 
@@ -104,12 +106,16 @@ class TfjsBackbone(nn.Module):
         return x.permute(0, 3, 1, 2).contiguous()
 
     def stages(self) -> list[tuple[str, nn.Module]]:
-        """``[(name, module)]`` input to output; ``head`` gives the identity descriptor."""
+        """``[(name, module)]`` input to output; ``head`` gives the identity descriptor, stages after it (FaceRes's
+        ``feats``) the layers beyond."""
         return [(n, self._stages[n]) for n in self.stage_names]
 
     def forward(self, x: Tensor) -> Tensor:
-        for _, mod in self.stages():
+        """The identity descriptor (``head``'s output)."""
+        for name, mod in self.stages():
             x = mod(x)
+            if name == "head":
+                break
         return x
 
     def freeze_until(self, level: str | None) -> TfjsBackbone:
