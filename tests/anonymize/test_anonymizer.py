@@ -248,6 +248,23 @@ def test_check_redetected_scores_the_face_found_again_in_the_output(swapper_anon
         assert max(own, new) < r.threshold(an.config.recognizer_check_at)
 
 
+def test_redetect_original_scores_every_crop_of_the_output_against_both_crops_of_the_original(swapper_anonymizer,
+                                                                                             astronaut):
+    """``redetect_original``: the kept swap's score per consulted network is the highest over the original's two crops
+    (the anonymizer's and the one found again) times the output's two."""
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, redetect_original=True)
+    out, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method == "swap"
+    face = detect(astronaut, an.config.detect)[0]
+    originals, outputs = (face, an._redetected(astronaut, face)), (face, an._redetected(out, face))
+    assert all(f is not None for f in originals + outputs)
+    for name, r in an.recognizers.items():
+        pairs = [float(r.score(r.embed(astronaut, [a]), r.embed(out, [b]))[0]) for a in originals for b in outputs]
+        assert rec.recognizers_after[name] == pytest.approx(max(pairs), abs=2e-4)
+        assert max(pairs) < r.threshold(an.config.recognizer_check_at)
+
+
 def test_swapper_error_falls_back(swapper_anonymizer, astronaut, monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("swapper exploded")

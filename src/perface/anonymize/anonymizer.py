@@ -75,6 +75,10 @@ class AnonymizeConfig:
     # 0.7% and 0% (2.0%, 0.7%), the never-consulted MobileFaceNet and the naturalness figures unchanged; whole
     # commands took 1.17x as long (a detection and a second embedding per swap that passed its own crop).
     check_redetected: bool = True
+    # With ``check_redetected``: the original face is also found again (the same upright pass on a crop around it)
+    # and every output crop is scored against both crops of the original, keeping the highest: an attacker's crop of
+    # the original is not the anonymizer's either.
+    redetect_original: bool = False
     # Identity-safe swaps that keep the checked attributes to compare before one is kept (within
     # ``select.max_tries``): the kept one is the swap the consulted recognizers find least like the face (lowest
     # score minus threshold, of the recognizer that comes closest). 1: the first such swap, as before.
@@ -491,9 +495,14 @@ class Anonymizer:
 
             skin = skin_lightness(original, lm68)
         feats = {n: r.embed(original, [face])[0] for n, r in self.recognizers.items()}
+        feats_again = None
+        if cfg.check_redetected and cfg.redetect_original and self.recognizers:
+            again = self._redetected(original, face)
+            if again is not None:
+                feats_again = {n: r.embed(original, [again])[0] for n, r in self.recognizers.items()}
         return _Target(
             lm68=lm68, query=query, identity=ident0, others=np.stack(others) if len(others) else None, box=box,
-            features=feats,
+            features=feats, features_again=feats_again,
             predicted=predicted, age=age, skin=skin,
             check_gender=cfg.keep_gender and predicted is not None and predicted[1] >= cfg.check_gender_above,
             check_age=cfg.keep_age_group and predicted is not None,
@@ -611,7 +620,10 @@ class Anonymizer:
                     break
             for name in self._check_order:
                 rec = self.recognizers[name]
-                score = float(rec.score(target.features[name], rec.embed(image, [again or face]))[0])
+                out_feat = rec.embed(image, [again or face])
+                score = float(rec.score(target.features[name], out_feat)[0])
+                if target.features_again is not None:  # the original as found again, too
+                    score = max(score, float(rec.score(target.features_again[name], out_feat)[0]))
                 point = self._check_point(name)
                 th = rec.threshold_for(point, face.size) if cfg.check_by_size else rec.threshold(point)
                 th -= cfg.check_margin.get(name, 0.0)
@@ -720,6 +732,7 @@ class _Target:
     identity: np.ndarray  # identity embedding (dlib's)
     others: np.ndarray | None  # identity embeddings of the other faces in the photo, one per row
     features: dict[str, np.ndarray]  # the other consulted recognizers' features of the face
+    features_again: dict[str, np.ndarray] | None  # ...of the face found again in the original (redetect_original)
     box: tuple[int, ...]
     predicted: tuple[str, float, str] | None  # (gender, its confidence, age group) from the offline predictor
     age: float | None
