@@ -265,6 +265,30 @@ def test_redetect_original_scores_every_crop_of_the_output_against_both_crops_of
         assert max(pairs) < r.threshold(an.config.recognizer_check_at)
 
 
+def test_fallback_keeps_the_pixels_a_kept_swap_replaced(swapper_anonymizer, astronaut, monkeypatch):
+    """A lower-scoring box over part of a swapped face (a detector duplicate, here too small to swap) is hidden by the
+    fallback everywhere except where the swap put the donor's face: the swap is not half blurred, and every pixel of
+    the box's region is still either swapped or blurred (fail closed)."""
+    from perface.face.detect import Face
+
+    an = _without_prescreen(swapper_anonymizer)
+    face = detect(astronaut, an.config.detect)[0]
+    x1, y1, x2, y2 = face.box
+    cx, cy = x1 + 0.1 * (x2 - x1), (y1 + y2) / 2  # straddles the face's left edge: half on the swapped face
+    dup = Face((cx - 7, cy - 7, cx + 7, cy + 7), 0.5, face.landmarks.copy())  # 14 px: hidden, never swapped
+    out, recs = an.anonymize_array(astronaut, seed=0, detected=([face, dup], []))
+    assert [r.method for r in recs] == ["swap", "blur"] and "too small" in recs[1].reason
+    kept = an._swapped.copy()
+    monkeypatch.setattr(an, "_obscure", lambda o, box: obscure(o, box, "blur", an.config.mask_scale))
+    plain, _ = an.anonymize_array(astronaut, seed=0, detected=([face, dup], []))
+    region = np.zeros(kept.shape, bool)
+    region[int(cy - 10):int(cy + 10), int(cx - 10):int(cx + 10)] = True  # the hidden ellipse's box (scale 1.3)
+    differ = np.any(out != plain, axis=2)
+    assert differ[region & kept].mean() > 0.5  # there the swap stayed, where plain blurring covered it
+    assert not differ[~kept].any()  # everywhere else the same pixels: the same swap, the same blur
+    assert (region & kept).any() and (region & ~kept & np.any(plain != astronaut, axis=2)).any()
+
+
 def test_swapper_error_falls_back(swapper_anonymizer, astronaut, monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("swapper exploded")

@@ -237,6 +237,8 @@ class Anonymizer:
         self._stored_skin_read = False
         # perceptual embeddings made beside the identities of one image, by (id(image), id(face))
         self._queries: dict[tuple[int, int], np.ndarray] = {}
+        self._swapped: np.ndarray | None = None  # per image: pixels that kept swaps replaced (see _obscure)
+        self._kept_mask: np.ndarray | None = None  # the last kept swap's blend weights (set by _swap_face)
         from perface.face.recognizers import get_recognizer
 
         self.recognizers = {n: get_recognizer(n) for n in self.config.recognizers}
@@ -366,6 +368,7 @@ class Anonymizer:
         used: set[str] = set()
         rng = np.random.default_rng(cfg.select.seed if seed is None else seed)
         swapping = cfg.method == "swap"
+        self._swapped = np.zeros(image.shape[:2], bool) if swapping else None  # pixels kept swaps replaced
         # Everyone in the photo, so that no one's face is pasted onto someone else (a gallery may hold them).
         people = self._identities(image, faces[: cfg.max_swaps]) if swapping else []
         for k, face in enumerate(faces):
@@ -379,7 +382,10 @@ class Anonymizer:
                     out = self._fall_back(out, face, rec, f"more than {cfg.max_swaps} faces in the image (max_swaps)")
                 else:
                     others = [p for j, p in enumerate(people) if j != k and p is not None]
+                    self._kept_mask = None
                     out = self._swap_face(out, image, face, rec, used, rng, people[k], others)
+                    if rec.method == "swap" and self._kept_mask is not None and self._swapped is not None:
+                        self._swapped |= self._kept_mask > 0.5
             except Exception as exc:  # noqa: BLE001 - fail closed: any error hides the face
                 rec.method, rec.reason = cfg.fallback, f"error: {type(exc).__name__}: {exc}"
                 out = obscure(out, face.box, cfg.fallback, cfg.mask_scale)
@@ -388,7 +394,7 @@ class Anonymizer:
             records.append(FaceRecord(box=[round(float(v), 1) for v in u.box], score=round(float(u.score), 4),
                                       method=cfg.fallback, reason="unsure region (score below the threshold)",
                                       rotation=int(u.rotation), kind="unsure"))
-            out = obscure(out, u.box, cfg.fallback, cfg.mask_scale)
+            out = self._obscure(out, u.box) if swapping else obscure(out, u.box, cfg.fallback, cfg.mask_scale)
         for rec in records:  # what actually happened: a box whose pixels came out unchanged is left as it was
             x1, y1, x2, y2 = (int(round(v)) for v in rec.box)
             a, b = image[y1:y2, x1:x2], out[y1:y2, x1:x2]
@@ -435,9 +441,17 @@ class Anonymizer:
             return self._fall_back(out, face, rec, f"face too small ({face.size:.0f} px < {cfg.min_face_px:.0f})")
         if face.rotation:  # the swapper works on upright faces: turn the image, swap upright, turn back
             k = face.rotation // 90
-            turned = self._swap_face(np.ascontiguousarray(np.rot90(out, k)),
-                                     np.ascontiguousarray(np.rot90(original, k)), turn_face(face, k, out.shape),
-                                     rec, used, rng, ident0, others)
+            swapped = self._swapped  # kept swaps' pixels, turned with the image while this face is handled
+            try:
+                if swapped is not None:
+                    self._swapped = np.rot90(swapped, k)
+                turned = self._swap_face(np.ascontiguousarray(np.rot90(out, k)),
+                                         np.ascontiguousarray(np.rot90(original, k)), turn_face(face, k, out.shape),
+                                         rec, used, rng, ident0, others)
+            finally:
+                self._swapped = swapped
+            if self._kept_mask is not None:
+                self._kept_mask = np.rot90(self._kept_mask, -k)
             if rec.method == "swap":
                 rec.reason = f"face turned by {face.rotation} degrees: swapped upright and turned back"
             return np.ascontiguousarray(np.rot90(turned, -k))
@@ -464,12 +478,24 @@ class Anonymizer:
             return self._fall_back(out, face, rec, f"{sideways}: {reason}" if turned else reason)
         self._record_swap(rec, best, target, face)
         used.add(best.donor_id)
+        if best.mask is not None:  # in this (possibly turned) image's coordinates; anonymize_array collects it
+            self._kept_mask = best.mask
         return best.image
 
     def _fall_back(self, out: np.ndarray, face: Face, rec: FaceRecord, reason: str) -> np.ndarray:
         """Hide the face with the fallback method and say why in its record."""
         rec.method, rec.reason = self.config.fallback, reason
-        return obscure(out, face.box, self.config.fallback, self.config.mask_scale)
+        return self._obscure(out, face.box)
+
+    def _obscure(self, out: np.ndarray, box: Sequence[float]) -> np.ndarray:
+        """The fallback over ``box``, except on pixels a kept swap of this image replaced (blend weight > 0.5):
+        they show a donor, not the person, and a lower-scoring duplicate box over a swapped face would otherwise
+        blur half of it. Every pixel of the region is still hidden or swapped (fail closed)."""
+        hidden = obscure(out, box, self.config.fallback, self.config.mask_scale)
+        swapped = self._swapped
+        if swapped is not None and swapped.shape == out.shape[:2] and swapped.any():
+            hidden[swapped] = out[swapped]
+        return hidden
 
     def _describe(self, original: np.ndarray, face: Face, ident0: np.ndarray | None,
                   others: Sequence[np.ndarray]) -> _Target:
@@ -594,6 +620,7 @@ class Anonymizer:
         swap, reason, excess = self._check(res.image, face, target, donor_id, psim, gap)
         if swap is None:
             return _Refused(res.image, res.mask, donor_id, psim, gap, excess), reason, False
+        swap.mask = res.mask
         return swap, "", False
 
     def _check(self, image: np.ndarray, face: Face, target: _Target, donor_id: str, psim: float,
@@ -687,6 +714,7 @@ class Anonymizer:
             swap, _, _ = self._check(image, face, target, refused.donor_id, refused.psim, refused.gap)
             if swap is not None:
                 swap.softened = frac
+                swap.mask = refused.mask
                 return swap
         return None
 
@@ -762,6 +790,7 @@ class _Swap:
     chips: list[np.ndarray] | None = None  # the perceptual model's view chips of the output (ONNX model only)
     softened: float | None = None  # the ``soften`` sigma (fraction of the face size) it was blurred with, if any
     note: str | None = None  # why it is not a plain swap (the report's reason)
+    mask: np.ndarray | None = None  # the swapper's blend weights (H, W) in [0, 1]: where the donor's face went
 
     @property
     def score(self) -> int:
