@@ -238,7 +238,6 @@ class Anonymizer:
         # perceptual embeddings made beside the identities of one image, by (id(image), id(face))
         self._queries: dict[tuple[int, int], np.ndarray] = {}
         self._swapped: np.ndarray | None = None  # per image: pixels that kept swaps replaced (see _obscure)
-        self._kept_mask: np.ndarray | None = None  # the last kept swap's blend weights (set by _swap_face)
         from perface.face.recognizers import get_recognizer
 
         self.recognizers = {n: get_recognizer(n) for n in self.config.recognizers}
@@ -382,10 +381,7 @@ class Anonymizer:
                     out = self._fall_back(out, face, rec, f"more than {cfg.max_swaps} faces in the image (max_swaps)")
                 else:
                     others = [p for j, p in enumerate(people) if j != k and p is not None]
-                    self._kept_mask = None
                     out = self._swap_face(out, image, face, rec, used, rng, people[k], others)
-                    if rec.method == "swap" and self._kept_mask is not None and self._swapped is not None:
-                        self._swapped |= self._kept_mask > 0.5
             except Exception as exc:  # noqa: BLE001 - fail closed: any error hides the face
                 rec.method, rec.reason = cfg.fallback, f"error: {type(exc).__name__}: {exc}"
                 out = obscure(out, face.box, cfg.fallback, cfg.mask_scale)
@@ -394,7 +390,7 @@ class Anonymizer:
             records.append(FaceRecord(box=[round(float(v), 1) for v in u.box], score=round(float(u.score), 4),
                                       method=cfg.fallback, reason="unsure region (score below the threshold)",
                                       rotation=int(u.rotation), kind="unsure"))
-            out = self._obscure(out, u.box) if swapping else obscure(out, u.box, cfg.fallback, cfg.mask_scale)
+            out = self._obscure(out, u.box)
         for rec in records:  # what actually happened: a box whose pixels came out unchanged is left as it was
             x1, y1, x2, y2 = (int(round(v)) for v in rec.box)
             a, b = image[y1:y2, x1:x2], out[y1:y2, x1:x2]
@@ -441,7 +437,7 @@ class Anonymizer:
             return self._fall_back(out, face, rec, f"face too small ({face.size:.0f} px < {cfg.min_face_px:.0f})")
         if face.rotation:  # the swapper works on upright faces: turn the image, swap upright, turn back
             k = face.rotation // 90
-            swapped = self._swapped  # kept swaps' pixels, turned with the image while this face is handled
+            swapped = self._swapped  # kept swaps' pixels: a turned view (written through) while this face is handled
             try:
                 if swapped is not None:
                     self._swapped = np.rot90(swapped, k)
@@ -450,8 +446,6 @@ class Anonymizer:
                                          rec, used, rng, ident0, others)
             finally:
                 self._swapped = swapped
-            if self._kept_mask is not None:
-                self._kept_mask = np.rot90(self._kept_mask, -k)
             if rec.method == "swap":
                 rec.reason = f"face turned by {face.rotation} degrees: swapped upright and turned back"
             return np.ascontiguousarray(np.rot90(turned, -k))
@@ -478,8 +472,8 @@ class Anonymizer:
             return self._fall_back(out, face, rec, f"{sideways}: {reason}" if turned else reason)
         self._record_swap(rec, best, target, face)
         used.add(best.donor_id)
-        if best.mask is not None:  # in this (possibly turned) image's coordinates; anonymize_array collects it
-            self._kept_mask = best.mask
+        if best.mask is not None and self._swapped is not None:  # this (possibly turned) image's coordinates
+            self._swapped |= best.mask > 0.5
         return best.image
 
     def _fall_back(self, out: np.ndarray, face: Face, rec: FaceRecord, reason: str) -> np.ndarray:
@@ -493,7 +487,7 @@ class Anonymizer:
         blur half of it. Every pixel of the region is still hidden or swapped (fail closed)."""
         hidden = obscure(out, box, self.config.fallback, self.config.mask_scale)
         swapped = self._swapped
-        if swapped is not None and swapped.shape == out.shape[:2] and swapped.any():
+        if swapped is not None and swapped.any():
             hidden[swapped] = out[swapped]
         return hidden
 
