@@ -64,7 +64,8 @@ CONFIGS = {
     "int8thr0.4": DetectConfig(threshold=0.4, precision="int8"),
     "mixedthr0.4": DetectConfig(threshold=0.4, precision="mixed"),
     "fp32thr0.4noraise": DetectConfig(threshold=0.4, precision="fp32", recheck_raise=False,
-                                      border_unsure_threshold=None),
+                                      border_unsure_threshold=None, cross_rotation_overlap=None),
+    "thr0.4nocross": DetectConfig(threshold=0.4, cross_rotation_overlap=None),
     "thr0.4edge0.15": DetectConfig(threshold=0.4, border_unsure_threshold=0.15),
     "thr0.4noedge": DetectConfig(threshold=0.4, border_unsure_threshold=None),
 }
@@ -95,7 +96,11 @@ SETTINGS = {
     "thr0.4noedge": "thr0.4 without the lower unsure threshold for candidates cut by the border "
                     "(`border_unsure_threshold=None`)",
     "fp32thr0.4noraise": "fp32thr0.4 without the re-check's raised scores (`recheck_raise=False`) and the border "
-                         "rule (`border_unsure_threshold=None`): the anonymizer's setting before 2026-12-04 20:00",
+                         "rule (`border_unsure_threshold=None`) nor the cross-rotation rule: the anonymizer's "
+                         "setting before 2026-12-04 20:00",
+    "thr0.4nocross": "thr0.4 without the cross-rotation rule (`cross_rotation_overlap=None`: a weaker box read at "
+                     "another orientation, lying 0.3 or more inside a face, is no longer dropped): the "
+                     "anonymizer's setting before 2026-12-05 12:55",
     "deface": "deface 1.5.0 with its defaults (native resolution, threshold 0.2)",
 }
 

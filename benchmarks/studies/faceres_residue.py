@@ -131,6 +131,15 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {  # name: (Anonymi
                                                                    "max_yaw_soft_deg": 60.0}, _NEW_SW),
     # round 12 (2026-12-05 11:55): round 8's defaults after the fallback stopped blurring over kept swaps' pixels
     "round 12: the defaults, the fallback leaves swapped pixels": ({**_ROUND4, "check_redetected": True}, _NEW_SW),
+    # round 13 (2026-12-05 12:55): round 12's defaults after turned duplicates stopped being faces of their own (the
+    # detector's cross-rotation rule, and no second swap over a kept one)
+    "round 13: the defaults, turned duplicates joined": ({**_ROUND4, "check_redetected": True}, _NEW_SW),
+    # round 14 (2026-12-05 13:35): the re-detection with CenterFace's float graph, of the output alone or of the
+    # original too (the anonymizer's own boxes come from the 8-bit graph, a plain CenterFace's from the float one)
+    "round 14: + re-detection by the float graph": ({**_ROUND4, "check_redetected": True,
+                                                      "redetect_precision": "fp32"}, _NEW_SW),
+    "round 14: + re-detection by the float graph, the original's face too": (
+        {**_ROUND4, "check_redetected": True, "redetect_precision": "fp32", "redetect_original": True}, _NEW_SW),
     "feather blend (no Poisson membrane of the target's shading)": ({}, {"blend": "feather"}),
     "no colour transfer (the donor's own tone)": ({}, {"color_match": False}),
 }
@@ -434,7 +443,10 @@ JUDGE_ROWS = {"round 3: + soften 0.03, 0.06, 0.1": "MobileFaceNet + MobileFace c
                                                                             "(`--max-yaw-soft 60`, an option)",
               "round 12: the defaults, the fallback leaves swapped pixels": "the same after the fallback stopped "
                                                                              "blurring over a kept swap's pixels "
-                                                                             "(**the defaults since 11:55**)",
+                                                                             "(the defaults 11:55-12:55)",
+              "round 13: the defaults, turned duplicates joined": "the same after a weaker box read at another "
+                                                                  "orientation inside a face stopped being a face "
+                                                                  "of its own (**the defaults since 12:55**)",
               "round 5: + MobileFace pre-screen below 0.05": "the 03:00 defaults + `--prescreen-below mobileface=0.05` "
                                                              "(an option)",
               "round 5: + MobileFace pre-screen below 0.0": "the 03:00 defaults + `--prescreen-below mobileface=0` "
@@ -558,11 +570,24 @@ duplicate: a second, lower-scoring box over half of a face (score 0.70, yaw -59,
 IoU 0.24, under the 0.3 of non-maximum suppression) is blurred by the fallback over the already swapped face; such
 boxes (over half inside a higher-scoring face) number 2, 4 and 3 on the three draws: round 12.
 
-Round 12 (11:47), the fallback leaves a kept swap's pixels alone (the last row; the anonymizer's code, no option): a
-face hidden by the fallback is no longer blurred over pixels that an earlier face's kept swap replaced (blend weight
-above 0.5), so a detector duplicate over a swapped face blurs only what lies outside the donor's face. Against round
+Round 12 (11:47), the fallback leaves a kept swap's pixels alone (the row after round 11's; the anonymizer's code,
+no option): a face hidden by the fallback is no longer blurred over pixels that an earlier face's kept swap replaced
+(blend weight above 0.5), so a detector duplicate over a swapped face blurs only what lies outside the donor's face.
+Against round
 8 (the same settings, the code before): seed 1 MobileFaceNet 2.0% (2.7%), MobileFace 0.7% (1.3%), FaceRes 0.7%,
 the judge 88.7% (88.0%), 33 blurred, detected 96.0% (the same); seed 2 every figure the same. Kept.
+
+Round 13 (12:58), turned readings of a face are no faces of their own (the row after round 12's; the detector's
+`cross_rotation_overlap` and the anonymizer's `max_swapped_overlap`, both on by default): a weaker box that a turned
+copy of the image reads over half of an upright face (mouth and nose as upside-down eyes) is dropped, and a face whose
+box is a quarter or more made of a kept swap is hidden around that swap rather than swapped. Before, such a box was
+blurred around the swap (the yaw guard read it as a profile, or MobileFace refused every donor for it) or swapped with
+an upside-down donor across the first swap (2 of the 8 such faces looked at, e.g. CelebA 136833.jpg of the reported
+draw). Seed 1: 29 faces blurred (33; 2 fewer 'turned sideways' and 2 fewer 'every donor refused', the dropped
+boxes), MobileFace verified 1.3% (0.7%: one face more), every other figure the same; seed 2: 27 blurred (28), every
+other figure the same. Which face MobileFace gained was not checked (the screen keeps no per-probe rows); a dropped
+box's blur no longer covers the edge of a swapped face, which may be it. Kept: no output shows a second donor or a
+blur patch across a swapped face any more.
 
 Round 9 (11:05), the metric that also pools FaceRes's `feats` layer (issue 18; the last row; it was the shipped model
 and gallery for these two runs): it groups held-out real photos better (docs/model.md), but on these draws it picks

@@ -289,6 +289,33 @@ def test_fallback_keeps_the_pixels_a_kept_swap_replaced(swapper_anonymizer, astr
     assert (region & kept).any() and (region & ~kept & np.any(plain != astronaut, axis=2)).any()
 
 
+def test_a_box_mostly_over_a_kept_swap_is_not_swapped_again(swapper_anonymizer, astronaut):
+    """A second box that shares >= max_swapped_overlap of its pixels with a kept swap (a detector duplicate, big
+    enough to swap) is hidden around that swap rather than swapped: no second donor across the first."""
+    from perface.face.detect import Face
+
+    an = _without_prescreen(swapper_anonymizer)
+    face = detect(astronaut, an.config.detect)[0]
+    x1, y1, x2, y2 = face.box
+    w, h = x2 - x1, y2 - y1
+    dup = Face((x1 + 0.4 * w, y1 + 0.1 * h, x2 + 0.3 * w, y2 - 0.1 * h), 0.5, face.landmarks.copy())
+    out, recs = an.anonymize_array(astronaut, seed=0, detected=([face, dup], []))
+    assert [r.method for r in recs] == ["swap", "blur"]
+    assert "already swapped" in recs[1].reason and an._swapped_share(dup.box) >= an.config.max_swapped_overlap
+    alone, _ = an.anonymize_array(astronaut, seed=0, detected=([face], []))
+    kept = an._swapped
+    assert np.array_equal(out[kept], alone[kept])  # the first swap is untouched
+    assert np.any(out[~kept] != astronaut[~kept])  # the rest of the duplicate's region is hidden
+    an.config = replace(an.config, max_swapped_overlap=1.0)
+    _, recs = an.anonymize_array(astronaut, seed=0, detected=([face, dup], []))
+    assert "already swapped" not in (recs[1].reason or "")  # the rule off: it is handled as a face of its own
+
+
+def test_max_swapped_overlap_is_checked():
+    with pytest.raises(ValueError, match="max_swapped_overlap"):
+        AnonymizeConfig(max_swapped_overlap=0.0)
+
+
 def test_swapper_error_falls_back(swapper_anonymizer, astronaut, monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("swapper exploded")

@@ -81,6 +81,7 @@ def test_rejects_bad_array():
     ("tile_overlap", 2000), ("upsample", 0.5), ("rotations", (45,)), ("rotations", ()), ("rotations", "all"),
     ("rotation_scale", 0.0), ("recheck_max", -1), ("backend", "yolo"), ("small_face_px", -1.0),
     ("small_face_px", float("nan")), ("small_rotation_scale", 0.0), ("small_rotation_scale", 1.5),
+    ("cross_rotation_overlap", 0.0), ("cross_rotation_overlap", 1.5), ("cross_rotation_overlap", float("nan")),
 ])
 def test_config_refuses_nonsense(option, value):
     from perface.face.detect import DetectConfig
@@ -379,3 +380,50 @@ def test_candidates_cut_by_the_border_are_unsure_from_the_border_threshold():
     assert _split(cands, (300, 300, 3), DetectConfig(threshold=0.4, unsure_threshold=None), "x") == ([], [])
     with pytest.raises(ValueError, match="border_unsure_threshold"):
         DetectConfig(border_unsure_threshold=1.5)
+
+
+def _cands(boxes, scores, rots):
+    from perface.face.detect import _Cands
+
+    n = len(scores)
+    return _Cands(np.asarray(boxes, np.float32), np.asarray(scores, np.float32), np.zeros((n, 5, 2), np.float32),
+                  np.asarray(rots, np.int64))
+
+
+def test_a_weaker_box_of_another_rotation_inside_a_face_is_dropped():
+    """A turned copy's reading of half an upright face (IoU 0.27 with it, 0.57 of it inside) is no second face; the
+    same box at the same rotation, lying less inside, scoring higher, or beside a face under the threshold stays,
+    and so does a small face of another rotation that lies inside a big weak box (it is the box's own area that
+    counts)."""
+    from perface.face.detect import _drop_turned_readings
+
+    face, half = [0, 0, 100, 120], [60, 10, 130, 110]  # intersection 40 x 100: 0.57 of the half box's area
+
+    def kept(boxes, scores, rots, threshold=0.4, inside=0.3):
+        return _drop_turned_readings(_cands(boxes, scores, rots), threshold, inside).scores.tolist()
+
+    assert kept([face, half], [0.9, 0.6], [0, 180]) == pytest.approx([0.9])
+    assert len(kept([face, half], [0.9, 0.6], [0, 180], inside=None)) == 2  # the rule off
+    assert len(kept([face, half], [0.9, 0.6], [0, 0])) == 2  # the same rotation: NMS's business
+    assert len(kept([face, [90, 0, 160, 100]], [0.9, 0.6], [0, 180])) == 2  # 0.14 of it inside
+    assert len(kept([face, half], [0.9, 0.95], [0, 180])) == 2  # it scores higher, and the face is larger
+    assert len(kept([half, face], [0.9, 0.6], [180, 0])) == 2  # the larger box is never the one dropped
+    assert len(kept([face, half], [0.3, 0.25], [0, 180])) == 2  # neither is a face
+    small = [40, 40, 60, 60]  # a 20 px turned face inside a big, weaker upright box
+    assert len(kept([[0, 0, 200, 200], small], [0.45, 0.42], [0, 90])) == 2
+
+
+def test_celeba_photo_has_one_face_not_an_upside_down_half(shared_data):
+    """CelebA 136833.jpg: the 180-degree copy reads half of the upright face as a face (score 0.52, 0.70 of it
+    inside); the anonymizer pasted an upside-down donor over the swapped face. Now one face."""
+    from perface.face.detect import DetectConfig, detect_with_unsure
+    from perface.face.io import read_image
+
+    path = shared_data / "celeba" / "images" / "136833.jpg"
+    if not path.exists():
+        pytest.skip(f"{path} is not in this copy of ../shared")
+    image = read_image(path)
+    faces, unsure = detect_with_unsure(image, DetectConfig(threshold=0.4))
+    assert [f.rotation for f in faces + unsure] == [0]
+    before, _ = detect_with_unsure(image, DetectConfig(threshold=0.4, cross_rotation_overlap=None))
+    assert sorted(f.rotation for f in before) == [0, 180]  # what the rule removes

