@@ -248,6 +248,20 @@ def test_check_redetected_scores_the_face_found_again_in_the_output(swapper_anon
         assert max(own, new) < r.threshold(an.config.recognizer_check_at)
 
 
+def test_redetect_precision_picks_the_graphs_of_the_re_detection(swapper_anonymizer, astronaut):
+    """``redetect_precision="fp32"``: the face is found again by CenterFace's float graph, as a plain CenterFace
+    finds it, not by the 8-bit graph of the anonymizer's own detection; the box moves by a few pixels."""
+    an = Anonymizer(AnonymizeConfig(redetect_precision="fp32"))
+    assert an._redetect_config.precision == "fp32" and an.config.detect.precision == "mixed"
+    assert swapper_anonymizer._redetect_config.precision == "mixed"  # None: the anonymizer's own graphs
+    face = detect(astronaut, an.config.detect)[0]
+    float_box, own_box = an._redetected(astronaut, face), swapper_anonymizer._redetected(astronaut, face)
+    assert float_box is not None and own_box is not None
+    assert float_box.box != own_box.box and box_iou(float_box.box, own_box.box) > 0.8
+    with pytest.raises(ValueError, match="redetect_precision"):
+        AnonymizeConfig(redetect_precision="fp16")
+
+
 def test_redetect_original_scores_every_crop_of_the_output_against_both_crops_of_the_original(swapper_anonymizer,
                                                                                              astronaut):
     """``redetect_original``: the kept swap's score per consulted network is the highest over the original's two crops
