@@ -162,6 +162,11 @@ def test_anonymize_forehead_and_compare_swaps_reach_the_anonymizer(tmp_path, ast
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--attribute-predictor",
                               "gear"])
     assert res.exit_code == 2 and "attribute_predictor" in _one_line_error(res)
+    assert AnonymizeConfig().donor_gender_sure == 0.9
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--donor-gender-sure", "0"])
+    assert res.exit_code == 2 and seen["cfg"].donor_gender_sure is None
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--donor-gender-sure", "1.5"])
+    assert res.exit_code == 2 and "donor_gender_sure" in _one_line_error(res)
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--check-by-size"])
     assert res.exit_code == 2 and seen["cfg"].check_by_size and seen["cfg"].max_yaw_soft_deg is None
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--max-yaw-soft", "60"])
@@ -226,8 +231,9 @@ def test_gallery_features_writes_the_sidecar_and_refuses_bad_input(tmp_path, ast
     res = runner.invoke(app, ["gallery", "features", str(g), "--recognizers", "mobileface"])
     assert res.exit_code == 0, res.output
     with np.load(tmp_path / "g.sqlite.recognizers.npz") as data:
-        assert sorted(data.files) == ["ids", "mobileface", "skin_lightness"]
+        assert sorted(data.files) == ["faceres_p_male", "ids", "mobileface", "skin_lightness"]
         assert len(data["ids"]) == len(data["mobileface"]) == len(data["skin_lightness"]) > 300
+        assert len(data["faceres_p_male"]) == len(data["ids"])
 
 
 def test_similarity_reports_every_recognizer(tmp_path, astro_file, astronaut):

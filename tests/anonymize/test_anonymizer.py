@@ -169,6 +169,7 @@ def test_prescreen_below_skips_donors_before_any_swap_and_is_validated(swapper_a
     an = Anonymizer.__new__(Anonymizer)
     an.__dict__.update(swapper_anonymizer.__dict__)
     an.config = replace(swapper_anonymizer.config, donor_identity_max=None,  # dlib's own pre-screen off
+                        recognizer_prescreen_at=None,  # FaceRes's equal-error pre-screen off: MobileFace's alone
                         prescreen_below={"mobileface": -2.0})  # every score is above
     out, (rec,) = an.anonymize_array(astronaut)
     assert rec.method == "blur" and rec.tries == 0
@@ -209,13 +210,14 @@ def test_check_margin_tightens_one_network_and_is_validated(swapper_anonymizer, 
     from perface.face.recognizers import get_recognizer
 
     an = _without_prescreen(swapper_anonymizer)
-    an.config = replace(an.config, recognizer_prescreen_at=None)
+    an.config = replace(an.config, recognizer_prescreen_at=None, donor_gender_sure=None)  # every donor can be tried
+    an._unclear = None
     _, (plain,) = an.anonymize_array(astronaut)
     th = get_recognizer("mobileface").threshold(an.config.recognizer_check_at)
     margin = round(th - plain.recognizers_after["mobileface"] + 1e-3, 4)  # the plain kept swap fails this margin
     an.config = replace(an.config, check_margin={"mobileface": min(margin, 0.999)})
     out, (strict,) = an.anonymize_array(astronaut)
-    assert strict.donor_id != plain.donor_id or strict.method != "swap"
+    assert strict.donor_id != plain.donor_id or strict.method != "swap" or strict.softened is not None
     if strict.method == "swap":
         assert strict.recognizers_after["mobileface"] < th - margin
     else:
@@ -246,6 +248,29 @@ def test_check_redetected_scores_the_face_found_again_in_the_output(swapper_anon
         new = float(r.score(r.embed(astronaut, [face]), r.embed(out, [found]))[0])
         assert rec.recognizers_after[name] == pytest.approx(max(own, new), abs=2e-4)
         assert max(own, new) < r.threshold(an.config.recognizer_check_at)
+
+
+def test_step_2_leaves_out_donors_faceres_does_not_read_as_their_gender(swapper_anonymizer, astronaut):
+    """``donor_gender_sure``: donors whose gender FaceRes's head reads with less than that probability as their
+    gallery gender are never chosen; None chooses from every donor."""
+    from perface.anonymize import donor_features
+
+    an = swapper_anonymizer
+    unclear = an._gender_unclear()
+    p_male = donor_features.load_p_male(an.gallery)
+    male = set(an.gallery.ids(("male", None)))
+    assert unclear == {i for i, p in p_male.items() if (p if i in male else 1 - p) < an.config.donor_gender_sure}
+    assert 0 < len(unclear) < len(p_male) // 3
+    face = detect(astronaut, an.config.detect)[0]
+    target = an._describe(astronaut, face, None, [])
+    chosen = an._choose_donors(target, set(), np.random.default_rng(0))
+    assert chosen.candidates and not set(chosen.candidates) & unclear
+    every = Anonymizer.__new__(Anonymizer)
+    every.__dict__.update(an.__dict__)
+    every.config, every._unclear = replace(an.config, donor_gender_sure=None), None
+    assert every._gender_unclear() == set()
+    with pytest.raises(ValueError, match="donor_gender_sure"):
+        AnonymizeConfig(donor_gender_sure=1.0)
 
 
 def test_attribute_predictor_reads_step_1_and_the_check(astronaut, monkeypatch):
@@ -701,8 +726,9 @@ def test_soften_keeps_a_refused_swap_once_blurring_it_passes_every_check(swapper
     """Every plain swap is refused (MobileFace stand-in: too sharp); with ``soften`` the closest one, blurred
     inside the swapped region, passes and is kept as a swap: a face with the donor's features, not a blur."""
     an = _without_prescreen(swapper_anonymizer)
-    an.config = replace(an.config, recognizer_prescreen_at=None, soften=(),
+    an.config = replace(an.config, recognizer_prescreen_at=None, soften=(), donor_gender_sure=None,
                         select=replace(an.config.select, max_tries=3))
+    an._unclear = None  # the donors of the test's measurements: every one (which sigma passes depends on them)
     _sharpness_recognizer(an, monkeypatch, threshold=0.25)
     _, (plain,) = an.anonymize_array(astronaut)
     assert plain.method == "blur" and "mobileface still matched" in plain.reason and plain.tries == 3

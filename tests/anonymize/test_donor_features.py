@@ -78,3 +78,30 @@ def test_stale_skin_lightness_is_ignored(tmp_path):
         np.savez(donor_features.sidecar_path(path), **data)
         with pytest.warns(UserWarning, match="skin lightness differs"):
             assert donor_features.load_skin(g) == {}
+
+
+def test_the_bundled_gallery_ships_the_donors_gender_readings(bundled):
+    """FaceRes's P(male) of each donor is stored, equals a fresh reading, and mostly agrees with the gallery's gender
+    (step 2 leaves out the donors it does not read clearly as theirs)."""
+    stored = donor_features.load_p_male(bundled)
+    assert sorted(stored) == sorted(bundled.ids())
+    for donor_id in bundled.ids()[::60]:
+        d = bundled.get(donor_id)
+        assert abs(stored[donor_id] - donor_features.donor_p_male(d.crop_rgb(), d.landmarks)) <= 1e-4
+    male = set(bundled.ids(("male", None)))
+    agree = [(p > 0.5) == (i in male) for i, p in stored.items()]
+    assert np.mean(agree) > 0.85
+
+
+def test_stale_gender_readings_are_ignored(tmp_path):
+    path = tmp_path / "g.sqlite"
+    shutil.copy(default_gallery_path(), path)
+    shutil.copy(donor_features.sidecar_path(default_gallery_path()), donor_features.sidecar_path(path))
+    with Gallery.open(path, readonly=True) as g:
+        assert len(donor_features.load_p_male(g)) == len(g)
+        data = dict(np.load(donor_features.sidecar_path(path)))
+        first = sorted(g.ids())[0]
+        data[donor_features.P_MALE][list(data["ids"]).index(first)] += 0.01
+        np.savez(donor_features.sidecar_path(path), **data)
+        with pytest.warns(UserWarning, match="gender readings differ"):
+            assert donor_features.load_p_male(g) == {}

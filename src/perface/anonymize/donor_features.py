@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from perface.face.recognizers import Recognizer
 
 SKIN = "skin_lightness"  # the donors' skin lightness (step 3's skin window), stored in the same file
+P_MALE = "faceres_p_male"  # FaceRes's gender head on each donor's crop, P(male) (step 2's gender-clear donors)
 TOLERANCE = 1e-5  # largest difference between a stored and a recomputed feature (ONNX Runtime builds differ ~1e-7)
 
 
@@ -45,6 +46,16 @@ def donor_features(recognizer: Recognizer, crop: np.ndarray, landmarks68: np.nda
     return recognizer.embed(crop, [face])[0]
 
 
+def donor_p_male(crop: np.ndarray, landmarks68: np.ndarray) -> float:
+    """FaceRes's gender head on a donor's stored crop (the face box is its landmarks' extent): P(male)."""
+    from perface.face.attribute_networks import FaceResPredictor
+
+    x1, y1 = landmarks68.min(0)
+    x2, y2 = landmarks68.max(0)
+    a = FaceResPredictor.shared().predict([crop], [(float(x1), float(y1), float(x2), float(y2))])[0]
+    return float(a.gender_confidence if a.gender == "male" else 1 - a.gender_confidence)
+
+
 def _features_of(gallery: Gallery, recognizer: Recognizer, donor_id: str) -> np.ndarray:
     d = gallery.get(donor_id)
     return donor_features(recognizer, d.crop_rgb(), d.landmarks)
@@ -59,6 +70,7 @@ def write(gallery: Gallery, recognizers: Sequence[Recognizer],
 
     ids = sorted(gallery.ids())
     skins: list[float] = []
+    p_male: list[float] = []
     rows: dict[str, list[np.ndarray]] = {rec.name: [] for rec in recognizers}
     total, done = len(ids) * len(recognizers), 0
     for donor_id in ids:
@@ -66,12 +78,14 @@ def write(gallery: Gallery, recognizers: Sequence[Recognizer],
         crop = d.crop_rgb()
         skin = skin_lightness(crop, d.landmarks)
         skins.append(np.nan if skin is None else skin)
+        p_male.append(donor_p_male(crop, d.landmarks))
         for rec in recognizers:
             rows[rec.name].append(donor_features(rec, crop, d.landmarks))
             done += 1
             if on_progress:
                 on_progress(done, total)
-    arrays: dict[str, np.ndarray] = {"ids": np.array(ids), SKIN: np.array(skins, np.float64)}
+    arrays: dict[str, np.ndarray] = {"ids": np.array(ids), SKIN: np.array(skins, np.float64),
+                                     P_MALE: np.array(p_male, np.float64)}
     for name, feats in rows.items():
         arrays[name] = np.stack(feats).astype(np.float32) if feats else np.zeros((0, 0), np.float32)
     buf = io.BytesIO()
@@ -140,5 +154,21 @@ def load_skin(gallery: Gallery) -> dict[str, float | None]:
         if skin_lightness(d.crop_rgb(), d.landmarks) != stored[donor_id]:
             warnings.warn(f"{sidecar_path(gallery.path)}: stored skin lightness differs from recomputed; computing "
                           "it instead", stacklevel=2)
+            return {}
+    return stored
+
+
+def load_p_male(gallery: Gallery) -> dict[str, float]:
+    """The stored P(male) of FaceRes's gender head for every donor, by donor id; empty when there is no file, it
+    lacks them or a donor, or three of them (first, middle, last) differ from recomputed ones by more than 1e-4."""
+    values, _ = _stored(gallery, P_MALE)
+    if values is None:
+        return {}
+    stored = {i: float(v) for i, v in values.items()}
+    for donor_id in _spot_checked(sorted(stored)):
+        d = gallery.get(donor_id)
+        if not abs(donor_p_male(d.crop_rgb(), d.landmarks) - stored[donor_id]) <= 1e-4:
+            warnings.warn(f"{sidecar_path(gallery.path)}: stored gender readings differ from recomputed; computing "
+                          "them instead (rewrite with `perface gallery features`)", stacklevel=2)
             return {}
     return stored

@@ -109,6 +109,14 @@ class FaceResPredictor(_TfjsPredictor):
     model_name = "faceres"
     size = 224
     model_id = "faceres-heads"
+    _shared: FaceResPredictor | None = None
+
+    @classmethod
+    def shared(cls) -> FaceResPredictor:
+        """One predictor per process (its network loads once)."""
+        if cls._shared is None:
+            cls._shared = cls()
+        return cls._shared
 
     def crop(self, image: np.ndarray, box: Box | None) -> np.ndarray:
         x1, y1, x2, y2 = _box_of(image, box)
