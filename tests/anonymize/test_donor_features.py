@@ -66,20 +66,6 @@ def test_the_bundled_gallery_ships_the_donors_skin_lightness(bundled):
         assert stored[donor_id] == skin_lightness(d.crop_rgb(), d.landmarks)
 
 
-def test_stale_skin_lightness_is_ignored(tmp_path):
-    path = tmp_path / "g.sqlite"
-    shutil.copy(default_gallery_path(), path)
-    shutil.copy(donor_features.sidecar_path(default_gallery_path()), donor_features.sidecar_path(path))
-    with Gallery.open(path, readonly=True) as g:
-        assert len(donor_features.load_skin(g)) == len(g)
-        data = dict(np.load(donor_features.sidecar_path(path)))
-        first = sorted(g.ids())[0]
-        data[donor_features.SKIN][list(data["ids"]).index(first)] += 1.0
-        np.savez(donor_features.sidecar_path(path), **data)
-        with pytest.warns(UserWarning, match="skin lightness differs"):
-            assert donor_features.load_skin(g) == {}
-
-
 def test_the_bundled_gallery_ships_the_donors_gender_readings(bundled):
     """FaceRes's P(male) of each donor is stored, equals a fresh reading, and mostly agrees with the gallery's gender
     (step 2 leaves out the donors it does not read clearly as theirs)."""
@@ -93,15 +79,19 @@ def test_the_bundled_gallery_ships_the_donors_gender_readings(bundled):
     assert np.mean(agree) > 0.85
 
 
-def test_stale_gender_readings_are_ignored(tmp_path):
+@pytest.mark.parametrize(("key", "shift", "message", "reader"), [
+    (donor_features.SKIN, 1.0, "skin lightness differs", donor_features.load_skin),
+    (donor_features.P_MALE, 0.01, "gender readings differ", donor_features.load_p_male),
+])
+def test_stale_stored_values_are_ignored(tmp_path, key, shift, message, reader):
     path = tmp_path / "g.sqlite"
     shutil.copy(default_gallery_path(), path)
     shutil.copy(donor_features.sidecar_path(default_gallery_path()), donor_features.sidecar_path(path))
     with Gallery.open(path, readonly=True) as g:
-        assert len(donor_features.load_p_male(g)) == len(g)
+        assert len(reader(g)) == len(g)
         data = dict(np.load(donor_features.sidecar_path(path)))
         first = sorted(g.ids())[0]
-        data[donor_features.P_MALE][list(data["ids"]).index(first)] += 0.01
+        data[key][list(data["ids"]).index(first)] += shift
         np.savez(donor_features.sidecar_path(path), **data)
-        with pytest.warns(UserWarning, match="gender readings differ"):
-            assert donor_features.load_p_male(g) == {}
+        with pytest.warns(UserWarning, match=message):
+            assert reader(g) == {}
