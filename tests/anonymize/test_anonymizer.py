@@ -255,7 +255,9 @@ def test_step_2_leaves_out_donors_faceres_does_not_read_as_their_gender(swapper_
     gallery gender are never chosen; None chooses from every donor."""
     from perface.anonymize import donor_features
 
-    an = swapper_anonymizer
+    an = Anonymizer.__new__(Anonymizer)
+    an.__dict__.update(swapper_anonymizer.__dict__)
+    an.config, an._unclear = replace(swapper_anonymizer.config, donor_gender_sure=0.9), None
     unclear = an._gender_unclear()
     p_male = donor_features.load_p_male(an.gallery)
     male = set(an.gallery.ids(("male", None)))
@@ -268,7 +270,7 @@ def test_step_2_leaves_out_donors_faceres_does_not_read_as_their_gender(swapper_
     every = Anonymizer.__new__(Anonymizer)
     every.__dict__.update(an.__dict__)
     every.config, every._unclear = replace(an.config, donor_gender_sure=None), None
-    assert every._gender_unclear() == set()
+    assert every._gender_unclear() == set() and swapper_anonymizer._gender_unclear() == set()  # the default: None
     with pytest.raises(ValueError, match="donor_gender_sure"):
         AnonymizeConfig(donor_gender_sure=1.0)
 
