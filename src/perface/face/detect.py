@@ -588,10 +588,8 @@ def _drop_turned_readings(c: _Cands, threshold: float, inside: float | None) -> 
     for i in np.argsort(-c.scores, kind="stable"):
         if not keep[i] or c.scores[i] < threshold:
             continue
-        b = c.boxes[i]
-        ix = np.clip(np.minimum(b[2], c.boxes[:, 2]) - np.maximum(b[0], c.boxes[:, 0]), 0, None)
-        iy = np.clip(np.minimum(b[3], c.boxes[:, 3]) - np.maximum(b[1], c.boxes[:, 1]), 0, None)
-        turned = ((ix * iy / area >= inside) & (c.rot != c.rot[i]) & (c.scores < c.scores[i]) & (area <= area[i])
+        _, ioss = _pair_iou(c.boxes[i], c.boxes)  # over the smaller box: a box no larger than the face's, its own
+        turned = ((ioss >= inside) & (area <= area[i]) & (c.rot != c.rot[i]) & (c.scores < c.scores[i])
                   & (side >= 0.5 * side[i]))
         keep &= ~turned
     return _Cands(c.boxes[keep], c.scores[keep], c.lms[keep], c.rot[keep])
