@@ -30,6 +30,8 @@ VARIANTS = {  # name: (method, step-1 rule, ClassicSwapper options, AnonymizeCon
     "swap-size-thresholds": ("swap", "hybrid", {}, {"check_by_size": True}),
     # faces turned 45-60 degrees swapped and softened rather than blurred (an option)
     "swap-turned-soft": ("swap", "hybrid", {}, {"max_yaw_soft_deg": 60.0}),
+    # the defaults before 2026-12-05 15:10: faces turned past the yaw guard blurred, not swapped through the mesh
+    "swap-turned-blur": ("swap", "hybrid", {}, {"turned_swap": None}),
     # the defaults before 2026-12-05 03:00: MobileFaceNet consulted, FaceRes the never-consulted judge
     "swap-judge-faceres": ("swap", "hybrid", {}, {"recognizers": ("mobilefacenet", "mobileface")}),
     "blur": ("blur", "hybrid", {}, {}),
@@ -39,6 +41,15 @@ VARIANTS = {  # name: (method, step-1 rule, ClassicSwapper options, AnonymizeCon
 _FLAGS = {"max_yaw_soft_deg": "max-yaw-soft"}  # config fields whose command-line option has another name
 TUNING = ("Settings such as `max_yaw_deg` were chosen on another draw of probes (seed 1), never on this one: "
           "see the section on the tuning draw below.")
+
+
+def _value(key: str, v: object) -> str:
+    """An option's value as the CLI spells it."""
+    if key == "turned_swap" and v is None:
+        return "blur"
+    if isinstance(v, tuple):
+        return ",".join(v) or "none"
+    return v if isinstance(v, str) else f"{v:g}"
 
 
 def _judge_note() -> str:
@@ -79,8 +90,7 @@ def main() -> None:
             title = f"**`--method {method}`**" + (f", step 1 `--group-by {group_by}`" if method == "swap" else "")
             title += "".join(f", `--{k} {v}`" for k, v in swapper_options.items())
             title += "".join(f", `--{_FLAGS.get(k, k.replace('_', '-'))}`" if v is True else
-                             f", `--{_FLAGS.get(k, k.replace('_', '-'))} "
-                             f"{','.join(v) or 'none' if isinstance(v, tuple) else f'{v:g}'}`"
+                             f", `--{_FLAGS.get(k, k.replace('_', '-'))} {_value(k, v)}`"
                              for k, v in options.items())
             title += " (the defaults)" if name == "swap" else ""
             title += (" (an option, not the default: it paints skin over fringes and caps; see the tuning draw)"
@@ -92,6 +102,8 @@ def main() -> None:
             title += (" (an option, not the default: chosen against on the tuning draw, a face or two for a soft "
                       "frontal face on a turned head; see the section on softened swaps)"
                       if name == "swap-turned-soft" else "")
+            title += (" (the defaults before 2026-12-05 15:10: faces turned past the yaw guard blurred rather than "
+                      "swapped through the 3-D face mesh)" if name == "swap-turned-blur" else "")
             title += (" (the defaults before 2026-12-05 03:00: MobileFaceNet consulted, FaceRes the never-consulted "
                       "judge; see the section on which network is the judge)" if name == "swap-judge-faceres" else "")
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(p.stat().st_mtime))

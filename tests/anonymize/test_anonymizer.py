@@ -486,6 +486,28 @@ def test_attribute_check_stops_when_both_kept(swapper_anonymizer, astronaut, mon
     assert rec.gender_kept is True and rec.age_group_kept is True and calls["n"] == 3
 
 
+def test_a_second_gender_reader_must_agree(swapper_anonymizer, astronaut, monkeypatch):
+    """``gender_also="faceres"``: the predictor reads every output as the original's gender, FaceRes's head reads
+    the first two as the other one, so the third swap is the first that keeps the gender."""
+    from perface.face.attribute_networks import FaceResPredictor
+    from perface.face.attributes import Attributes
+
+    _fake_predictor(monkeypatch, ["female"], ["young"])
+    seen = []
+
+    def faceres(images, boxes):
+        seen.append(1)
+        return [Attributes("male" if len(seen) <= 2 else "female", 0.99, 30.0, "young") for _ in images]
+
+    monkeypatch.setattr(FaceResPredictor.shared(), "predict", faceres)
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, gender_also="faceres")
+    _, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method == "swap" and rec.gender_kept is True and len(seen) == 3 and rec.tries >= 3
+    with pytest.raises(ValueError, match="gender_also"):
+        AnonymizeConfig(gender_also="gear")
+
+
 def test_swapper_options_reach_the_swapper(swapper_anonymizer):
     an = Anonymizer(AnonymizeConfig(swapper_options={"max_yaw_deg": 10.0, "forehead": 0.6}))
     assert an.swapper.max_yaw_deg == 10.0 and an.swapper.forehead == 0.6
@@ -596,7 +618,8 @@ def test_faces_left_unanonymized_is_measured(astronaut, monkeypatch):
 
 
 def test_a_face_turned_sideways_is_hidden(swapper_anonymizer, astronaut, monkeypatch):
-    """The yaw guard on the detector's five landmarks: a nose tip beyond an eye is a profile, blurred."""
+    """The yaw guard on the detector's five landmarks: a nose tip beyond an eye is a profile, blurred when turned
+    faces are not swapped through the mesh (``turned_swap`` None)."""
     import perface.anonymize.anonymizer as mod
 
     real = mod.detect_with_unsure
@@ -608,31 +631,41 @@ def test_a_face_turned_sideways_is_hidden(swapper_anonymizer, astronaut, monkeyp
         return [replace(faces[0], landmarks=lm)], unsure
 
     monkeypatch.setattr(mod, "detect_with_unsure", profile)
-    out, (rec,) = swapper_anonymizer.anonymize_array(astronaut)
+    an = Anonymizer.__new__(Anonymizer)
+    an.__dict__.update(swapper_anonymizer.__dict__)
+    an.config = replace(swapper_anonymizer.config, turned_swap=None)
+    out, (rec,) = an.anonymize_array(astronaut)
     assert rec.method == "blur" and "sideways" in rec.reason and rec.donor_id is None
 
 
-def test_a_half_turned_face_can_be_swapped_softened(swapper_anonymizer, astronaut, monkeypatch):
-    """``max_yaw_soft_deg``: a face turned 52 degrees (past the 45-degree guard) is swapped, but only a softened
-    swap is kept; off (the default), or with ``soften`` off, it is hidden as before."""
-    import perface.anonymize.anonymizer as mod
-    from perface.face.detect import five_point_yaw
+def _turned_by(degrees: float, real):
+    """``real`` (the detector) with the first face's nose landmark moved as if the face were turned ``degrees``."""
 
-    real = mod.detect_with_unsure
-
-    def half_turned(img, cfg=None):
+    def turned(img, cfg=None):
         faces, unsure = real(img, cfg)
         lm = faces[0].landmarks.copy()
         eyes, mouth = lm[1] - lm[0], lm[4] - lm[3]
         half = 0.25 * (np.hypot(*eyes) + np.hypot(*mouth))
-        lm[2, 0] = (lm[0, 0] + lm[1, 0] + lm[3, 0] + lm[4, 0]) / 4 + np.sin(np.radians(52)) * half
+        lm[2, 0] = (lm[0, 0] + lm[1, 0] + lm[3, 0] + lm[4, 0]) / 4 + np.sin(np.radians(degrees)) * half
         return [replace(faces[0], landmarks=lm)], unsure
 
+    return turned
+
+
+def test_a_half_turned_face_can_be_swapped_softened(swapper_anonymizer, astronaut, monkeypatch):
+    """``max_yaw_soft_deg``: a face turned 52 degrees (past the 45-degree guard) is swapped, but only a softened
+    swap is kept; off (the default), or with ``soften`` off, it is hidden as before (``turned_swap`` None: not swapped
+    through the mesh either)."""
+    import perface.anonymize.anonymizer as mod
+    from perface.face.detect import five_point_yaw
+
+    half_turned = _turned_by(52, mod.detect_with_unsure)
     monkeypatch.setattr(mod, "detect_with_unsure", half_turned)
     assert 48 < five_point_yaw(half_turned(astronaut)[0][0].landmarks) < 56
-    _, (hidden,) = swapper_anonymizer.anonymize_array(astronaut)
-    assert hidden.method == "blur" and "sideways" in hidden.reason
     an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, turned_swap=None)
+    _, (hidden,) = an.anonymize_array(astronaut)
+    assert hidden.method == "blur" and "sideways" in hidden.reason
     an.config = replace(an.config, max_yaw_soft_deg=60.0)
     checked = []
     original = Anonymizer._check
@@ -648,6 +681,54 @@ def test_a_half_turned_face_can_be_swapped_softened(swapper_anonymizer, astronau
     assert off.method == "blur" and "sideways" in off.reason
     with pytest.raises(ValueError, match="max_yaw_soft_deg"):
         AnonymizeConfig(max_yaw_soft_deg=40.0)
+
+
+def test_a_turned_face_is_swapped_through_the_mesh_or_hidden(swapper_anonymizer, astronaut, monkeypatch):
+    """``turned_swap="mesh"`` (the default): a face past the yaw guard is swapped through the 3-D meshes and checked
+    like any swap; when the mesh does not fit it, it is hidden (fail closed). Off (None), it is hidden."""
+    import perface.anonymize.anonymizer as mod
+    import perface.face.mesh as mesh_mod
+
+    turned = _turned_by(70, mod.detect_with_unsure)
+    monkeypatch.setattr(mod, "detect_with_unsure", turned)
+    an = _without_prescreen(swapper_anonymizer)
+    assert an.config.turned_swap == "mesh"
+    an.config = replace(an.config, turned_swap=None)
+    _, (hidden,) = an.anonymize_array(astronaut)
+    assert hidden.method == "blur" and "sideways" in hidden.reason
+    an.config = replace(an.config, turned_swap="mesh")
+    checked = []
+    original = Anonymizer._check
+    monkeypatch.setattr(Anonymizer, "_check",
+                        lambda self, img, *a, **k: checked.append(img) or original(self, img, *a, **k))
+    out, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method == "swap" and "3-D face mesh" in rec.reason and rec.donor_id is not None
+    x1, y1, x2, y2 = ASTRO_BOX  # the kept face is a mesh swap that every check passed
+    assert checked and np.array_equal(checked[-1][y1:y2, x1:x2], out[y1:y2, x1:x2])
+    assert rec.identity_similarity_after < SAME_PERSON_COSINE
+    assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
+    no_face = mesh_mod.Mesh(np.zeros((468, 3)), 0.0)
+    monkeypatch.setattr(mesh_mod, "face_mesh", lambda *a, **k: no_face)
+    out, (failed,) = an.anonymize_array(astronaut)
+    assert failed.method == "blur" and "no face mesh fitted" in failed.reason and failed.donor_id is None
+    assert np.array_equal(out, obscure(astronaut, turned(astronaut)[0][0].box, "blur", an.config.mask_scale))
+    with pytest.raises(ValueError, match="turned_swap"):
+        AnonymizeConfig(turned_swap="cartoon")
+
+
+def test_a_face_the_68_point_swap_finds_too_turned_goes_through_the_mesh(swapper_anonymizer, astronaut,
+                                                                        monkeypatch):
+    """The classic swap refuses a face whose 68 landmarks read it turned past its limit ("extreme pose") although
+    the five detector landmarks passed the yaw guard: it is swapped through the mesh rather than blurred."""
+    import perface.anonymize.swap as swap_mod
+
+    monkeypatch.setattr(swap_mod, "estimate_yaw", lambda lm: 60.0)
+    an = _without_prescreen(swapper_anonymizer)
+    out, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method == "swap" and "too far for the 68-point swap: swapped through the 3-D face mesh" in rec.reason
+    an.config = replace(an.config, turned_swap=None)
+    _, (hidden,) = an.anonymize_array(astronaut)
+    assert hidden.method == "blur" and "extreme pose" in hidden.reason
 
 
 def _record_safe_swaps(monkeypatch) -> list:

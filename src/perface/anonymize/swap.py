@@ -534,31 +534,41 @@ class ClassicSwapper:
             skin = cv2.erode(skin & core, np.ones((3, 3), np.uint8)).astype(bool)
             warped = _color_transfer(warped, dst, skin, self.max_color_gain)
 
-        blended = warped
-        used = "feather"
-        if self.blend == "seamless":
-            try:
-                blended = _poisson(warped, dst, core * 255, self.poisson_max_px)
-                used = "seamless"
-                if self.membrane < 1.0:
-                    blended = _fade_membrane(warped, blended, core, self.membrane, self.membrane_ramp * size)
-            except cv2.error:
-                used = "feather (seamless failed)"
+        patch, alpha, used = blend_face(warped, dst, core, feather, seamless=self.blend == "seamless",
+                                        membrane=self.membrane, membrane_ramp=self.membrane_ramp * size,
+                                        poisson_max_px=self.poisson_max_px)
         info["blend_used"] = used
-
-        sigma = max(0.5, feather / 2.0)
-        core_f = core.astype(np.float32)
-        if used == "seamless":
-            # clone == target on the mask boundary, so a soft edge inside the mask only hides residue
-            alpha = cv2.GaussianBlur(core_f, (0, 0), sigma) * core_f
-        else:
-            shrink = cv2.erode(core, _disk(2 * sigma))  # keep the soft edge inside the warped region
-            alpha = cv2.GaussianBlur(shrink.astype(np.float32), (0, 0), sigma) * core_f
         out = target.copy()
-        out[y0:y1, x0:x1] = cv2.blendLinear(blended, dst, alpha, 1.0 - alpha)
+        out[y0:y1, x0:x1] = patch
         mask = np.zeros((h, w), dtype=np.float32)
         mask[y0:y1, x0:x1] = alpha
         return SwapResult(image=out, mask=mask, ok=True, reason=None, info=info)
+
+
+def blend_face(warped: np.ndarray, dst: np.ndarray, core: np.ndarray, feather: float, *, seamless: bool,
+               membrane: float, membrane_ramp: float, poisson_max_px: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """The warped donor blended into ``dst`` over ``core`` (uint8 0/1): Poisson, its membrane faded to ``membrane``
+    over ``membrane_ramp`` px inwards (falls back to feathering), or a feathered alpha. Returns the blended crop,
+    the alpha used and which blend ran. Shared by the classic and the mesh swap."""
+    blended = warped
+    used = "feather"
+    if seamless:
+        try:
+            blended = _poisson(warped, dst, core * 255, poisson_max_px)
+            used = "seamless"
+            if membrane < 1.0:
+                blended = _fade_membrane(warped, blended, core, membrane, membrane_ramp)
+        except cv2.error:
+            used = "feather (seamless failed)"
+    sigma = max(0.5, feather / 2.0)
+    core_f = core.astype(np.float32)
+    if used == "seamless":
+        # clone == target on the mask boundary, so a soft edge inside the mask only hides residue
+        alpha = cv2.GaussianBlur(core_f, (0, 0), sigma) * core_f
+    else:
+        shrink = cv2.erode(core, _disk(2 * sigma))  # keep the soft edge inside the warped region
+        alpha = cv2.GaussianBlur(shrink.astype(np.float32), (0, 0), sigma) * core_f
+    return cv2.blendLinear(blended, dst, alpha, 1.0 - alpha), alpha, used
 
 
 def _fade_membrane(warped: np.ndarray, cloned: np.ndarray, core: np.ndarray, keep: float, ramp: float
