@@ -165,9 +165,10 @@ class AnonymizeConfig:
     # How faces turned further than ``max_yaw_deg`` are swapped: "mesh" maps the donor through both faces' 3-D
     # FaceMesh meshes (:mod:`perface.anonymize.mesh_swap`), every swap checked like any other; a face the mesh does
     # not fit, or whose every donor is refused, is hidden by the fallback. None: hidden at once (or softened, with
-    # ``max_yaw_soft_deg``). "mesh" since 2026-12-05 15:10: on two tuning draws 11 and 5 of 150 probes fewer blurred,
-    # the face detected in 97.3% and 97.3% of outputs (96.0%, 95.3%), the judge 91.3% and 88.0% (88.7%, 88.0%), every
-    # recognizer's verification the same.
+    # ``max_yaw_soft_deg``). "mesh" since 2026-12-05 15:10: on two tuning draws 12 and 6 faces fewer blurred, the
+    # face detected in 97.3% and 97.3% of 150 outputs (96.0%, 95.3%), the judge 91.3% and 88.0% (88.7%, 88.0%), every
+    # recognizer's verification the same but MobileFace's, one face higher on one draw (it matches turned faces
+    # largely by their hair and background); on the reported draw the judge 2 faces higher, detection the same.
     turned_swap: str | None = "mesh"
     mask_scale: float = 1.3  # obscured region = box scaled by this
     swapper_options: dict[str, Any] = field(default_factory=dict)  # ClassicSwapper settings, e.g. max_yaw_deg
