@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perface.anonymize.mesh_swap import MeshSwapper, fill_from_around, signed_areas, similarity_fit, triangles
+from perface.anonymize.mesh_swap import MeshSwapper, fill_from_around, signed_areas, triangles
+from perface.face.align import umeyama
 from perface.face.detect import detect
 from perface.face.mesh import face_mesh
 
@@ -20,13 +21,13 @@ def donor():
     return d.crop_rgb(), d.landmarks
 
 
-def test_similarity_fit_recovers_a_known_pose():
+def test_umeyama_recovers_a_known_3d_pose():
     rng = np.random.default_rng(1)
     pts = rng.normal(size=(50, 3))
     c, s = np.cos(0.7), np.sin(0.7)
     rot = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])  # a turn about the vertical axis (yaw)
     moved = 2.5 * pts @ rot.T + [10, -3, 4]
-    scale, r, t = similarity_fit(pts, moved)
+    scale, r, t = umeyama(pts, moved)
     assert np.isclose(scale, 2.5) and np.allclose(r, rot) and np.allclose(t, [10, -3, 4])
 
 

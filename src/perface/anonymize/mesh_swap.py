@@ -26,24 +26,13 @@ from perface.anonymize.swap import (
     SwapResult,
     _color_transfer,
     _disk,
+    _eye_centres,
     _hull,
     blend_face,
     piecewise_affine_warp,
 )
+from perface.face.align import umeyama
 from perface.face.mesh import BROWS, EYE_A, EYE_B, LIPS, NOSE_BASE, Mesh, face_mesh
-
-
-def similarity_fit(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares similarity (scale, rotation, translation) taking 3-D points ``src`` onto ``dst`` (Umeyama)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(b.T @ a / len(src))
-    d = np.ones(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[-1] = -1.0
-    rot = u @ np.diag(d) @ vt
-    scale = float((sig * d).sum() / max((a**2).sum() / len(src), 1e-12))
-    return scale, rot, mu_d - scale * rot @ mu_s
 
 
 def signed_areas(pts: np.ndarray, tri: np.ndarray) -> np.ndarray:
@@ -68,7 +57,7 @@ def donor_box_and_eyes(landmarks68: np.ndarray) -> tuple[tuple[float, float, flo
     lm = np.asarray(landmarks68, np.float64)
     lo, hi = lm.min(0), lm.max(0)
     box = (float(lo[0]), float(lo[1] - 0.15 * (hi[1] - lo[1])), float(hi[0]), float(hi[1]))
-    return box, np.stack([lm[36:42].mean(0), lm[42:48].mean(0)])
+    return box, np.stack(_eye_centres(lm))
 
 
 def fill_from_around(image: np.ndarray, hole: np.ndarray, sigma: float) -> np.ndarray:
@@ -159,18 +148,18 @@ class MeshSwapper:
             return SwapResult(img.copy(), self._hull_mask(t2, h, w), False, "no face mesh fitted", info)
         if size < self.min_face_px:
             return SwapResult(img.copy(), self._hull_mask(t2, h, w), False, "too small", info)
-        s, rot, off = similarity_fit(d3, t3)
+        s, rot, off = umeyama(d3, t3)
         posed = (s * d3 @ rot.T) + off
-        # the target's silhouette stays: points near the hull of its visible outline keep their place
-        hull = cv2.convexHull(t2.astype(np.float32))
         if self.silhouette_band is None:  # the donor's silhouette too; the old face's rest is filled in below
             move = np.full(len(t2), self.shape_transfer)
-        else:
+        else:  # the target's silhouette stays: points near the hull of its outline keep their place
+            hull = cv2.convexHull(t2.astype(np.float32))
             edge = np.array([abs(cv2.pointPolygonTest(hull, (float(x), float(y)), True)) for x, y in t2])
             move = np.clip(edge / max(self.silhouette_band * size, 1e-6) - 1.0, 0.0, 1.0) * self.shape_transfer
         dest3 = t3 + move[:, None] * (posed - t3)
         dest = dest3[:, :2]
-        # triangles facing the camera in the target's pose (the donor's are all counter-clockwise)
+        # triangles facing the camera in the target's pose (the shipped triangulation is counter-clockwise on a
+        # frontal face)
         area = signed_areas(dest, tri)
         facing = area > 0.05
         order = np.nonzero(facing)[0]
@@ -194,7 +183,7 @@ class MeshSwapper:
             old = np.zeros(region.shape, np.uint8)
             used = t2[np.unique(tri)]  # the old face's part that the triangles replace
             cv2.fillConvexPoly(old, np.round(cv2.convexHull(used.astype(np.float32)) - (x0, y0)).astype(np.int32), 1)
-            rest = old & (1 - cv2.erode(region, _disk(2 * erode + 1)))
+            rest = old & (1 - core)
             if rest.any():
                 dst = fill_from_around(dst, rest.astype(bool), max(2.0, 0.06 * size))
                 img = img.copy()

@@ -47,23 +47,30 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return (pts @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
 
 
-def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity transform (rotation, uniform scale, shift) taking src to dst (Umeyama)."""
+def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares similarity (uniform scale, rotation, shift) taking (N, D) points ``src`` onto ``dst``
+    (Umeyama's closed form, any dimension): ``dst ~ scale * src @ rot.T + shift``."""
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
     mu_s, mu_d = src.mean(0), dst.mean(0)
     s, d = src - mu_s, dst - mu_d
     cov = d.T @ s / len(src)
     u, sig, vt = np.linalg.svd(cov)
-    sign = np.eye(2)
+    sign = np.eye(src.shape[1])
     if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[1, 1] = -1
+        sign[-1, -1] = -1
     rot = u @ sign @ vt
     var = (s**2).sum() / len(src)
-    scale = (sig * np.diag(sign)).sum() / var if var > 0 else 1.0
+    scale = float((sig * np.diag(sign)).sum() / var) if var > 0 else 1.0
+    return scale, rot, mu_d - scale * rot @ mu_s
+
+
+def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity transform (rotation, uniform scale, shift) taking 2-D src to dst, as a 2 x 3 matrix."""
+    scale, rot, shift = umeyama(src, dst)
     mat = np.zeros((2, 3))
     mat[:, :2] = scale * rot
-    mat[:, 2] = mu_d - scale * rot @ mu_s
+    mat[:, 2] = shift
     return mat
 
 

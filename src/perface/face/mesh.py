@@ -21,9 +21,6 @@ OUTPUTS = ("Identity_2", "Identity_1")  # mesh (468 x 3), face flag
 #: The crop is the box's longer side times this, centred on the box: MediaPipe's own pipeline enlarges its
 #: detector's box by 1.5; CenterFace's boxes are a little tighter (brows to chin), so a little more.
 ENLARGE = 1.6
-#: MediaPipe's face oval (silhouette of a frontal face), clockwise from the top of the forehead.
-FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
-             176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
 #: MediaPipe's eye contours (left and right of the image of a frontal face) and the lips' outer contour.
 EYE_A = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
 EYE_B = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
