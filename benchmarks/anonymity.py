@@ -30,6 +30,9 @@ VARIANTS = {  # name: (method, step-1 rule, ClassicSwapper options, AnonymizeCon
     "swap-size-thresholds": ("swap", "hybrid", {}, {"check_by_size": True}),
     # faces turned 45-60 degrees swapped and softened rather than blurred (an option)
     "swap-turned-soft": ("swap", "hybrid", {}, {"max_yaw_soft_deg": 60.0}),
+    # the defaults 2026-12-05 15:10-18:40: a face every donor and softened swap was refused for blurred, not its
+    # closest swap kept over the blurred region
+    "swap-no-blur-around": ("swap", "hybrid", {}, {"blur_around": None}),
     # the defaults before 2026-12-05 15:10: faces turned past the yaw guard blurred, not swapped through the mesh
     "swap-turned-blur": ("swap", "hybrid", {}, {"turned_swap": None}),
     # the defaults before 2026-12-05 03:00: MobileFaceNet consulted, FaceRes the never-consulted judge
@@ -47,6 +50,8 @@ def _value(key: str, v: object) -> str:
     """An option's value as the CLI spells it."""
     if key == "turned_swap" and v is None:
         return "blur"
+    if key == "blur_around" and v is None:
+        return "-1"
     if isinstance(v, tuple):
         return ",".join(v) or "none"
     return v if isinstance(v, str) else f"{v:g}"
@@ -104,6 +109,9 @@ def main() -> None:
                       if name == "swap-turned-soft" else "")
             title += (" (the defaults before 2026-12-05 15:10: faces turned past the yaw guard blurred rather than "
                       "swapped through the 3-D face mesh)" if name == "swap-turned-blur" else "")
+            title += (" (the defaults 2026-12-05 15:10-18:40: a face that every donor and softened swap was "
+                      "refused for blurred, rather than its closest swap kept over the blurred face region)"
+                      if name == "swap-no-blur-around" else "")
             title += (" (the defaults before 2026-12-05 03:00: MobileFaceNet consulted, FaceRes the never-consulted "
                       "judge; see the section on which network is the judge)" if name == "swap-judge-faceres" else "")
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(p.stat().st_mtime))

@@ -173,6 +173,15 @@ def test_anonymize_forehead_and_compare_swaps_reach_the_anonymizer(tmp_path, ast
     assert res.exit_code == 2 and seen["cfg"].max_yaw_soft_deg == 60.0
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--max-yaw-soft", "30"])
     assert res.exit_code == 2 and _one_line_error(res).startswith("perface: error: --max-yaw-soft")
+    # --blur-around: the config's 32 px by default, a negative size turns it off, NaN is one line naming it
+    assert AnonymizeConfig().blur_around == 32.0
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out")])
+    assert seen["cfg"].blur_around == 32.0
+    for value, expected in (("0", 0.0), ("-1", None)):
+        res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--blur-around", value])
+        assert res.exit_code == 2 and seen["cfg"].blur_around == expected
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--blur-around", "nan"])
+    assert res.exit_code == 2 and _one_line_error(res).startswith("perface: error: --blur-around")
     for bad in ("0.1,x", "0,0.1"):
         res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--soften", bad])
         assert res.exit_code == 2 and _one_line_error(res).startswith("perface: error: --soften")

@@ -45,7 +45,7 @@ _OPTION_NAMES = {"max_tries": "--tries", "max_age_gap": "--max-age-gap", "seed":
                  "strategy": "--strategy", "group_by": "--group-by", "method": "--method", "fallback": "--fallback",
                  "donor_identity_max": "--donor-identity-max", "max_skin_gap": "--max-skin-gap",
                  "recognizers": "--recognizers", "compare_swaps": "--compare-swaps", "swapper_options": "--forehead",
-                 "soften": "--soften", "max_yaw_soft_deg": "--max-yaw-soft",
+                 "soften": "--soften", "max_yaw_soft_deg": "--max-yaw-soft", "blur_around": "--blur-around",
                  "turned_swap": "--turned-swap", "prescreen_below": "--prescreen-below",
                  "per_group": "--per-group",
                  "min_gender_confidence": "--min-gender-confidence", "min_sharpness": "--min-sharpness",
@@ -549,6 +549,11 @@ def anonymize_cmd(
         help="When every donor tried is refused by an identity check, blur the closest swap inside the swapped "
              "face at these Gaussian sigmas (fractions of the face size, comma-separated) until every check "
              "passes; 'none': hide such faces with --fallback at once.")] = SOFTEN_DEFAULT,
+    blur_around: Annotated[float, typer.Option(
+        help="When no swap or softened swap passes, faces of at least this size (px) keep the closest swap over "
+             "the fallback's blur of the face region (hair and background hidden), if that passes every check; "
+             "0 for every size, negative: off. On two tuning draws 32 kept the face detected in 98% of outputs rather "
+             "than 97.3%, re-identification the same or lower.")] = 32.0,
     prescreen_below: Annotated[str, typer.Option(
         help="Stricter donor pre-screens, NAME=SCORE per consulted network (e.g. mobileface=0.05): a donor that "
              "network scores at or above SCORE against the face is skipped before it is swapped. 'none': only "
@@ -620,6 +625,7 @@ def anonymize_cmd(
                               max_skin_gap=max_skin_gap or None, swapper_options={"forehead": forehead},
                               recognizers=_split_names(recognizers), compare_swaps=compare_swaps,
                               soften=_fractions("--soften", soften), check_by_size=check_by_size,
+                              blur_around=None if blur_around < 0 else blur_around,
                               check_redetected=check_redetected, max_yaw_soft_deg=max_yaw_soft or None,
                               turned_swap=None if turned_swap == "blur" else turned_swap,
                               prescreen_below=_scores_by_name("--prescreen-below", prescreen_below))
@@ -665,8 +671,9 @@ def anonymize_cmd(
             for im in report.images]
     _print_table(rows, ["file", "faces", "swapped", "hidden otherwise", "unsure hidden", "donors", "note"],
                  title="dry run (nothing written)" if dry_run else f"anonymized -> {outdir}")
-    parts = [f"{t['faces_swapped']} swapped" + (f" ({t['faces_swapped_softened']} of them softened)"
-                                                if t["faces_swapped_softened"] else "")]
+    how = [f"{t[k]} {what}" for k, what in (("faces_swapped_softened", "softened"),
+                                           ("faces_swapped_blurred_around", "over a blurred region")) if t[k]]
+    parts = [f"{t['faces_swapped']} swapped" + (f" ({', '.join(how)})" if how else "")]
     if t["faces_fallen_back"]:
         parts.append(f"{t['faces_fallen_back']} hidden by {fallback} instead (fail-closed, see the note)")
     if t["faces_obscured_on_request"]:

@@ -833,7 +833,7 @@ def test_soften_keeps_a_refused_swap_once_blurring_it_passes_every_check(swapper
 def test_soften_fails_closed_when_no_softened_swap_passes(swapper_anonymizer, astronaut, monkeypatch):
     """A recognizer that matches even the most softened swap: the face is hidden by the fallback as before."""
     an = _without_prescreen(swapper_anonymizer)
-    an.config = replace(an.config, recognizer_prescreen_at=None, soften=(0.05, 0.1),
+    an.config = replace(an.config, recognizer_prescreen_at=None, soften=(0.05, 0.1), blur_around=None,
                         select=replace(an.config.select, max_tries=2))
     _sharpness_recognizer(an, monkeypatch, threshold=-1.0)
     checked = []
@@ -844,8 +844,101 @@ def test_soften_fails_closed_when_no_softened_swap_passes(swapper_anonymizer, as
     assert len(checked) == 2 + 2  # two donors swapped and refused, then the two softened versions
     x1, y1, x2, y2 = ASTRO_BOX
     assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
+    # with blur_around too: the closest swap over the blurred region, sharp then softened, is refused as well
+    an.config = replace(an.config, blur_around=0.0)
+    checked.clear()
+    out2, (rec2,) = an.anonymize_array(astronaut)
+    assert rec2.method == "blur" and not rec2.blurred_around and rec2.donor_id is None
+    assert len(checked) == 2 + 2 + 3
+    assert np.array_equal(out2, out)  # hidden exactly as without it
     with pytest.raises(ValueError, match="soften"):
         AnonymizeConfig(soften=(0.0,))
+
+
+def _hair_band_recognizer(an: Anonymizer, monkeypatch, threshold: float) -> tuple[int, int, int, int]:
+    """Make MobileFace a stand-in that "matches" while the hair high above the face box stays sharp (outside any
+    swap, inside the fallback's ellipse at ``mask_scale`` 2): its score is that band's Laplacian energy relative
+    to the original's."""
+    band = (210, 30, 237, 38)
+    rec = an.recognizers["mobileface"]
+
+    def energy(image, faces):
+        x1, y1, x2, y2 = band
+        grey = cv2.cvtColor(np.ascontiguousarray(image[y1:y2, x1:x2]), cv2.COLOR_RGB2GRAY).astype(np.float64)
+        return np.array([[cv2.Laplacian(grey, cv2.CV_64F).var()]] * len(faces))
+
+    monkeypatch.setattr(rec, "embed", energy)
+    monkeypatch.setattr(rec, "score", lambda a, b: np.atleast_2d(b)[:, 0] / np.atleast_2d(a)[:, 0])
+    monkeypatch.setattr(rec, "threshold", lambda at="far_1e-3": threshold)
+    return band
+
+
+def test_blur_around_keeps_the_closest_swap_over_the_blurred_region(swapper_anonymizer, astronaut, monkeypatch):
+    """Every swap and softened swap is refused (a stand-in that matches by the hair around the face); with
+    ``blur_around`` the closest swap laid over the fallback's blur of the region passes and is kept: the donor's
+    face stays sharp and findable, the hair around it is hidden."""
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, recognizer_prescreen_at=None, soften=(0.05,), donor_gender_sure=None,
+                        mask_scale=2.0, blur_around=None, select=replace(an.config.select, max_tries=2))
+    x1, y1, x2, y2 = _hair_band_recognizer(an, monkeypatch, threshold=0.5)
+    _, (plain,) = an.anonymize_array(astronaut)
+    assert plain.method == "blur" and "mobileface still matched" in plain.reason
+    an.config = replace(an.config, blur_around=100.0)  # the astronaut's face is 94 px: too small for it
+    _, (small,) = an.anonymize_array(astronaut)
+    assert small.method == "blur" and not small.blurred_around
+    an.config = replace(an.config, blur_around=32.0)
+    out, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method == "swap" and rec.blurred_around and rec.softened is None and rec.donor_id is not None
+    assert "blurred face region" in rec.reason and rec.recognizers_after["mobileface"] < 0.5
+    grey = cv2.cvtColor(np.ascontiguousarray(out[y1:y2, x1:x2]), cv2.COLOR_RGB2GRAY)
+    assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 5 and \
+        cv2.Laplacian(grey, cv2.CV_64F).var() < 0.5 * cv2.Laplacian(
+            cv2.cvtColor(np.ascontiguousarray(astronaut[y1:y2, x1:x2]), cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
+    assert np.array_equal(out[:20, :20], astronaut[:20, :20])  # outside the face region: untouched
+    hidden = obscure(astronaut, ASTRO_BOX, "blur", 2.0)
+    bx1, by1, bx2, by2 = ASTRO_BOX
+    centre = (slice(by1 + 30, by2 - 20), slice(bx1 + 25, bx2 - 25))  # eyes to mouth: the donor's, sharp
+    assert cv2.Laplacian(cv2.cvtColor(out[centre], cv2.COLOR_RGB2GRAY), cv2.CV_64F).var() > \
+        3 * cv2.Laplacian(cv2.cvtColor(hidden[centre], cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
+    assert np.abs(out[centre].astype(int) - astronaut[centre]).mean() > 10
+    assert detect(out)  # still a face, unlike the fallback blur
+    from perface.anonymize.report import ImageRecord, RunReport
+
+    rep = RunReport.__new__(RunReport)
+    rep.images = [ImageRecord(input="a.jpg", output="b.jpg", faces=[rec, plain])]
+    assert rep.totals()["faces_swapped_blurred_around"] == 1 and rep.totals()["faces_swapped_softened"] == 0
+    for bad in (-1.0, float("nan"), True, "32"):
+        with pytest.raises(ValueError, match="blur_around"):
+            AnonymizeConfig(blur_around=bad)
+
+
+def test_check_jitter_also_scores_the_output_on_shifted_crops(swapper_anonymizer, astronaut, monkeypatch):
+    """``check_jitter``: a network that matches only a crop moved right of where the face was found passes every
+    swap without it and refuses every swap with it (the face falls back to blur)."""
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, recognizer_prescreen_at=None, soften=(), blur_around=None,
+                        select=replace(an.config.select, max_tries=2))
+    x0 = detect(astronaut)[0].box[0]
+    rec = an.recognizers["mobileface"]
+    seen = []
+
+    def by_place(image, faces):
+        seen.append(len(faces))
+        return np.array([[1.0 if f.box[0] > x0 + 6 else 0.5] for f in faces])
+
+    monkeypatch.setattr(rec, "embed", by_place)
+    monkeypatch.setattr(rec, "score", lambda a, b: (np.atleast_2d(a) * np.atleast_2d(b)).sum(-1))
+    monkeypatch.setattr(rec, "threshold", lambda at="far_1e-3": 0.4)  # original 0.5: 0.25 in place, 0.5 moved
+    _, (plain,) = an.anonymize_array(astronaut)
+    assert plain.method == "swap" and plain.recognizers_after["mobileface"] == 0.25 and 5 not in seen
+    an.config = replace(an.config, check_jitter={"mobileface": 0.1})
+    seen.clear()
+    _, (moved,) = an.anonymize_array(astronaut)
+    assert moved.method == "blur" and "mobileface still matched" in moved.reason and 5 in seen
+    with pytest.raises(ValueError, match="check_jitter"):
+        AnonymizeConfig(check_jitter={"mobilefacenet": 0.03})  # not consulted
+    with pytest.raises(ValueError, match="check_jitter"):
+        AnonymizeConfig(check_jitter={"mobileface": 0.6})
 
 
 def test_check_by_size_asks_each_network_for_the_threshold_of_the_face_size(swapper_anonymizer, astronaut,

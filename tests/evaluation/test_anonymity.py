@@ -130,6 +130,8 @@ def test_evaluate_anonymization_end_to_end_with_blur(tmp_path: Path) -> None:
     assert not any(r["consulted"] for r in rec.values())
     for name in ("dlib", "mobilefacenet", "faceres"):
         assert rec[name]["rank1_original"]["rate"] == 1.0, name
+        # each probe says whether this network's rank-1 match after anonymization is the person
+        assert sum(p["reid_by"][name] for p in res.probes) / 3 == pytest.approx(rec[name]["rank1_anonymized"]["rate"])
         v = rec[name]["verified_far_1e-2"]
         assert v["n"] == 3 and 0.0 <= v["low"] <= v["rate"] <= v["high"] <= 1.0
     assert "consulted by the anonymizer" in res.to_markdown()

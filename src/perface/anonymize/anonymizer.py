@@ -4,7 +4,7 @@ Every detected face is replaced by a donor from the same attribute group that th
 judges perceptually far from the person (:mod:`perface.anonymize.select`), swapped in offline
 (:mod:`perface.anonymize.swap`). After swapping, the output face is checked with the identity recognizers; if one
 still matches the original, the next donor is tried, and when all are refused the closest swap, softened inside the
-face, is checked again. A face that cannot be swapped safely (too
+face, then laid over a blur of the face region, is checked again. A face that cannot be swapped safely (too
 small, extreme pose, no landmarks, failed check, any error) is blurred, pixelated or masked instead:
 it is never left as it was. Outputs carry no metadata, are written atomically and never replace
 inputs; a JSON privacy report lists every face and what was done to it.
@@ -77,6 +77,12 @@ class AnonymizeConfig:
     # stay under threshold - margin. Why: the evaluation re-detects the face in the output and crops it anew, so a
     # swap that passed the anonymizer's check on its own crop can still score at the threshold there.
     check_margin: dict[str, float] = field(default_factory=dict)
+    # Per consulted network, e.g. ``{"mobileface": 0.03}``: the output is also scored on the face shifted by that
+    # share of its size left, right, up and down (box and landmarks together), keeping the highest score. Why: a
+    # network's score moves with the crop, and an attacker's detector does not place the face exactly where the
+    # anonymizer's does (swaps MobileFace scored 0.25-0.27 on the anonymizer's two crops scored 0.30-0.34, over its
+    # threshold of 0.288, on the evaluation's). Costs 4 more embeddings per check of that network.
+    check_jitter: dict[str, float] = field(default_factory=dict)
     # Also check each consulted network on the face as a detector finds it again in the swap's output (the
     # anonymizer's detector, upright, on a crop around the face), and keep the higher score: an attacker crops the
     # output where the face now is, not where the original was, and a network's score moves with the crop. On the
@@ -119,6 +125,16 @@ class AnonymizeConfig:
     # ``fallback`` as before. A softened swap carries the donor's blurred features, never the person's: it passes
     # the same identity checks as any swap, and stays a face with the donor's gender. (): off.
     soften: tuple[float, ...] = (0.03, 0.06, 0.1)
+    # When softening did not pass either, for faces of at least this size (px): the closest refused swap is laid
+    # over the fallback's own blur of the face region, so that only the swapped face (sharp, then at each
+    # ``soften`` sigma) stays and what is around it (hair, ears, background: what a network matches a small or
+    # turned face by) is hidden, and is checked again by every consulted recognizer; the first that passes is
+    # kept, else the face is hidden as before. Every pixel of the region is the donor's or blurred, as in the
+    # fallback itself. None: off. 32 px since 2026-12-05 18:40 (section "Which network is the judge", rounds
+    # 21-22): on the two tuning draws the face detected in 98.0% and 98.0% of 150 outputs (97.3%, 97.3%), the judge
+    # 92.0% and 88.7% (91.3%, 88.0%), every network's verification the same or a face lower; from 0 px two faces
+    # of 20 and 24 px came out verified (a small face's score moves most with the crop).
+    blur_around: float | None = 32.0
     # Try donors whose skin lightness (median LAB L, 0-255) is within this of the face's first; the others follow,
     # closest first. The colour transfer bridges moderate gaps, but a dark donor on a pale face (or the reverse)
     # comes out grey-eyed and washed out. None: off.
@@ -214,6 +230,13 @@ class AnonymizeConfig:
                                  f"({', '.join(self.recognizers) or 'none'})")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
                 raise ValueError(f"check_margin[{name!r}] must be a score margin in [0, 1), got {value!r}")
+        for name, value in self.check_jitter.items():
+            if name not in self.recognizers:
+                raise ValueError(f"check_jitter: {name!r} is not a consulted recognizer "
+                                 f"({', '.join(self.recognizers) or 'none'})")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 0.5:
+                raise ValueError(f"check_jitter[{name!r}] must be a share of the face size in [0, 0.5), "
+                                 f"got {value!r}")
         for name in self.recognizer_check_overrides:
             if name not in self.recognizers:
                 raise ValueError(f"recognizer_check_overrides: {name!r} is not a consulted recognizer "
@@ -226,6 +249,9 @@ class AnonymizeConfig:
                 raise ValueError(f"{name} must be one of {', '.join(OPERATING_POINTS)}, got {point!r}")
         if any(not isinstance(v, (int, float)) or not 0 < v <= 1 for v in self.soften):
             raise ValueError(f"soften: blur sigmas are fractions of the face size in (0, 1], got {self.soften!r}")
+        if self.blur_around is not None and (isinstance(self.blur_around, bool) or not isinstance(
+                self.blur_around, (int, float)) or not math.isfinite(self.blur_around) or self.blur_around < 0):
+            raise ValueError(f"blur_around: a face size in px (>= 0) or None, got {self.blur_around!r}")
         if isinstance(self.compare_swaps, bool) or not isinstance(self.compare_swaps, int) or self.compare_swaps < 1:
             raise ValueError(f"compare_swaps must be an integer >= 1, got {self.compare_swaps!r}")
         if isinstance(self.max_swaps, bool) or not isinstance(self.max_swaps, int) or self.max_swaps < 0:
@@ -553,6 +579,12 @@ class Anonymizer:
             if best is not None:
                 best.note = (f"every donor tried was still matched ({reason}); kept the closest swap blurred "
                              f"inside the swapped face (sigma {best.softened:g} of the face size)")
+            elif cfg.blur_around is not None and face.size >= cfg.blur_around:
+                best = self._soften(face, target, refused, around=True)
+                if best is not None:
+                    inside = f", inside at sigma {best.softened:g} of the face size" if best.softened else ""
+                    best.note = (f"every donor tried was still matched ({reason}); kept the closest swap over "
+                                 f"the blurred face region{inside}")
         if best is not None and turned:
             best.note = f"{sideways}: swapped and blurred inside the face (sigma {best.softened:g} of its size)"
         elif best is not None and target.mesh is not None:
@@ -785,10 +817,11 @@ class Anonymizer:
                     break
             for name in self._check_order:
                 rec = self.recognizers[name]
-                out_feat = rec.embed(image, [again or face])
-                score = float(rec.score(target.features[name], out_feat)[0])
+                shown = again or face
+                out_feat = rec.embed(image, [shown, *_shifted(shown, cfg.check_jitter.get(name, 0.0))])
+                score = float(rec.score(target.features[name], out_feat).max())
                 if target.features_again is not None:  # the original as found again, too
-                    score = max(score, float(rec.score(target.features_again[name], out_feat)[0]))
+                    score = max(score, float(rec.score(target.features_again[name], out_feat).max()))
                 point = self._check_point(name)
                 th = rec.threshold_for(point, face.size) if cfg.check_by_size else rec.threshold(point)
                 th -= cfg.check_margin.get(name, 0.0)
@@ -833,29 +866,40 @@ class Anonymizer:
         best = max(moved, key=lambda f: box_iou(f.box, face.box), default=None)
         return best if best is not None and box_iou(best.box, face.box) > 0.3 else None
 
-    def _soften(self, face: Face, target: _Target, refused: _Refused) -> _Swap | None:
+    def _soften(self, face: Face, target: _Target, refused: _Refused, around: bool = False) -> _Swap | None:
         """A swap blurred inside its swapped region at each ``soften`` sigma in turn until every identity check
-        passes (None: none did)."""
+        passes (None: none did). ``around``: laid over the fallback's blur of the face region, sharp first."""
         import cv2
 
         ys, xs = np.nonzero(refused.mask > 0)
         if not len(ys):
             return None
         h, w = refused.mask.shape
-        for frac in self.config.soften:
+        base = refused.image
+        if around:  # outside the swapped face: the fallback's blur of the swap's output
+            hidden = obscure(base, face.box, self.config.fallback, self.config.mask_scale)
+            alpha = refused.mask[..., None].astype(np.float32)
+            base = np.clip(base * alpha + hidden * (1 - alpha) + 0.5, 0, 255).astype(np.uint8)
+        for frac in ((0.0,) if around else ()) + tuple(self.config.soften):
+            if not frac:
+                swap, _, _ = self._check(base, face, target, refused.donor_id, refused.psim, refused.gap)
+                if swap is not None:
+                    swap.mask, swap.blurred_around = refused.mask, True
+                    return swap
+                continue
             sigma = max(0.5, frac * face.size)
             # only the swapped region changes: blur its box, padded by the kernel's reach (3 sigma), not the photo
             pad = int(np.ceil(3 * sigma)) + 1
             y1, y2 = max(0, ys.min() - pad), min(h, ys.max() + 1 + pad)
             x1, x2 = max(0, xs.min() - pad), min(w, xs.max() + 1 + pad)
-            roi = refused.image[y1:y2, x1:x2]
+            roi = base[y1:y2, x1:x2]
             alpha = refused.mask[y1:y2, x1:x2, None].astype(np.float32)
             blurred = cv2.GaussianBlur(roi, (0, 0), sigma)
-            image = refused.image.copy()
+            image = base.copy()
             image[y1:y2, x1:x2] = np.clip(roi * (1 - alpha) + blurred * alpha + 0.5, 0, 255).astype(np.uint8)
             swap, _, _ = self._check(image, face, target, refused.donor_id, refused.psim, refused.gap)
             if swap is not None:
-                swap.softened = frac
+                swap.softened, swap.blurred_around = frac, around
                 swap.mask = refused.mask
                 return swap
         return None
@@ -877,7 +921,7 @@ class Anonymizer:
     def _record_swap(self, rec: FaceRecord, swap: _Swap, target: _Target, face: Face) -> None:
         """Fill the face's report record from the swap that was kept."""
         rec.method, rec.reason, rec.donor_id = "swap", swap.note, swap.donor_id
-        rec.softened = swap.softened
+        rec.softened, rec.blurred_around = swap.softened, swap.blurred_around
         rec.skin_lightness_gap = None if swap.gap is None else round(float(swap.gap), 1)
         rec.gender_kept, rec.age_group_kept = swap.gender_kept, swap.age_group_kept
         rec.perceptual_similarity_donor = rounded(swap.perceptual_similarity)
@@ -932,12 +976,24 @@ class _Swap:
     margin: float  # the highest score minus same-person threshold among the consulted recognizers (< 0)
     chips: list[np.ndarray] | None = None  # the perceptual model's view chips of the output (ONNX model only)
     softened: float | None = None  # the ``soften`` sigma (fraction of the face size) it was blurred with, if any
+    blurred_around: bool = False  # laid over the fallback's blur of the face region (``blur_around``)
     note: str | None = None  # why it is not a plain swap (the report's reason)
     mask: np.ndarray | None = None  # the swapper's blend weights (H, W) in [0, 1]: where the donor's face went
 
     @property
     def score(self) -> int:
         return 2 * bool(self.gender_kept) + bool(self.age_group_kept)
+
+
+def _shifted(face: Face, share: float) -> list[Face]:
+    """``face`` moved by ``share`` of its size left, right, up and down (box and landmarks); [] for 0."""
+    if share <= 0:
+        return []
+    d = share * face.size
+    x1, y1, x2, y2 = face.box
+    return [replace(face, box=(x1 + dx, y1 + dy, x2 + dx, y2 + dy), landmarks=face.landmarks + np.float32([dx, dy]),
+                    landmarks68=None if face.landmarks68 is None else face.landmarks68 + np.float32([dx, dy]))
+            for dx, dy in ((d, 0.0), (-d, 0.0), (0.0, d), (0.0, -d))]
 
 
 @dataclass

@@ -33,6 +33,7 @@ class FaceRecord:
     age_group_kept: bool | None = None  # likewise for the predicted age group
     skin_lightness_gap: float | None = None  # donor's skin lightness minus the face's (LAB L, 0-255)
     softened: float | None = None  # a swap blurred inside the face to pass the identity checks: its sigma / size
+    blurred_around: bool = False  # a swap laid over the blurred face region to pass them (``blur_around``)
     rotation: int = 0  # the face's orientation as detected (0, 90, 180, 270; swapped upright when turned)
     kind: str = "face"  # "face", or "unsure": a region scored just below the detection threshold, hidden anyway
     left_unanonymized: bool = False  # its box came out of the anonymizer with unchanged pixels
@@ -82,6 +83,7 @@ class RunReport:
             "faces_found": len(faces),
             "faces_swapped": sum(f.method == "swap" for f in faces),
             "faces_swapped_softened": sum(f.method == "swap" and f.softened is not None for f in faces),
+            "faces_swapped_blurred_around": sum(f.method == "swap" and f.blurred_around for f in faces),
             "faces_fallen_back": sum(f.method != "swap" and f.reason != "requested" for f in faces),
             "faces_obscured_on_request": sum(f.reason == "requested" for f in faces),
             "unsure_regions_hidden": sum(f.kind == "unsure" and not f.left_unanonymized for f in records),

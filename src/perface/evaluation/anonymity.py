@@ -343,8 +343,9 @@ def recognizer_rates(names: Sequence[str], consulted: Sequence[str], originals: 
         rank_o = gallery_ids[rec.score_matrix(fo, gallery[n]).argmax(1)] == t
         rank_a = gallery_ids[rec.score_matrix(fa, gallery[n]).argmax(1)] == t
         pair = rec.score(fo, fa)
-        for row_p, v in zip(probes or (), pair, strict=False):
+        for row_p, v, hit in zip(probes or (), pair, rank_a, strict=False):
             row_p.setdefault("recognizer_scores", {})[n] = round(float(v), 4)
+            row_p.setdefault("reid_by", {})[n] = bool(hit)  # this network's rank-1 match is the person
         row: dict[str, Any] = {"consulted": n in consulted, "network": rec.network,
                                "training_data": rec.training_data,
                                "rank1_original": _rate(rank_o.tolist()), "rank1_anonymized": _rate(rank_a.tolist())}
@@ -423,8 +424,8 @@ def evaluate_anonymization(
 
     anonymizer = Anonymizer(cfg, gallery=gallery, model=model)
     orig_f, anon_f, detected, g_keep, a_keep = [], [], [], [], []
-    totals = {"found": 0, "swapped": 0, "swaps_softened": 0, "hidden_by_fallback": 0, "hidden_as_requested": 0,
-              "left_unanonymized": 0}
+    totals = {"found": 0, "swapped": 0, "swaps_softened": 0, "swaps_blurred_around": 0, "hidden_by_fallback": 0,
+              "hidden_as_requested": 0, "left_unanonymized": 0}
     truth, probes = [], []
     originals, outputs = [], []  # (image, face) of each probe before and after, for every recognizer
     reasons: dict[str, int] = {}
@@ -438,6 +439,7 @@ def evaluate_anonymization(
         totals["found"] += len(records)
         totals["swapped"] += sum(r.method == "swap" for r in records)
         totals["swaps_softened"] += sum(r.method == "swap" and r.softened is not None for r in records)
+        totals["swaps_blurred_around"] += sum(r.method == "swap" and r.blurred_around for r in records)
         totals["hidden_by_fallback"] += sum(r.method != "swap" and r.reason != "requested" for r in records)
         totals["hidden_as_requested"] += sum(r.reason == "requested" for r in records)
         totals["left_unanonymized"] += sum(r.left_unanonymized for r in records)
@@ -469,6 +471,7 @@ def evaluate_anonymization(
         probes.append({"image": im, "identity": ident, "method": main.method if main else None,
                        "reason": main.reason if main else None, "donor_id": main.donor_id if main else None,
                        "softened": main.softened if main else None,
+                       "blurred_around": bool(main and main.blurred_around),
                        "detected_after": after is not None, "gender_before": pa.gender, "gender_after": pb.gender,
                        "age_group_before": pa.age_group, "age_group_after": pb.age_group,
                        "identity_similarity_donor": main.identity_similarity_donor if main else None,
