@@ -37,11 +37,14 @@ VARIANTS = {  # name: (method, step-1 rule, ClassicSwapper options, AnonymizeCon
     "swap-turned-blur": ("swap", "hybrid", {}, {"turned_swap": None}),
     # the defaults before 2026-12-05 03:00: MobileFaceNet consulted, FaceRes the never-consulted judge
     "swap-judge-faceres": ("swap", "hybrid", {}, {"recognizers": ("mobilefacenet", "mobileface")}),
+    # the face found again in the whole output rather than in a crop around it (an option)
+    "swap-redetect-whole": ("swap", "hybrid", {}, {"redetect_whole": True}),
     "blur": ("blur", "hybrid", {}, {}),
 }
 
 
 _FLAGS = {"max_yaw_soft_deg": "max-yaw-soft"}  # config fields whose command-line option has another name
+_LIBRARY_ONLY = {"redetect_whole"}  # AnonymizeConfig fields without a command-line option
 TUNING = ("Settings such as `max_yaw_deg` were chosen on another draw of probes (seed 1), never on this one: "
           "see the section on the tuning draw below.")
 
@@ -94,7 +97,8 @@ def main() -> None:
             res = AnonymityResult(**d, seconds=json.loads(p.read_text())["seconds"])
             title = f"**`--method {method}`**" + (f", step 1 `--group-by {group_by}`" if method == "swap" else "")
             title += "".join(f", `--{k} {v}`" for k, v in swapper_options.items())
-            title += "".join(f", `--{_FLAGS.get(k, k.replace('_', '-'))}`" if v is True else
+            title += "".join(f", `{k}={v!r}` (library option)" if k in _LIBRARY_ONLY else
+                             f", `--{_FLAGS.get(k, k.replace('_', '-'))}`" if v is True else
                              f", `--{_FLAGS.get(k, k.replace('_', '-'))} {_value(k, v)}`"
                              for k, v in options.items())
             title += " (the defaults)" if name == "swap" else ""
@@ -114,6 +118,9 @@ def main() -> None:
                       if name == "swap-no-blur-around" else "")
             title += (" (the defaults before 2026-12-05 03:00: MobileFaceNet consulted, FaceRes the never-consulted "
                       "judge; see the section on which network is the judge)" if name == "swap-judge-faceres" else "")
+            title += (" (an option, not the default: the face found again in the whole output for the check, not "
+                      "in a crop around it; see the section on which network is the judge, round 26)"
+                      if name == "swap-redetect-whole" else "")
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(p.stat().st_mtime))
             title += f" (run {when})"
             parts.append(title + "\n\n" + res.to_markdown())

@@ -941,6 +941,24 @@ def test_check_jitter_also_scores_the_output_on_shifted_crops(swapper_anonymizer
         AnonymizeConfig(check_jitter={"mobileface": 0.6})
 
 
+def test_redetect_whole_finds_the_face_again_in_the_whole_output(swapper_anonymizer, astronaut, monkeypatch):
+    """``redetect_whole``: the check's second crop comes from a detector pass over the whole image, not over a crop
+    one face size around the face; either way the same face is found."""
+    import perface.anonymize.anonymizer as anonymizer_mod
+
+    shapes = []
+    original = anonymizer_mod.detect_with_unsure
+    monkeypatch.setattr(anonymizer_mod, "detect_with_unsure",
+                        lambda image, config: shapes.append(image.shape[:2]) or original(image, config))
+    an = _without_prescreen(swapper_anonymizer)
+    face = detect(astronaut)[0]
+    near = an._redetected(astronaut, face)
+    assert near is not None and box_iou(near.box, face.box) > 0.6 and shapes[-1] != astronaut.shape[:2]
+    an.config = replace(an.config, redetect_whole=True)
+    whole = an._redetected(astronaut, face)
+    assert whole is not None and box_iou(whole.box, face.box) > 0.6 and shapes[-1] == astronaut.shape[:2]
+
+
 def test_check_by_size_asks_each_network_for_the_threshold_of_the_face_size(swapper_anonymizer, astronaut,
                                                                             monkeypatch):
     """``check_by_size``: the check uses ``threshold_for(point, face size)``; off, the full-size threshold."""

@@ -100,6 +100,11 @@ class AnonymizeConfig:
     # Screened on the tuning draws (round 14): MobileFace verified 2.0% and 1.3% (1.3%, 1.3% without); with
     # ``redetect_original`` too, 2.0% and 1.3% for 3 and 2 more faces blurred. Not the default.
     redetect_precision: Precision | None = None
+    # With ``check_redetected``: look for the face again in the whole output, as a detector run on the published
+    # image would, rather than in a crop one face size around it (whose scale moves the box by a few pixels).
+    # Not the default: on the reported draw MobileFace still verified the same 7 faces and the never-consulted
+    # MobileFaceNet 2.0% rather than 0.7% (round 26).
+    redetect_whole: bool = False
     # Identity-safe swaps that keep the checked attributes to compare before one is kept (within
     # ``select.max_tries``): the kept one is the swap the consulted recognizers find least like the face (lowest
     # score minus threshold, of the recognizer that comes closest). 1: the first such swap, as before.
@@ -857,7 +862,7 @@ class Anonymizer:
         box, the candidate overlapping the box best (IoU > 0.3), in image coordinates; None when none does."""
         h, w = image.shape[:2]
         x1, y1, x2, y2 = face.box
-        pad = max(face.width, face.height)
+        pad = max(w, h) if self.config.redetect_whole else max(face.width, face.height)
         cx1, cy1 = max(0, int(x1 - pad)), max(0, int(y1 - pad))
         cx2, cy2 = min(w, int(np.ceil(x2 + pad))), min(h, int(np.ceil(y2 + pad)))
         found = detect_with_unsure(np.ascontiguousarray(image[cy1:cy2, cx1:cx2]), self._redetect_config)[0]
