@@ -33,6 +33,8 @@ VARIANTS = {  # name: (method, step-1 rule, ClassicSwapper options, AnonymizeCon
     # the defaults 2026-12-05 15:10-18:40: a face every donor and softened swap was refused for blurred, not its
     # closest swap kept over the blurred region
     "swap-no-blur-around": ("swap", "hybrid", {}, {"blur_around": None}),
+    # the defaults 2026-12-05 18:40-20:00: faces under 32 px that every donor failed for blurred
+    "swap-no-sharp-around": ("swap", "hybrid", {}, {"blur_around_sharp": None}),
     # the defaults before 2026-12-05 15:10: faces turned past the yaw guard blurred, not swapped through the mesh
     "swap-turned-blur": ("swap", "hybrid", {}, {"turned_swap": None}),
     # the defaults before 2026-12-05 03:00: MobileFaceNet consulted, FaceRes the never-consulted judge
@@ -44,7 +46,7 @@ VARIANTS = {  # name: (method, step-1 rule, ClassicSwapper options, AnonymizeCon
 
 
 _FLAGS = {"max_yaw_soft_deg": "max-yaw-soft"}  # config fields whose command-line option has another name
-_LIBRARY_ONLY = {"redetect_whole"}  # AnonymizeConfig fields without a command-line option
+_LIBRARY_ONLY = {"redetect_whole", "blur_around_sharp"}  # AnonymizeConfig fields without a command-line option
 TUNING = ("Settings such as `max_yaw_deg` were chosen on another draw of probes (seed 1), never on this one: "
           "see the section on the tuning draw below.")
 
@@ -118,6 +120,9 @@ def main() -> None:
                       if name == "swap-no-blur-around" else "")
             title += (" (the defaults before 2026-12-05 03:00: MobileFaceNet consulted, FaceRes the never-consulted "
                       "judge; see the section on which network is the judge)" if name == "swap-judge-faceres" else "")
+            title += (" (the defaults 2026-12-05 18:40-20:00: faces under 32 px that every donor and softened swap "
+                      "was refused for blurred, not swapped sharp over the blurred region)"
+                      if name == "swap-no-sharp-around" else "")
             title += (" (an option, not the default: the face found again in the whole output for the check, not "
                       "in a crop around it; see the section on which network is the judge, round 26)"
                       if name == "swap-redetect-whole" else "")

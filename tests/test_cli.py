@@ -177,9 +177,9 @@ def test_anonymize_forehead_and_compare_swaps_reach_the_anonymizer(tmp_path, ast
     assert AnonymizeConfig().blur_around == 32.0
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out")])
     assert seen["cfg"].blur_around == 32.0
-    for value, expected in (("0", 0.0), ("-1", None)):
+    for value, expected, sharp in (("0", 0.0, 16.0), ("-1", None, None)):
         res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--blur-around", value])
-        assert res.exit_code == 2 and seen["cfg"].blur_around == expected
+        assert res.exit_code == 2 and seen["cfg"].blur_around == expected and seen["cfg"].blur_around_sharp == sharp
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--blur-around", "nan"])
     assert res.exit_code == 2 and _one_line_error(res).startswith("perface: error: --blur-around")
     for bad in ("0.1,x", "0,0.1"):

@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--most", type=int, default=6, help="columns drawn at most")
     args = ap.parse_args()
     default = Anonymizer(AnonymizeConfig())
-    before = Anonymizer(replace(default.config, blur_around=None))
+    before = Anonymizer(replace(default.config, blur_around=None, blur_around_sharp=None))
     cols, seen = [], 0
     for path in sorted(Path(args.folder).glob("*.png"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0):
         img = read_image(path)

@@ -191,6 +191,10 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {  # name: (Anonymi
     "round 27: + re-detection in the whole output by the float graph": (
         {**_ROUND4, "check_redetected": True, "turned_swap": "mesh", "blur_around": 32.0,
          "redetect_whole": True, "redetect_precision": "fp32"}, _NEW_SW),
+    # round 28 (20:00): round 22's defaults + faces of 16-32 px get the swap over the blurred region too, sharp only
+    "round 28: + faces of 16-32 px over the blurred region, sharp only": (
+        {**_ROUND4, "check_redetected": True, "turned_swap": "mesh", "blur_around": 32.0,
+         "blur_around_sharp": 16.0}, _NEW_SW),
     "round 14: + re-detection by the float graph, the original's face too": (
         {**_ROUND4, "check_redetected": True, "redetect_precision": "fp32", "redetect_original": True}, _NEW_SW),
     "feather blend (no Poisson membrane of the target's shading)": ({}, {"blend": "feather"}),
@@ -523,7 +527,7 @@ JUDGE_ROWS = {"round 3: + soften 0.03, 0.06, 0.1": "MobileFaceNet + MobileFace c
                   "the 15:10 defaults + the closest refused swap laid over the fallback's blur of the face region "
                   "when nothing else passes (`blur_around` 0 px, not kept)"),
               "round 22: + closest swap over the blurred region, faces >= 32 px": (
-                  "the same for faces of 32 px and more (`--blur-around 32`, **the defaults since 18:40**)"),
+                  "the same for faces of 32 px and more (`--blur-around 32`, the defaults 18:40-20:00)"),
               "round 23: + MobileFace checked on shifted crops (3%)": (
                   "the 18:40 defaults + MobileFace also scoring the output on the face shifted 3% of its size four "
                   "ways (`check_jitter`, not kept)"),
@@ -534,6 +538,9 @@ JUDGE_ROWS = {"round 3: + soften 0.03, 0.06, 0.1": "MobileFaceNet + MobileFace c
                   "the 18:40 defaults + the face found again in the whole output (`redetect_whole`, an option)"),
               "round 27: + re-detection in the whole output by the float graph": (
                   "the same by the float graph (`redetect_precision` fp32, not kept)"),
+              "round 28: + faces of 16-32 px over the blurred region, sharp only": (
+                  "the 18:40 defaults + faces of 16-32 px over the blurred region too, the sharp swap only "
+                  "(`blur_around_sharp` 16, **the defaults since 20:00**)"),
               "round 15: + attributes by FaceRes's heads": "the 12:55 defaults + gender and age read by FaceRes's "
                                                            "heads (`--attribute-predictor faceres`, an option)",
               "round 15: + attributes by the ensemble": "the 12:55 defaults + gender and age read by FaceRes's heads "
@@ -810,6 +817,13 @@ anonymizer's graphs the tuning draws came out as round 22 but one face lower for
 1; with the float graph MobileFace verified 3.3% and 1.3% (2.0%, 0.7%). On the reported draw (19:28, block
 `redetect_whole=True` in section "Anonymization: re-identification by every recognizer") the first left MobileFace's
 7 verified faces as they were and the never-consulted MobileFaceNet verified 2.0% (0.7%): neither is adopted.
+
+Round 28 (19:56), faces of 16-32 px that every donor and softened swap failed for also get the closest swap over the
+blurred region, the sharp swap only (`blur_around_sharp` 16, the default since 20:00; round 21's two faces newly
+verified, 20 and 24 px, were softened ones, and its one sharp small face, 17 px, was found again and its gender kept
+only that way): faces blurred 13 and 16 (15, 18), the face detected 98.0% and **98.7%** (98.0%, 98.0%), the judge
+92.0% and 89.3% (92.0%, 88.7%), every network's verification exactly as in round 22. The reported draw is the check
+(section "Anonymization: re-identification by every recognizer", run 20:00).
 
 Round 9 (11:05), the metric that also pools FaceRes's `feats` layer (issue 18; the last row; it was the shipped model
 and gallery for these two runs): it groups held-out real photos better (docs/model.md), but on these draws it picks

@@ -834,7 +834,7 @@ def test_soften_fails_closed_when_no_softened_swap_passes(swapper_anonymizer, as
     """A recognizer that matches even the most softened swap: the face is hidden by the fallback as before."""
     an = _without_prescreen(swapper_anonymizer)
     an.config = replace(an.config, recognizer_prescreen_at=None, soften=(0.05, 0.1), blur_around=None,
-                        select=replace(an.config.select, max_tries=2))
+                        blur_around_sharp=None, select=replace(an.config.select, max_tries=2))
     _sharpness_recognizer(an, monkeypatch, threshold=-1.0)
     checked = []
     original = Anonymizer._check
@@ -851,6 +851,11 @@ def test_soften_fails_closed_when_no_softened_swap_passes(swapper_anonymizer, as
     assert rec2.method == "blur" and not rec2.blurred_around and rec2.donor_id is None
     assert len(checked) == 2 + 2 + 3
     assert np.array_equal(out2, out)  # hidden exactly as without it
+    # blur_around_sharp for a face under blur_around's floor: the sharp swap over the blurred region only
+    an.config = replace(an.config, blur_around=200.0, blur_around_sharp=0.0)
+    checked.clear()
+    _, (rec3,) = an.anonymize_array(astronaut)
+    assert rec3.method == "blur" and len(checked) == 2 + 2 + 1
     with pytest.raises(ValueError, match="soften"):
         AnonymizeConfig(soften=(0.0,))
 
@@ -879,13 +884,18 @@ def test_blur_around_keeps_the_closest_swap_over_the_blurred_region(swapper_anon
     face stays sharp and findable, the hair around it is hidden."""
     an = _without_prescreen(swapper_anonymizer)
     an.config = replace(an.config, recognizer_prescreen_at=None, soften=(0.05,), donor_gender_sure=None,
-                        mask_scale=2.0, blur_around=None, select=replace(an.config.select, max_tries=2))
+                        mask_scale=2.0, blur_around=None, blur_around_sharp=None,
+                        select=replace(an.config.select, max_tries=2))
     x1, y1, x2, y2 = _hair_band_recognizer(an, monkeypatch, threshold=0.5)
     _, (plain,) = an.anonymize_array(astronaut)
     assert plain.method == "blur" and "mobileface still matched" in plain.reason
     an.config = replace(an.config, blur_around=100.0)  # the astronaut's face is 94 px: too small for it
     _, (small,) = an.anonymize_array(astronaut)
     assert small.method == "blur" and not small.blurred_around
+    an.config = replace(an.config, blur_around_sharp=32.0)  # under the floor: the sharp swap over the blur only
+    _, (sharp,) = an.anonymize_array(astronaut)
+    assert sharp.method == "swap" and sharp.blurred_around and sharp.softened is None
+    an.config = replace(an.config, blur_around_sharp=None)
     an.config = replace(an.config, blur_around=32.0)
     out, (rec,) = an.anonymize_array(astronaut)
     assert rec.method == "swap" and rec.blurred_around and rec.softened is None and rec.donor_id is not None
@@ -910,6 +920,8 @@ def test_blur_around_keeps_the_closest_swap_over_the_blurred_region(swapper_anon
     for bad in (-1.0, float("nan"), True, "32"):
         with pytest.raises(ValueError, match="blur_around"):
             AnonymizeConfig(blur_around=bad)
+        with pytest.raises(ValueError, match="blur_around_sharp"):
+            AnonymizeConfig(blur_around_sharp=bad)
 
 
 def test_check_jitter_also_scores_the_output_on_shifted_crops(swapper_anonymizer, astronaut, monkeypatch):
@@ -917,7 +929,7 @@ def test_check_jitter_also_scores_the_output_on_shifted_crops(swapper_anonymizer
     swap without it and refuses every swap with it (the face falls back to blur)."""
     an = _without_prescreen(swapper_anonymizer)
     an.config = replace(an.config, recognizer_prescreen_at=None, soften=(), blur_around=None,
-                        select=replace(an.config.select, max_tries=2))
+                        blur_around_sharp=None, select=replace(an.config.select, max_tries=2))
     x0 = detect(astronaut)[0].box[0]
     rec = an.recognizers["mobileface"]
     seen = []
