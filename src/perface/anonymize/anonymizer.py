@@ -898,26 +898,21 @@ class Anonymizer:
             alpha = refused.mask[..., None].astype(np.float32)
             base = np.clip(base * alpha + hidden * (1 - alpha) + 0.5, 0, 255).astype(np.uint8)
         for frac in ((0.0,) if around else ()) + (() if sharp_only else tuple(self.config.soften)):
-            if not frac:
-                swap, _, _ = self._check(base, face, target, refused.donor_id, refused.psim, refused.gap)
-                if swap is not None:
-                    swap.mask, swap.blurred_around = refused.mask, True
-                    return swap
-                continue
-            sigma = max(0.5, frac * face.size)
-            # only the swapped region changes: blur its box, padded by the kernel's reach (3 sigma), not the photo
-            pad = int(np.ceil(3 * sigma)) + 1
-            y1, y2 = max(0, ys.min() - pad), min(h, ys.max() + 1 + pad)
-            x1, x2 = max(0, xs.min() - pad), min(w, xs.max() + 1 + pad)
-            roi = base[y1:y2, x1:x2]
-            alpha = refused.mask[y1:y2, x1:x2, None].astype(np.float32)
-            blurred = cv2.GaussianBlur(roi, (0, 0), sigma)
-            image = base.copy()
-            image[y1:y2, x1:x2] = np.clip(roi * (1 - alpha) + blurred * alpha + 0.5, 0, 255).astype(np.uint8)
+            image = base  # 0: the swap itself (over the blurred region), not blurred inside
+            if frac:
+                sigma = max(0.5, frac * face.size)
+                # only the swapped region changes: blur its box, padded by the kernel's reach (3 sigma), not the photo
+                pad = int(np.ceil(3 * sigma)) + 1
+                y1, y2 = max(0, ys.min() - pad), min(h, ys.max() + 1 + pad)
+                x1, x2 = max(0, xs.min() - pad), min(w, xs.max() + 1 + pad)
+                roi = base[y1:y2, x1:x2]
+                alpha = refused.mask[y1:y2, x1:x2, None].astype(np.float32)
+                blurred = cv2.GaussianBlur(roi, (0, 0), sigma)
+                image = base.copy()
+                image[y1:y2, x1:x2] = np.clip(roi * (1 - alpha) + blurred * alpha + 0.5, 0, 255).astype(np.uint8)
             swap, _, _ = self._check(image, face, target, refused.donor_id, refused.psim, refused.gap)
             if swap is not None:
-                swap.softened, swap.blurred_around = frac, around
-                swap.mask = refused.mask
+                swap.softened, swap.blurred_around, swap.mask = frac or None, around, refused.mask
                 return swap
         return None
 

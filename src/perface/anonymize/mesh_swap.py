@@ -28,7 +28,7 @@ from perface.anonymize.swap import (
     _disk,
     _eye_centres,
     _hull,
-    blend_face,
+    blend_into,
     piecewise_affine_warp,
 )
 from perface.face.align import umeyama
@@ -139,7 +139,6 @@ class MeshSwapper:
         h, w = img.shape[:2]
         info: dict[str, object] = {"swapper": "mesh", "target_mesh_score": round(target.score, 3),
                                    "donor_mesh_score": round(donor.score, 3)}
-        empty = np.zeros((h, w), np.float32)
         t3, d3 = target.points.astype(np.float64), donor.points.astype(np.float64)
         t2 = t3[:, :2]
         size = float(np.ptp(t2[:, 1]))
@@ -194,15 +193,7 @@ class MeshSwapper:
             for part in (EYE_A, EYE_B, LIPS):
                 cv2.fillPoly(skin, [np.round(local[list(part)]).astype(np.int32)], 0)
             warped = _color_transfer(warped, dst, skin.astype(bool), self.max_color_gain)
-        feather = max(2.0, self.feather_scale * size)
-        patch, alpha, used = blend_face(warped, dst, core, feather, seamless=self.blend == "seamless",
-                                        membrane=self.membrane, membrane_ramp=self.membrane_ramp * size,
-                                        poisson_max_px=self.poisson_max_px)
-        info["blend_used"] = used
-        out = img.copy()
-        out[y0:y1, x0:x1] = patch
-        mask = empty
-        mask[y0:y1, x0:x1] = alpha
+        out, mask = blend_into(img, (x0, y0), warped, core, max(2.0, self.feather_scale * size), size, self, info)
         info["moved_px"] = float(np.abs(dest - t2).max())
         return SwapResult(out, mask, True, None, info)
 

@@ -534,15 +534,36 @@ class ClassicSwapper:
             skin = cv2.erode(skin & core, np.ones((3, 3), np.uint8)).astype(bool)
             warped = _color_transfer(warped, dst, skin, self.max_color_gain)
 
-        patch, alpha, used = blend_face(warped, dst, core, feather, seamless=self.blend == "seamless",
-                                        membrane=self.membrane, membrane_ramp=self.membrane_ramp * size,
-                                        poisson_max_px=self.poisson_max_px)
-        info["blend_used"] = used
-        out = target.copy()
-        out[y0:y1, x0:x1] = patch
-        mask = np.zeros((h, w), dtype=np.float32)
-        mask[y0:y1, x0:x1] = alpha
+        out, mask = blend_into(target, (x0, y0), warped, core, feather, size, self, info)
         return SwapResult(image=out, mask=mask, ok=True, reason=None, info=info)
+
+
+class BlendSettings(Protocol):
+    """A swapper's blend options, as :func:`blend_into` reads them."""
+
+    blend: str
+    membrane: float
+    membrane_ramp: float
+    poisson_max_px: int
+
+
+def blend_into(image: np.ndarray, origin: tuple[int, int], warped: np.ndarray, core: np.ndarray, feather: float,
+               size: float, settings: BlendSettings, info: dict[str, object]) -> tuple[np.ndarray, np.ndarray]:
+    """The warped donor crop blended into a copy of ``image`` at ``origin`` (x0, y0) by :func:`blend_face` with a
+    swapper's ``settings`` (its blend, membrane, membrane_ramp per face size, poisson_max_px); returns the output
+    and its full-size alpha, and records the blend used in ``info``. Shared by the classic and the mesh swap."""
+    x0, y0 = origin
+    y1, x1 = y0 + warped.shape[0], x0 + warped.shape[1]
+    patch, alpha, used = blend_face(warped, image[y0:y1, x0:x1], core, feather,
+                                    seamless=settings.blend == "seamless", membrane=settings.membrane,
+                                    membrane_ramp=settings.membrane_ramp * size,
+                                    poisson_max_px=settings.poisson_max_px)
+    info["blend_used"] = used
+    out = image.copy()
+    out[y0:y1, x0:x1] = patch
+    mask = np.zeros(image.shape[:2], dtype=np.float32)
+    mask[y0:y1, x0:x1] = alpha
+    return out, mask
 
 
 def blend_face(warped: np.ndarray, dst: np.ndarray, core: np.ndarray, feather: float, *, seamless: bool,
