@@ -35,6 +35,8 @@ VARIANTS = {  # name: (method, step-1 rule, ClassicSwapper options, AnonymizeCon
     "swap-no-blur-around": ("swap", "hybrid", {}, {"blur_around": None}),
     # the defaults 2026-12-05 18:40-20:00: faces under 32 px that every donor failed for blurred
     "swap-no-sharp-around": ("swap", "hybrid", {}, {"blur_around_sharp": None}),
+    # the defaults 2026-12-05 20:00-21:15: step 2 chose from every donor, gender-clear or not
+    "swap-every-donor": ("swap", "hybrid", {}, {"donor_gender_sure": None}),
     # the defaults before 2026-12-05 15:10: faces turned past the yaw guard blurred, not swapped through the mesh
     "swap-turned-blur": ("swap", "hybrid", {}, {"turned_swap": None}),
     # the defaults before 2026-12-05 03:00: MobileFaceNet consulted, FaceRes the never-consulted judge
@@ -57,6 +59,8 @@ def _value(key: str, v: object) -> str:
         return "blur"
     if key == "blur_around" and v is None:
         return "-1"
+    if key == "donor_gender_sure" and v is None:
+        return "0"
     if isinstance(v, tuple):
         return ",".join(v) or "none"
     return v if isinstance(v, str) else f"{v:g}"
@@ -120,6 +124,9 @@ def main() -> None:
                       if name == "swap-no-blur-around" else "")
             title += (" (the defaults before 2026-12-05 03:00: MobileFaceNet consulted, FaceRes the never-consulted "
                       "judge; see the section on which network is the judge)" if name == "swap-judge-faceres" else "")
+            title += (" (the defaults 2026-12-05 20:00-21:15: step 2 chose from every donor, also those FaceRes's "
+                      "gender head reads as their gallery gender with less than 0.9 probability)"
+                      if name == "swap-every-donor" else "")
             title += (" (the defaults 2026-12-05 18:40-20:00: faces under 32 px that every donor and softened swap "
                       "was refused for blurred, not swapped sharp over the blurred region)"
                       if name == "swap-no-sharp-around" else "")

