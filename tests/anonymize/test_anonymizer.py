@@ -1036,3 +1036,28 @@ def test_detections_passed_in_give_the_same_result(swapper_anonymizer, astronaut
     out_a, recs_a = swapper_anonymizer.anonymize_array(astronaut)
     out_b, recs_b = swapper_anonymizer.anonymize_array(astronaut, detected=found)
     assert np.array_equal(out_a, out_b) and recs_a == recs_b and recs_a[0].method == "swap"
+
+
+def test_pool_by_recognizers_tries_the_random_pool_farthest_first(swapper_anonymizer, astronaut):
+    """``pool_by_recognizers``: step 2's random pool (the paper's least similar share) is tried in the order of the
+    consulted networks' highest score minus threshold, lowest first; the donors and what follows them are the same."""
+    an = Anonymizer.__new__(Anonymizer)
+    an.__dict__.update(swapper_anonymizer.__dict__)
+    an.config = replace(swapper_anonymizer.config, pool_by_recognizers=True)
+    face = detect(astronaut, an.config.detect)[0]
+    target = an._describe(astronaut, face, None, [])
+    plain = swapper_anonymizer._choose_donors(target, set(), np.random.default_rng(0))
+    ordered = an._choose_donors(target, set(), np.random.default_rng(0))
+    k = plain.pool
+    assert k > 1 and ordered.pool == k
+    assert set(ordered.candidates[:k]) == set(plain.candidates[:k]) and ordered.candidates[k:] == plain.candidates[k:]
+
+    def closeness(donor_id: str) -> float:
+        return max(float(r.score(target.features[n], an._donor_features(n, donor_id))[0]) - r.threshold("far_1e-2")
+                   for n, r in an.recognizers.items())
+
+    got = [closeness(d) for d in ordered.candidates[:k]]
+    assert got == sorted(got) and ordered.candidates[:k] != plain.candidates[:k]
+    sims = dict(zip(plain.candidates, plain.similarities, strict=True))
+    assert ordered.similarities == [sims[d] for d in ordered.candidates]
+    assert not swapper_anonymizer.config.pool_by_recognizers  # the default: the paper's random order

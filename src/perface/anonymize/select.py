@@ -81,6 +81,7 @@ class Selection:
     candidates: list[str]
     similarities: list[float]
     notes: list[str] = field(default_factory=list)
+    pool: int = 0  # how many leading candidates were drawn at random ('paper': the least similar share)
 
 
 class DonorSelector:
@@ -159,15 +160,18 @@ class DonorSelector:
                 order = np.concatenate([rng.permutation(inside), np.setdiff1d(np.arange(len(w_sims)), inside)])
         else:
             order = np.arange(len(window))
+            pool = 0
             if cfg.strategy == "paper":
                 n = max(cfg.min_pool, int(np.ceil(cfg.low_fraction * len(window)))) if by_age else len(window)
                 # A random pick among the least similar; with the age window, the rest of it follows, least
                 # similar first, as the retry order (the window can be small and the checks may reject donors).
                 order = np.concatenate([rng.permutation(min(n, len(window))), order[n:]]).astype(int)
+                pool = min(n, len(window))
         # Donors outside the age window come last, closest in age first: a swap that misses the age is still
         # anonymous, and better than a blur once the window is used up.
         final = [window[i] for i in order] + rest
-        return Selection(group, stats, [ids[i] for i in final], [float(sims[i]) for i in final], notes)
+        return Selection(group, stats, [ids[i] for i in final], [float(sims[i]) for i in final], notes,
+                         pool if cfg.strategy == "paper" else 0)
 
     def _age_window(self, ids: list[str], group: tuple[str, str], age: float, notes: list[str]
                     ) -> tuple[list[int], list[int]]:
