@@ -149,6 +149,7 @@ class DonorSelector:
         else:
             window = list(range(len(ids)))
         w_sims = sims[window]
+        pool = 0  # leading candidates drawn at random (Selection.pool)
         if cfg.strategy == "band":
             lo, hi = cfg.band  # type: ignore[misc]
             inside = np.flatnonzero((w_sims >= lo) & (w_sims <= hi))
@@ -160,7 +161,6 @@ class DonorSelector:
                 order = np.concatenate([rng.permutation(inside), np.setdiff1d(np.arange(len(w_sims)), inside)])
         else:
             order = np.arange(len(window))
-            pool = 0
             if cfg.strategy == "paper":
                 n = max(cfg.min_pool, int(np.ceil(cfg.low_fraction * len(window)))) if by_age else len(window)
                 # A random pick among the least similar; with the age window, the rest of it follows, least
@@ -170,8 +170,7 @@ class DonorSelector:
         # Donors outside the age window come last, closest in age first: a swap that misses the age is still
         # anonymous, and better than a blur once the window is used up.
         final = [window[i] for i in order] + rest
-        return Selection(group, stats, [ids[i] for i in final], [float(sims[i]) for i in final], notes,
-                         pool if cfg.strategy == "paper" else 0)
+        return Selection(group, stats, [ids[i] for i in final], [float(sims[i]) for i in final], notes, pool)
 
     def _age_window(self, ids: list[str], group: tuple[str, str], age: float, notes: list[str]
                     ) -> tuple[list[int], list[int]]:
