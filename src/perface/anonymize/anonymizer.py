@@ -268,13 +268,11 @@ class AnonymizeConfig:
                 raise ValueError(f"{name} must be one of {', '.join(OPERATING_POINTS)}, got {point!r}")
         if any(not isinstance(v, (int, float)) or not 0 < v <= 1 for v in self.soften):
             raise ValueError(f"soften: blur sigmas are fractions of the face size in (0, 1], got {self.soften!r}")
-        if self.blur_around is not None and (isinstance(self.blur_around, bool) or not isinstance(
-                self.blur_around, (int, float)) or not math.isfinite(self.blur_around) or self.blur_around < 0):
-            raise ValueError(f"blur_around: a face size in px (>= 0) or None, got {self.blur_around!r}")
-        if self.blur_around_sharp is not None and (isinstance(self.blur_around_sharp, bool) or not isinstance(
-                self.blur_around_sharp, (int, float)) or not math.isfinite(self.blur_around_sharp)
-                or self.blur_around_sharp < 0):
-            raise ValueError(f"blur_around_sharp: a face size in px (>= 0) or None, got {self.blur_around_sharp!r}")
+        for name in ("blur_around", "blur_around_sharp"):
+            px = getattr(self, name)
+            if px is not None and (isinstance(px, bool) or not isinstance(px, (int, float)) or not math.isfinite(px)
+                                   or px < 0):
+                raise ValueError(f"{name}: a face size in px (>= 0) or None, got {px!r}")
         if isinstance(self.compare_swaps, bool) or not isinstance(self.compare_swaps, int) or self.compare_swaps < 1:
             raise ValueError(f"compare_swaps must be an integer >= 1, got {self.compare_swaps!r}")
         if isinstance(self.max_swaps, bool) or not isinstance(self.max_swaps, int) or self.max_swaps < 0:
@@ -729,15 +727,23 @@ class Anonymizer:
                                    age=target.age,
                                    predicted=target.predicted if hybrid else None)
         if self.config.pool_by_recognizers and sel.pool > 1 and self.recognizers:
-            def closeness(i: int) -> float:
-                return max(float(rec.score(target.features[name], self._donor_features(name, sel.candidates[i]))[0])
-                           - rec.threshold("far_1e-2") for name, rec in self.recognizers.items())
-
-            head = sorted(range(sel.pool), key=closeness)
-            order = head + list(range(sel.pool, len(sel.candidates)))
-            sel.candidates = [sel.candidates[i] for i in order]
-            sel.similarities = [sel.similarities[i] for i in order]
+            self._order_pool(sel, target)
         return sel
+
+    def _order_pool(self, sel: Selection, target: _Target) -> None:
+        """``pool_by_recognizers``: step 2's random pool reordered, lowest highest-score-minus-FAR-1%-threshold
+        first (the candidates after the pool keep their order)."""
+        def closeness(i: int) -> float:
+            return max(self._donor_score(target, name, sel.candidates[i]) - rec.threshold("far_1e-2")
+                       for name, rec in self.recognizers.items())
+
+        order = sorted(range(sel.pool), key=closeness) + list(range(sel.pool, len(sel.candidates)))
+        sel.candidates = [sel.candidates[i] for i in order]
+        sel.similarities = [sel.similarities[i] for i in order]
+
+    def _donor_score(self, target: _Target, name: str, donor_id: str) -> float:
+        """Consulted recognizer ``name``'s score of the face against a donor (stored donor features, no swap)."""
+        return float(self.recognizers[name].score(target.features[name], self._donor_features(name, donor_id))[0])
 
     def _try_donors(self, out: np.ndarray, face: Face, target: _Target, sel: Selection, rec: FaceRecord,
                     soft_only: bool = False) -> tuple[_Swap | None, str, _Refused | None]:
@@ -797,8 +803,7 @@ class Anonymizer:
             th = rec.threshold(point) if point is not None else math.inf  # type: ignore[arg-type]
             if name in cfg.prescreen_below and cfg.prescreen_below[name] < th:
                 th, point = cfg.prescreen_below[name], "prescreen_below"
-            if math.isfinite(th) and float(rec.score(target.features[name],
-                                                     self._donor_features(name, donor_id))[0]) >= th:
+            if math.isfinite(th) and self._donor_score(target, name, donor_id) >= th:
                 return f"donors too close for {name} (score >= {th:.3f}, its {point})"
         return None
 
