@@ -49,6 +49,35 @@ VARIANTS = {  # name: (method, step-1 rule, ClassicSwapper options, AnonymizeCon
 
 _FLAGS = {"max_yaw_soft_deg": "max-yaw-soft"}  # config fields whose command-line option has another name
 _LIBRARY_ONLY = {"redetect_whole", "blur_around_sharp"}  # AnonymizeConfig fields without a command-line option
+_TITLE_NOTES = {  # what a variant's block title adds after its options: why it is not (or was) the default
+    "swap-compare3": (
+        ' (an option, not the default: one face fewer verified by FaceRes on this draw for 0.83x the images/s; '
+        'see the section on why faces are still blurred)'),
+    "swap-size-thresholds": (
+        ' (an option, not the default: 4 more faces swapped rather than blurred, but FaceRes verifies 2 of them; '
+        'see the section on softened swaps)'),
+    "swap-turned-soft": (
+        ' (an option, not the default: chosen against on the tuning draw, a face or two for a soft frontal face '
+        'on a turned head; see the section on softened swaps)'),
+    "swap-turned-blur": (
+        ' (the defaults before 2026-12-05 15:10: faces turned past the yaw guard blurred rather than swapped '
+        'through the 3-D face mesh)'),
+    "swap-no-blur-around": (
+        ' (the defaults 2026-12-05 15:10-18:40: a face that every donor and softened swap was refused for '
+        'blurred, rather than its closest swap kept over the blurred face region)'),
+    "swap-judge-faceres": (
+        ' (the defaults before 2026-12-05 03:00: MobileFaceNet consulted, FaceRes the never-consulted judge; see '
+        'the section on which network is the judge)'),
+    "swap-every-donor": (
+        " (the defaults 2026-12-05 20:00-21:15: step 2 chose from every donor, also those FaceRes's gender head "
+        'reads as their gallery gender with less than 0.9 probability)'),
+    "swap-no-sharp-around": (
+        ' (the defaults 2026-12-05 18:40-20:00: faces under 32 px that every donor and softened swap was refused '
+        'for blurred, not swapped sharp over the blurred region)'),
+    "swap-redetect-whole": (
+        ' (an option, not the default: the face found again in the whole output for the check, not in a crop '
+        'around it; see the section on which network is the judge, round 26)'),
+}
 TUNING = ("Settings such as `max_yaw_deg` were chosen on another draw of probes (seed 1), never on this one: "
           "see the section on the tuning draw below.")
 
@@ -110,29 +139,7 @@ def main() -> None:
             title += " (the defaults)" if name == "swap" else ""
             title += (" (an option, not the default: it paints skin over fringes and caps; see the tuning draw)"
                       if swapper_options else "")
-            title += (" (an option, not the default: one face fewer verified by FaceRes on this draw for 0.83x the "
-                      "images/s; see the section on why faces are still blurred)" if name == "swap-compare3" else "")
-            title += (" (an option, not the default: 4 more faces swapped rather than blurred, but FaceRes verifies 2 "
-                      "of them; see the section on softened swaps)" if name == "swap-size-thresholds" else "")
-            title += (" (an option, not the default: chosen against on the tuning draw, a face or two for a soft "
-                      "frontal face on a turned head; see the section on softened swaps)"
-                      if name == "swap-turned-soft" else "")
-            title += (" (the defaults before 2026-12-05 15:10: faces turned past the yaw guard blurred rather than "
-                      "swapped through the 3-D face mesh)" if name == "swap-turned-blur" else "")
-            title += (" (the defaults 2026-12-05 15:10-18:40: a face that every donor and softened swap was "
-                      "refused for blurred, rather than its closest swap kept over the blurred face region)"
-                      if name == "swap-no-blur-around" else "")
-            title += (" (the defaults before 2026-12-05 03:00: MobileFaceNet consulted, FaceRes the never-consulted "
-                      "judge; see the section on which network is the judge)" if name == "swap-judge-faceres" else "")
-            title += (" (the defaults 2026-12-05 20:00-21:15: step 2 chose from every donor, also those FaceRes's "
-                      "gender head reads as their gallery gender with less than 0.9 probability)"
-                      if name == "swap-every-donor" else "")
-            title += (" (the defaults 2026-12-05 18:40-20:00: faces under 32 px that every donor and softened swap "
-                      "was refused for blurred, not swapped sharp over the blurred region)"
-                      if name == "swap-no-sharp-around" else "")
-            title += (" (an option, not the default: the face found again in the whole output for the check, not "
-                      "in a crop around it; see the section on which network is the judge, round 26)"
-                      if name == "swap-redetect-whole" else "")
+            title += _TITLE_NOTES.get(name, "")
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(p.stat().st_mtime))
             title += f" (run {when})"
             parts.append(title + "\n\n" + res.to_markdown())
