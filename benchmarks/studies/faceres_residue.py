@@ -904,6 +904,22 @@ and 0.7, 1.3, 0.0, 1.3% (9 and 5 faces against 8 and 6); the judge 94.0% and 94.
 and 84.0% (86.7%, 84.0%); detection the same. A donor the networks find far before the swap is not one whose swap
 they find far from the person's other photos. Not adopted.
 
+Round 32 (23:00), up to three identity-safe swaps compared (`compare_swaps` 3, measured before only while FaceRes
+was the judge) with the current ensemble, through the whole protocol of both tuning draws on round 29's defaults, with
+two settle rules (a swap every listed network scores below its value is kept at once; the others are ranked by their
+highest score minus that value): FaceRes below 0.45 and MobileFace below 0.22 (about their medians over the kept
+swaps of round 29), or FaceRes below 0.42 alone. Why: rank-1 moves with which donor is drawn, and comparing swaps after
+the fact was the one way left untried with these networks. Rank-1 dlib, MobileFaceNet, FaceRes, MobileFace, seed 1 /
+seed 2: 0.0, 0.7, 2.0, 2.0% / 0.7, 2.0, 2.0, 0.0% with the first rule, 0.0, 0.0, 2.7, 1.3% / 0.7, 0.7, 3.3, 0.0% with
+the second (round 29's defaults: 0.7, 0.7, 2.7, 1.3% / 0.7, 2.0, 2.0, 0.7%), i.e. rank-1 hits over the four networks
+7 and 7, 6 and 7 (8, 8); verified at FAR 1% 8 and 4 faces, 9 and 5 (8, 6); the judge 94.0% on all four runs (94.0%,
+94.0%); age group 87.3% and 82.0%, 87.3% and 83.3% (86.7%, 84.0%); detection the same; the evaluation 10-17% slower
+(154 and 161 s against 140 and 137 s, the second rule). One or two faces each way, FaceRes's own rank-1 hits 3 and 3,
+4 and 5 (4, 3): the comparison does not bring a network under issue 17's 2% on both draws. Seed 1's three FaceRes hits
+that all three runs share did not change with the comparison: one face blurred by the fallback (its context still
+matches) and two swaps with the same donor in every run, one of them the softened closest swap kept when no donor
+passed. Not adopted; `--compare-swaps` stays an option.
+
 Round 9 (11:05), the metric that also pools FaceRes's `feats` layer (issue 18; the last row; it was the shipped model
 and gallery for these two runs): it groups held-out real photos better (docs/model.md), but on these draws it picks
 donors the networks find a little closer: the never-consulted MobileFaceNet verified **4.7% and 2.0%** (2.7%, 1.3%
