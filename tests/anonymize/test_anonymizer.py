@@ -229,6 +229,32 @@ def test_check_margin_tightens_one_network_and_is_validated(swapper_anonymizer, 
         AnonymizeConfig(check_margin={"mobileface": -0.1})
 
 
+def test_crowd_check_refuses_swaps_nearer_the_person_than_the_other_donors(swapper_anonymizer, astronaut):
+    """``crowd_check``: a margin no swap can stay under hides the face after every donor tried, one every swap stays
+    under keeps the plain run's donor; the crowd leaves the swap's own donor out; bad values fail early."""
+    an = _without_prescreen(swapper_anonymizer)
+    _, (plain,) = an.anonymize_array(astronaut)
+    assert plain.method == "swap"
+    an.config = replace(an.config, crowd_check={"faceres": 1.0})  # no swap is nearer the person by a whole unit
+    _, (loose,) = an.anonymize_array(astronaut)
+    assert (loose.method, loose.donor_id) == ("swap", plain.donor_id)
+    an.config = replace(an.config, crowd_check={"faceres": -1.0}, blur_around=None, blur_around_sharp=None)
+    out, (strict,) = an.anonymize_array(astronaut)
+    assert strict.method != "swap" and strict.tries >= 2  # the plain run's donor, and others, refused
+    x1, y1, x2, y2 = ASTRO_BOX
+    assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10  # still hidden
+    own = an._donor_features("faceres", plain.donor_id)[None]
+    an.config = replace(an.config, crowd_rank=1)  # the nearest donor of the crowd
+    assert an._crowd_score("faceres", plain.donor_id, own) < 0.99  # its own features are not in its crowd
+    assert an._crowd_score("faceres", "not a donor", own) > 0.99
+    with pytest.raises(ValueError, match="crowd_check"):
+        AnonymizeConfig(crowd_check={"mobilefacenet": 0.0})  # not consulted by default
+    with pytest.raises(ValueError, match="crowd_check"):
+        AnonymizeConfig(crowd_check={"faceres": 1.5})
+    with pytest.raises(ValueError, match="crowd_rank"):
+        AnonymizeConfig(crowd_rank=0)
+
+
 def test_check_redetected_scores_the_face_found_again_in_the_output(swapper_anonymizer, astronaut):
     """``check_redetected``: the face is found again where it is, and each consulted network's score of the kept
     swap is the higher of the anonymizer's own crop and the crop of the face detected again in the output."""
