@@ -962,7 +962,9 @@ the 21:29 defaults' run in brackets): rank-1 dlib 1.3%, MobileFaceNet 0.7%, **Fa
 95.3% (93.3%), detected 96.7% (96.7%), age group 88.0% (88.0%); 18 faces swapped over the blurred region (10), 14
 blurred (13). The tuning draws' gain did not carry over: FaceRes's rank-1 stays above 2% and MobileFace's
 verification at 3.3%, for 8 more faces with blurred surroundings. Not adopted; `crowd_check` stays a library option
-(`crowd_check={"faceres": -0.02}, crowd_rank=4` for these runs).
+(`crowd_check={"faceres": -0.02}, crowd_rank=4` for these runs). Looked at on four of seed 1's faces it sent to
+that fallback (CelebA photos, so the picture is not shipped): each is a sharp donor face inside a blurred oval where
+the defaults had a plain swap, or a softened one.
 
 Round 9 (11:05), the metric that also pools FaceRes's `feats` layer (issue 18; the last row; it was the shipped model
 and gallery for these two runs): it groups held-out real photos better (docs/model.md), but on these draws it picks
