@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -247,37 +247,27 @@ class AnonymizeConfig:
                                  f"({', '.join(self.recognizers) or 'none'})")
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"settle_below[{name!r}] must be a finite score, got {value!r}")
-        for name, value in self.prescreen_below.items():
+        def consulted(option: str, name: str) -> None:
             if name not in self.recognizers:
-                raise ValueError(f"prescreen_below: {name!r} is not a consulted recognizer "
+                raise ValueError(f"{option}: {name!r} is not a consulted recognizer "
                                  f"({', '.join(self.recognizers) or 'none'})")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"prescreen_below[{name!r}] must be a finite score, got {value!r}")
-        for name, value in self.check_margin.items():
-            if name not in self.recognizers:
-                raise ValueError(f"check_margin: {name!r} is not a consulted recognizer "
-                                 f"({', '.join(self.recognizers) or 'none'})")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise ValueError(f"check_margin[{name!r}] must be a score margin in [0, 1), got {value!r}")
-        for name, value in self.check_jitter.items():
-            if name not in self.recognizers:
-                raise ValueError(f"check_jitter: {name!r} is not a consulted recognizer "
-                                 f"({', '.join(self.recognizers) or 'none'})")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 0.5:
-                raise ValueError(f"check_jitter[{name!r}] must be a share of the face size in [0, 0.5), "
-                                 f"got {value!r}")
-        for name, value in self.crowd_check.items():
-            if name not in self.recognizers:
-                raise ValueError(f"crowd_check: {name!r} is not a consulted recognizer "
-                                 f"({', '.join(self.recognizers) or 'none'})")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1 <= value <= 1:
-                raise ValueError(f"crowd_check[{name!r}] must be a score margin in [-1, 1], got {value!r}")
+
+        # per-network numbers: option, its values, what a value must satisfy, and how the message says it
+        per_network: tuple[tuple[str, dict[str, float], Callable[[float], bool], str], ...] = (
+            ("prescreen_below", self.prescreen_below, math.isfinite, "a finite score"),
+            ("check_margin", self.check_margin, lambda v: 0 <= v < 1, "a score margin in [0, 1)"),
+            ("check_jitter", self.check_jitter, lambda v: 0 <= v < 0.5, "a share of the face size in [0, 0.5)"),
+            ("crowd_check", self.crowd_check, lambda v: -1 <= v <= 1, "a score margin in [-1, 1]"),
+        )
+        for option, values, ok, what in per_network:
+            for name, value in values.items():
+                consulted(option, name)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+                    raise ValueError(f"{option}[{name!r}] must be {what}, got {value!r}")
         if isinstance(self.crowd_rank, bool) or not isinstance(self.crowd_rank, int) or self.crowd_rank < 1:
             raise ValueError(f"crowd_rank must be an integer >= 1, got {self.crowd_rank!r}")
         for name in self.recognizer_check_overrides:
-            if name not in self.recognizers:
-                raise ValueError(f"recognizer_check_overrides: {name!r} is not a consulted recognizer "
-                                 f"({', '.join(self.recognizers) or 'none'})")
+            consulted("recognizer_check_overrides", name)
         for name, point in (("recognizer_check_at", self.recognizer_check_at),
                             ("recognizer_prescreen_at", self.recognizer_prescreen_at),
                             *((f"recognizer_check_overrides[{k!r}]", v)
@@ -369,7 +359,7 @@ class Anonymizer:
         self._identity_cache: dict[str, np.ndarray] = {}  # donor id -> unit identity embedding
         self._donor_feats: dict[tuple[str, str], np.ndarray] = {}  # (recognizer, donor id) -> its features
         self._stored_feats_read: set[str] = set()  # recognizers whose stored donor features were read
-        self._crowds: dict[str, tuple[list[str], np.ndarray]] = {}  # crowd_check: every donor's features, by network
+        self._crowds: dict[str, tuple[dict[str, int], np.ndarray]] = {}  # crowd_check: donor rows, features
         self._stored_skin_read = False
         # perceptual embeddings made beside the identities of one image, by (id(image), id(face))
         self._queries: dict[tuple[int, int], np.ndarray] = {}
@@ -923,10 +913,11 @@ class Anonymizer:
         donors other than its own (stored donor features, read once per network)."""
         if name not in self._crowds:
             ids = self.gallery.ids()
-            self._crowds[name] = (ids, np.stack([self._donor_features(name, i) for i in ids]))
-        ids, feats = self._crowds[name]
+            self._crowds[name] = ({i: k for k, i in enumerate(ids)},
+                                  np.stack([self._donor_features(name, i) for i in ids]))
+        row, feats = self._crowds[name]
         scores = self.recognizers[name].score_matrix(out_feat, feats)[0]
-        others = np.delete(scores, [k for k, i in enumerate(ids) if i == donor_id])
+        others = np.delete(scores, [row[donor_id]] if donor_id in row else [])
         k = min(self.config.crowd_rank, len(others))
         return float(np.partition(others, -k)[-k]) if k else -math.inf
 
