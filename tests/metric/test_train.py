@@ -335,6 +335,37 @@ def test_labelled_sources_parse_resolve_and_round_trip(tmp_path):
         config_from_dict({"data": {"labelled": [{"kind": "utkface", "triplets": 5}]}})
 
 
+def test_extra_csv_triplets_join_the_omi_training_set_only(tmp_path):
+    """data.extra: CSV triplets (e.g. issue 18's swapped stand-in) are added to the rating-derived training
+    triplets, never to the held-out ones, and relative paths resolve against the repository root."""
+    import dataclasses
+
+    from perface.metric.train import describe_data, make_splits
+
+    _write_omi_like(tmp_path / "omi", 12)
+    chips = sorted(CHIPS.glob("omi_*.jpg"))
+    extra = tmp_path / "extra.csv"
+    extra.write_text("anchor,positive,negative\n" + "".join(f"{chips[i]},{chips[i + 1]},{chips[i + 2]}\n"
+                                                         for i in range(4)))
+    ratings = {"attributes": ["age", "hair", "skin"], "gender_matched_fraction": 0.0, "n_candidates": 300,
+               "bootstrap": 50, "threshold": 0.9}
+    data = {"kind": "omi", "root": str(tmp_path / "omi"), "test_fraction": 0.25, "val_fraction": 0,
+            "ratings": ratings, "test_candidates": 200}
+    plain = make_splits(config_from_dict({"data": data}).data)
+    cfg = config_from_dict({"data": {**data, "extra": [str(extra)]}})
+    mixed = make_splits(cfg.data)
+    assert len(mixed.train) == len(plain.train) + 4
+    assert [t.reference for t in mixed.test] == [t.reference for t in plain.test]
+    assert mixed.notes["extra_triplets"] == {str(extra): 4}
+    assert "extra.csv" in describe_data(cfg.data)
+    assert config_from_dict(dataclasses.asdict(cfg)) == cfg  # as saved in a model's metadata
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "x.yaml").write_text("data:\n  extra: [runs/extra.csv]\n")
+    assert load_config(tmp_path / "configs" / "x.yaml").data.extra == (str(tmp_path / "runs" / "extra.csv"),)
+    with pytest.raises(PerFaceError, match="list of CSV file paths"):
+        config_from_dict({"data": {"extra": "runs/extra.csv"}})
+
+
 def test_label_head_separates_its_labels_and_keeps_the_rating_columns(tmp_path):
     """The label columns are fitted on the labelled faces' training part; the MLP and rating columns stay as trained."""
     import shutil

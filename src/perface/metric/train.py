@@ -49,6 +49,7 @@ class DataConfig:
     cv_folds: int = 0  # > 0 (omi): validate on fold `cv_fold` of the non-test faces, train on the other folds
     cv_fold: int = 0
     labelled: tuple[LabelTripletConfig, ...] = ()  # real-photo label triplets added to the training set (omi)
+    extra: tuple[str, ...] = ()  # anchor,positive,negative[,weight] CSV files added to the training set (omi)
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,11 @@ def config_from_dict(d: dict[str, Any], where: str = "config") -> TrainConfig:
     if "labelled" in data:
         data["labelled"] = tuple(_build(LabelTripletConfig, dict(v or {}), f"{where}: data: labelled")
                                  for v in data["labelled"] or ())
+    if "extra" in data:
+        extra = data["extra"] or ()
+        if isinstance(extra, str) or not all(isinstance(v, str) for v in extra):
+            raise PerFaceError(f"{where}: data: extra must be a list of CSV file paths, got {extra!r}")
+        data["extra"] = tuple(extra)
     parts["data"] = (DataConfig, data)
     built = {k: _build(c, v, f"{where}: {k}") for k, (c, v) in parts.items()}
     try:
@@ -174,7 +180,8 @@ def load_config(path: str | os.PathLike[str]) -> TrainConfig:
         return s if os.path.isabs(s) else str((base / s).resolve())
 
     data = dataclasses.replace(cfg.data, root=rel(cfg.data.root),
-                               labelled=tuple(resolve_root(c, base) for c in cfg.data.labelled))
+                               labelled=tuple(resolve_root(c, base) for c in cfg.data.labelled),
+                               extra=tuple(rel(e) for e in cfg.data.extra))
     init = cfg.init_from if cfg.init_from in (None, "default") else rel(cfg.init_from)
     return dataclasses.replace(cfg, data=data, out=rel(cfg.out), cache_dir=rel(cfg.cache_dir), init_from=init)
 
@@ -218,6 +225,10 @@ def make_splits(cfg: DataConfig) -> Splits:
             extra = [label_triplets(c) for c in cfg.labelled]
             notes["label_triplets"] = {f"{c.kind}": len(e) for c, e in zip(cfg.labelled, extra, strict=True)}
             train = TripletSet([*train, *(t for e in extra for t in e)], train.name)
+        if cfg.extra:
+            more = [ds.load_csv_triplets(p) for p in cfg.extra]
+            notes["extra_triplets"] = {p: len(m) for p, m in zip(cfg.extra, more, strict=True)}
+            train = TripletSet([*train, *(t for m in more for t in m)], train.name)
         return Splits(train, val, rep_test.triplets,
                       {"train": tuple(train_ids), "val": tuple(val_ids), "test": tuple(test_ids)}, notes,
                       rep_train.space)
@@ -608,5 +619,7 @@ def describe_data(cfg: DataConfig) -> str:
                          f"({c.train_fraction:g}) of {c.kind} (same gender and age group closer than different)")
             else:
                 text += f", plus {c.kind}'s gender and age-group labels (training part, {c.train_fraction:g})"
+        for e in cfg.extra:
+            text += f", plus the triplets of {Path(e).name}"
         return text
     return f"human similarity triplets ({cfg.kind}, subset {cfg.subset.upper()})"
