@@ -111,6 +111,16 @@ def test_train_config_file_errors_name_the_file(tmp_path):
     assert res.exit_code == 2 and "unknown key" in _one_line_error(res)
 
 
+def test_train_missing_dataset_file_is_bad_input(tmp_path):
+    """A dataset file the config names but that is missing (here a CSV of triplets) is exit 2, one line naming it."""
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"data:\n  kind: csv\n  root: {tmp_path / 'triplets.csv'}\nout: {tmp_path / 'run'}\n")
+    res = runner.invoke(app, ["train", "--config", str(cfg)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    err = res.stderr.strip().splitlines()[-1]  # after the progress lines train writes to stderr
+    assert err.startswith("perface: error:") and "triplets.csv: file not found" in err and "internal" not in err
+
+
 def test_anonymize_dry_run_and_bad_selection_options(tmp_path, astro_file):
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--dry-run",
                               "--max-age-gap", "0"])

@@ -364,6 +364,8 @@ def test_extra_csv_triplets_join_the_omi_training_set_only(tmp_path):
     assert load_config(tmp_path / "configs" / "x.yaml").data.extra == (str(tmp_path / "runs" / "extra.csv"),)
     with pytest.raises(PerFaceError, match="list of CSV file paths"):
         config_from_dict({"data": {"extra": "runs/extra.csv"}})
+    with pytest.raises(PerFaceError, match="kind 'omi' only"):
+        config_from_dict({"data": {"kind": "csv", "extra": ["runs/extra.csv"]}})
 
 
 def test_label_head_separates_its_labels_and_keeps_the_rating_columns(tmp_path):

@@ -148,6 +148,9 @@ def config_from_dict(d: dict[str, Any], where: str = "config") -> TrainConfig:
         extra = data["extra"] or ()
         if isinstance(extra, str) or not all(isinstance(v, str) for v in extra):
             raise PerFaceError(f"{where}: data: extra must be a list of CSV file paths, got {extra!r}")
+        if extra and data.get("kind", "omi") != "omi":
+            raise PerFaceError(f"{where}: data: extra adds triplets to kind 'omi' only; for {data['kind']!r} "
+                               "put every triplet in its own data")
         data["extra"] = tuple(extra)
     parts["data"] = (DataConfig, data)
     built = {k: _build(c, v, f"{where}: {k}") for k, (c, v) in parts.items()}
