@@ -370,12 +370,17 @@ def evaluate_cmd(
     seed: Annotated[int, typer.Option(help="Seed for the attribute groups.")] = 0,
     min_age: Annotated[int | None, typer.Option(help="Only faces at least this old (where ages are known).")]
     = None,
+    triplets_from: Annotated[Path | None, typer.Option(
+        help="Score these triplets instead of the model's own held-out split: a SimCelebA folder or archive "
+             "(D1 and D2, e.g. SimCelebA itself or a `perface annotate export`) or an anchor,positive,negative CSV.")]
+    = None,
 ) -> None:
     """Triplet accuracy (with baselines and 95% CIs) and the paper's attribute-group classification."""
     from perface.evaluation.protocols import run_evaluation
 
     result = run_evaluation(model, triplets=triplets, data_root=data_root, utkface=utkface, celeba=celeba,
-                            cache_dir=cache_dir, seed=seed, log=lambda m: typer.echo(m, err=True), min_age=min_age)
+                            cache_dir=cache_dir, seed=seed, log=lambda m: typer.echo(m, err=True), min_age=min_age,
+                            triplets_from=triplets_from)
     typer.echo(result.to_markdown())
     if out is not None:
         from perface.evaluation.protocols import write_json

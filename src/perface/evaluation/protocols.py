@@ -199,6 +199,24 @@ def _labelled_sources(meta: dict[str, Any]) -> list[Any]:
     return list(config_from_dict(meta["config"]).data.labelled)
 
 
+def external_triplets(path: str | Path, log=print) -> dict[str, TripletSet]:
+    """Subsets of a triplet set given by the user: SimCelebA (a folder with ``triplet_answers.csv``, or its
+    archive) as D1 and D2, or an ``anchor,positive,negative[,weight]`` CSV as one subset."""
+    from perface.datasets import load_csv_triplets, load_simceleba
+    from perface.face.io import InputError
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "triplet set not found")
+    if p.is_file() and p.suffix.lower() == ".csv":
+        ts = load_csv_triplets(p)
+        log(f"{p}: {len(ts)} triplets (CSV)")
+        return {"all": ts}
+    ts = load_simceleba(p)
+    log(f"{p}: {len(ts)} SimCelebA-format triplets")
+    return {"D1": ts.d1(), "D2": ts.d2()}
+
+
 def run_evaluation(
     model_name: str = "default",
     triplets: bool = True,
@@ -209,8 +227,10 @@ def run_evaluation(
     seed: int = 0,
     log=print,
     min_age: int | None = None,
+    triplets_from: str | Path | None = None,
 ) -> EvaluationResult:
-    """Evaluate a saved model: triplets on its own held-out split, Sec. 4.5 on labelled folders."""
+    """Evaluate a saved model: triplets on its own held-out split (or on ``triplets_from``: a SimCelebA folder or
+    archive, D1 and D2, or an ``anchor,positive,negative`` CSV), Sec. 4.5 on labelled folders."""
     from perface.datasets import in_training_part, load_celeba, load_utkface
     from perface.face.io import InputError
     from perface.metric.model import load
@@ -220,7 +240,11 @@ def run_evaluation(
     meta = getattr(model, "metadata", {}) or {}
     cache = None if cache_dir is None else str(cache_dir)
     result = EvaluationResult(model_name, meta.get("trained_on", "unknown"))
-    if triplets:
+    if triplets and triplets_from is not None:
+        result.triplets = triplet_protocol(model, external_triplets(triplets_from, log), cache_dir=cache,
+                                           split="external")
+        result.notes["split"] = f"triplets from {triplets_from} (none of the model's own split)"
+    elif triplets:
         if "config" not in meta:
             raise InputError(model_name, "model has no training config in its metadata: cannot rebuild its split")
         cfg = config_from_dict(meta["config"])
