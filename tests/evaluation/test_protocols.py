@@ -60,7 +60,7 @@ def test_external_triplet_sets_are_scored_as_d1_and_d2_with_the_baselines(tmp_pa
     out = CliRunner().invoke(app, ["evaluate", "--triplets-from", str(tmp_path / "t.csv"),
                                    "--cache-dir", str(tmp_path / "cache")])
     assert out.exit_code == 0, out.output
-    assert "PerFace (this model)" in out.stdout and "1.000" in out.stdout
+    assert "PerFace (this model)" in out.stdout and "1.000" in out.stdout and "(triplets from " in out.stdout
     missing = CliRunner().invoke(app, ["evaluate", "--triplets-from", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "triplet set not found" in missing.stderr
     not_a_set = CliRunner().invoke(app, ["evaluate", "--triplets-from", str(tmp_path / "cache")])

@@ -179,7 +179,10 @@ class EvaluationResult:
     def to_markdown(self) -> str:
         parts = [f"Model: {self.model}. Trained on: {self.trained_on}."]
         if self.triplets is not None:
-            parts.append("### Triplet accuracy (held-out split, 95% bootstrap CI)\n\n" + self.triplets.to_markdown())
+            where = self.notes.get("split", "") if str(self.notes.get("split", "")).startswith("triplets from") \
+                else "held-out split"
+            parts.append(f"### Triplet accuracy ({where}, 95% bootstrap CI over triplets)\n\n"
+                         + self.triplets.to_markdown())
         for g in self.groups:
             parts.append(f"### Attribute-group classification (Sec. 4.5): {g.dataset}\n\n" + g.to_markdown())
         return "\n\n".join(parts)
