@@ -368,6 +368,25 @@ def test_extra_csv_triplets_join_the_omi_training_set_only(tmp_path):
         config_from_dict({"data": {"kind": "csv", "extra": ["runs/extra.csv"]}})
 
 
+def test_avfs_judgments_load_with_their_image_folder(tmp_path):
+    """kind avfs: the odd-one-out JSON names images by id, looked up under data.images (default: the JSON's
+    folder); this used to fail with a TypeError (the loader was called without an image folder)."""
+    import json
+
+    from perface.metric.train import make_splits
+
+    names = [p.name for p in sorted(CHIPS.glob("omi_*.jpg"))[:3]]
+    trials = {"0": {"triplet_questions": [names, names], "odd_one_out_positions": [2, 2], "annotator_id": "x"}}
+    (tmp_path / "ooo.json").write_text(json.dumps(trials))
+    data = {"kind": "avfs", "root": str(tmp_path / "ooo.json"), "test_fraction": 0.0, "val_fraction": 0.0}
+    (t,) = make_splits(config_from_dict({"data": {**data, "images": str(CHIPS)}}).data).train
+    assert t.b.name == names[2] and t.votes_a == 2  # the odd one out is the negative, two judgments pooled
+    from perface.datasets import DatasetError
+
+    with pytest.warns(Warning), pytest.raises(DatasetError, match="no usable triplets"):  # none beside the JSON
+        make_splits(config_from_dict({"data": data}).data)
+
+
 def test_label_head_separates_its_labels_and_keeps_the_rating_columns(tmp_path):
     """The label columns are fitted on the labelled faces' training part; the MLP and rating columns stay as trained."""
     import shutil

@@ -50,6 +50,7 @@ class DataConfig:
     cv_fold: int = 0
     labelled: tuple[LabelTripletConfig, ...] = ()  # real-photo label triplets added to the training set (omi)
     extra: tuple[str, ...] = ()  # anchor,positive,negative[,weight] CSV files added to the training set (omi)
+    images: str | None = None  # avfs: the folder of the images the JSON names by id (default: the JSON's folder)
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,8 @@ def load_config(path: str | os.PathLike[str]) -> TrainConfig:
 
     data = dataclasses.replace(cfg.data, root=rel(cfg.data.root),
                                labelled=tuple(resolve_root(c, base) for c in cfg.data.labelled),
-                               extra=tuple(rel(e) for e in cfg.data.extra))
+                               extra=tuple(rel(e) for e in cfg.data.extra),
+                               images=None if cfg.data.images is None else rel(cfg.data.images))
     init = cfg.init_from if cfg.init_from in (None, "default") else rel(cfg.init_from)
     return dataclasses.replace(cfg, data=data, out=rel(cfg.out), cache_dir=rel(cfg.cache_dir), init_from=init)
 
@@ -240,7 +242,7 @@ def make_splits(cfg: DataConfig) -> Splits:
     elif cfg.kind == "csv":
         full = ds.load_csv_triplets(cfg.root)
     elif cfg.kind == "avfs":
-        full = ds.load_avfs(cfg.root)
+        full = ds.load_avfs(cfg.root, cfg.images or Path(cfg.root).parent)
     else:  # pragma: no cover - Literal guards this
         raise PerFaceError(f"unknown data kind {cfg.kind!r}")
     full = full.d2() if cfg.subset == "d2" else full.d1()
