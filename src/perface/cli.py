@@ -103,10 +103,6 @@ def guarded(fn):
         except KeyboardInterrupt:
             _fail("interrupted", 130)
         except Exception as exc:  # noqa: BLE001 - last line of defence for the CLI
-            from perface.datasets.errors import DatasetError  # here: the dataset loaders stay out of startup
-
-            if isinstance(exc, DatasetError):  # a missing or malformed dataset file: bad input, the message names it
-                _fail(str(exc), EXIT_BAD_INPUT)
             if os.environ.get("PERFACE_DEBUG"):
                 raise
             _fail(f"internal error: {type(exc).__name__}: {exc} (set PERFACE_DEBUG=1 for a traceback)",

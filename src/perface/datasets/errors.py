@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from perface.face.io import PerFaceError
+
 __all__ = ["DatasetError", "DatasetWarning"]
 
 
-class DatasetError(ValueError):
-    """A dataset file is missing or malformed; the message names the file and the problem."""
+class DatasetError(PerFaceError, ValueError):
+    """A dataset file is missing or malformed; the message names the file and the problem (a PerFaceError, so the
+    CLI reports it as bad input, exit 2)."""
 
 
 class DatasetWarning(UserWarning):

@@ -179,8 +179,8 @@ class EvaluationResult:
     def to_markdown(self) -> str:
         parts = [f"Model: {self.model}. Trained on: {self.trained_on}."]
         if self.triplets is not None:
-            where = self.notes.get("split", "") if str(self.notes.get("split", "")).startswith("triplets from") \
-                else "held-out split"
+            ext = self.notes.get("triplets_from")
+            where = "held-out split" if ext is None else f"triplets from {ext}"
             parts.append(f"### Triplet accuracy ({where}, 95% bootstrap CI over triplets)\n\n"
                          + self.triplets.to_markdown())
         for g in self.groups:
@@ -246,6 +246,7 @@ def run_evaluation(
     if triplets and triplets_from is not None:
         result.triplets = triplet_protocol(model, external_triplets(triplets_from, log), cache_dir=cache,
                                            split="external")
+        result.notes["triplets_from"] = str(triplets_from)
         result.notes["split"] = f"triplets from {triplets_from} (none of the model's own split)"
     elif triplets:
         if "config" not in meta:
