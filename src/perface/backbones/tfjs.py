@@ -628,8 +628,12 @@ def _reduce(node: TfjsNode, ctx: BuildContext) -> Op:
 
 
 def _reshape(node: TfjsNode, ctx: BuildContext) -> Op:
-    """Reshape to a constant shape (``-1`` allowed, so a ``[-1, ...]`` shape keeps the batch dynamic)."""
+    """Reshape to a constant shape (``-1`` allowed, so a ``[-1, ...]`` shape keeps the batch dynamic); with the
+    ``keep_batch`` attribute the first dimension is the input's batch size, whatever the constant says."""
     shape = [int(s) for s in np.atleast_1d(ctx.static(node, 1)).ravel()]
+    if node.attrs.get("keep_batch"):  # a batch-of-one export's reshape (see perface.backbones.graphdef)
+        rest = shape[1:]
+        return Op(lambda x: x.reshape(x.shape[0], *rest), arity=1)
     return Op(lambda x: x.reshape(shape), arity=1)
 
 
@@ -673,6 +677,20 @@ def _pad(node: TfjsNode, ctx: BuildContext) -> Op:
     return Op(lambda x: F.pad(x, flat, value=value), arity=1)
 
 
+def _fused_batch_norm(node: TfjsNode, ctx: BuildContext) -> Op:
+    """FusedBatchNorm(V3) in inference mode, NHWC: ``(x - mean) * scale / sqrt(var + epsilon) + offset``."""
+    if node.attrs.get("is_training", False):
+        raise UnsupportedOpError(node.op, node.name, "is_training=True")
+    if node.attrs.get("data_format", "NHWC") != "NHWC":
+        raise UnsupportedOpError(node.op, node.name, f"data_format {node.attrs.get('data_format')!r}")
+    eps = float(node.attrs.get("epsilon", 1e-3))
+
+    def fn(x: Tensor, scale: Tensor, offset: Tensor, mean: Tensor, var: Tensor) -> Tensor:
+        return (x - mean) * (scale * torch.rsqrt(var + eps)) + offset
+
+    return Op(fn, arity=5)
+
+
 _TF_DTYPES: dict[str, torch.dtype] = {"DT_FLOAT": torch.float32, "DT_INT32": torch.int32, "DT_BOOL": torch.bool}
 
 
@@ -714,6 +732,8 @@ OPS: dict[str, OpBuilder] = {
     "Pad": _pad,
     "PadV2": _pad,
     "Cast": _cast,
+    "FusedBatchNorm": _fused_batch_norm,
+    "FusedBatchNormV3": _fused_batch_norm,
 }
 
 _SOURCES = ("Const", "Placeholder")

