@@ -256,6 +256,12 @@ def screen(name: str, n_triplets: int, folds: str = "0", min_age: str = "none", 
         _patch_faceres_heads(heads)
         model_overrides_note = {**model_overrides_note, "faceres_heads": heads}
         concat = concat or {"faceres_heads": heads}  # score through the patched model class too
+    # FaceNet's pooled layers appended after everything else: SCREEN_FACENET=m6a (or a comma list of FACENET_PARTS)
+    facenet = tuple(p for p in os.environ.get("SCREEN_FACENET", "").split(",") if p)
+    if facenet:
+        _patch_facenet(facenet)
+        model_overrides_note = {**model_overrides_note, "facenet": list(facenet)}
+        concat = concat or {"facenet": list(facenet)}  # score through the patched model class too
     for k in (int(x) for x in folds.split(",")):
         cfg = dataclasses.replace(
             base, data=dataclasses.replace(base.data, cv_folds=5, cv_fold=k, labelled=labelled),
@@ -359,6 +365,14 @@ def _install(build, model_cls) -> None:
 FACERES_HEADS = RUNS / "faceres_heads.npz"
 
 
+def _cached_rows(path: Path) -> dict[str, np.ndarray]:
+    """Feature rows by image path from a cache written as ``np.savez(path, paths=..., rows=...)`` ({} if none)."""
+    if not path.exists():
+        return {}
+    with np.load(path) as z:
+        return dict(zip(z["paths"].tolist(), z["rows"], strict=True))
+
+
 def faceres_head_features(paths: list[str], kind: str) -> np.ndarray:
     """(N, d) FaceRes attribute-layer features of each image's largest face (dlib's 0.25 chip at 224 px, as the
     metric's second view): ``feats`` 256-d, ``heads`` [gender logit, expected age / 100]. Cached in runs/."""
@@ -369,10 +383,7 @@ def faceres_head_features(paths: list[str], kind: str) -> np.ndarray:
     from perface.face.io import read_image
 
     outs = ["feats/Relu", "gender_pred/BiasAdd", "age_pred/Softmax"]
-    done: dict[str, np.ndarray] = {}
-    if FACERES_HEADS.exists():
-        with np.load(FACERES_HEADS) as z:
-            done = dict(zip(z["paths"].tolist(), z["rows"], strict=True))
+    done = _cached_rows(FACERES_HEADS)
     todo = [p for p in paths if p not in done]
     if todo:
         net = onnx_net(tfjs_graph("faceres", tuple(outs)))
@@ -393,23 +404,102 @@ def faceres_head_features(paths: list[str], kind: str) -> np.ndarray:
     return rows[:, :256] if kind == "feats" else rows[:, 256:]
 
 
-def _patch_faceres_heads(kind: str) -> None:
-    """Make ``train`` and ``bank_embedder`` see [the bank's features, FaceRes's attribute layer] (mirror rows reuse
-    the plain image's values: FaceRes runs once per face, as the shipped model's second view)."""
+def _patch_appended(extra_dim: int, features) -> None:
+    """Make ``train`` and ``bank_embedder`` see [the bank's features, ``features(paths)``] (one row per image: its
+    mirror rows reuse it)."""
     import perface.metric.features as feat_mod
     import perface.metric.train as train_mod
 
-    extra_dim = 256 if kind == "feats" else 2
     plain_build, plain_model = train_mod.build_feature_bank, train_mod.PerFaceModel
 
     def build(model, paths, cache_dir=None, detect_config=None, batch_size=64, progress=True):
         a = plain_build(model, paths, cache_dir, detect_config, batch_size, progress)
-        extra = faceres_head_features(list(a.paths), kind)
+        extra = features(list(a.paths))
         pooled = np.concatenate([a.pooled, np.repeat(extra[:, None, :], a.pooled.shape[1], axis=1)], axis=2)
         return feat_mod.FeatureBank(a.paths, a.index, pooled.astype(np.float32), a.identity, None, a.start,
                                     a.missing)
 
     _install(build, _widened(plain_model, extra_dim))
+
+
+def _patch_faceres_heads(kind: str) -> None:
+    """The bank's features and FaceRes's attribute layer (FaceRes runs once per face, as the shipped model's second
+    view)."""
+    _patch_appended(256 if kind == "feats" else 2, lambda paths: faceres_head_features(paths, kind))
+
+
+FACENET_FEATURES = RUNS / "facenet_features.npz"
+#: FaceNet nodes pooled for the metric (name, node, channels): Mixed_6a, Mixed_7a, the final pooling, the embedding
+FACENET_PARTS = (("m6a", "InceptionResnetV1/Mixed_6a/concat", 896), ("m7a", "InceptionResnetV1/Mixed_7a/concat", 1792),
+                 ("pool", "InceptionResnetV1/Logits/AvgPool_1a_8x8/AvgPool", 1792), ("emb", "embeddings", 512))
+
+
+def facenet_features(paths: list[str], parts: tuple[str, ...]) -> np.ndarray:
+    """(N, d) FaceNet features of each image's largest face, as the ``facenet`` recognizer crops it (box + 10%,
+    160 px), the plain image and its mirror averaged: the named ``FACENET_PARTS`` spatially pooled. Cached in runs/."""
+    from perface.backbones.onnx_graphs import frozen_graph, tfjs_input
+    from perface.backbones.runtime import onnx_net
+    from perface.face.detect import REFERENCE_DETECT, detect
+    from perface.face.io import read_image
+    from perface.face.recognizers import box_crop
+
+    nodes = tuple(n for _, n, _ in FACENET_PARTS)
+    done = _cached_rows(FACENET_FEATURES)
+    todo = [p for p in paths if p not in done]
+    if todo:
+        net = onnx_net(frozen_graph("facenet", nodes))
+        for s0 in range(0, len(todo), 32):
+            part, crops = todo[s0 : s0 + 32], []
+            for p in part:
+                image = read_image(p)
+                face = max(detect(image, REFERENCE_DETECT), key=lambda f: f.width * f.height)
+                crops.append(box_crop(image, face, 160, 0.1))
+            x = tfjs_input(np.stack(crops), "rgb128")
+            rows = 0
+            for xx in (x, np.ascontiguousarray(x[:, :, ::-1])):
+                outs = net(xx)
+                rows = rows + np.concatenate([o.mean(axis=(1, 2)) if o.ndim == 4 else o.reshape(len(o), -1)
+                                              for o in outs], 1) / 2
+            for i, p in enumerate(part):
+                done[p] = rows[i].astype(np.float32)
+            print(f"facenet: {s0 + len(part)}/{len(todo)}", flush=True)
+        RUNS.mkdir(parents=True, exist_ok=True)
+        np.savez(FACENET_FEATURES, paths=np.array(list(done)), rows=np.stack(list(done.values())))
+    bounds = np.cumsum([0] + [c for _, _, c in FACENET_PARTS])
+    cols = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i, (n, _, _) in enumerate(FACENET_PARTS)
+                           if n in parts])
+    return np.stack([done[p][cols] for p in paths]) if paths else np.zeros((0, len(cols)), np.float32)
+
+
+def _patch_facenet(parts: tuple[str, ...]) -> None:
+    """The bank's features and FaceNet's pooled layers (each row already averages the image and its mirror)."""
+    _patch_appended(sum(c for n, _, c in FACENET_PARTS if n in parts), lambda paths: facenet_features(paths, parts))
+
+
+def probe_facenet() -> None:
+    """Issue 18, OMI side: FaceNet's pooled layers beside the shipped features in the ridge probe (5 folds)."""
+    import json
+
+    from perface.metric.features import build_feature_bank
+    from perface.metric.model import PerFaceModel
+    from perface.metric.train import load_config
+
+    torch.set_num_threads(2)
+    base = load_config(REPO / "configs" / "default.yaml")
+    bank = build_feature_bank(PerFaceModel(base.model), image_sets()["omi"], cache_dir=CACHE, progress=False)
+    stem = {Path(p).stem: i for i, p in enumerate(bank.paths)}
+    shipped = bank.pooled[:, 0]
+    fn = {n: facenet_features(list(bank.paths), (n,)) for n, _, _ in FACENET_PARTS}
+    feats = {"shipped features (dlib + FaceRes)": shipped,
+             "FaceNet alone (all four)": np.concatenate(list(fn.values()), 1),
+             **{f"+ FaceNet {n}": np.concatenate([shipped, fn[n]], 1) for n in fn},
+             "+ FaceNet pool + emb": np.concatenate([shipped, fn["pool"], fn["emb"]], 1),
+             "+ FaceNet (all four)": np.concatenate([shipped, *fn.values()], 1)}
+    res = _ridge_triplet_scores(feats, stem)
+    RUNS.mkdir(parents=True, exist_ok=True)
+    (RUNS / "probe_facenet.json").write_text(json.dumps(res, indent=1))
+    for name, r in res.items():
+        print(f"| {name} | {np.mean(r):.4f} | {' / '.join(f'{x:.4f}' for x in r)} |")
 
 
 def combine_cache(second: str = "faceres", levels: str = "stage4,stage5,head", views: str = "",
@@ -1108,5 +1198,6 @@ if __name__ == "__main__":
              "labelhead": labelhead, "assemble": assemble,
              "reembed_gallery": reembed_gallery, "combine_cache": combine_cache, "restamp": restamp,
              "omi_label_cv": omi_label_cv, "probe_extra": probe_extra,
+             "probe_facenet": probe_facenet,
              "write_screen": write_screen}
     steps[sys.argv[1]](*sys.argv[2:])
