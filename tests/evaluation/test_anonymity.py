@@ -126,9 +126,9 @@ def test_evaluate_anonymization_end_to_end_with_blur(tmp_path: Path) -> None:
     assert sum(p["reid_dlib"] for p in res.probes) / 3 == pytest.approx(res.rates["anonymized"]["reid_dlib"])
     # every recognizer has its row; none was consulted by a blur; the networks re-identify the originals
     rec = res.rates["recognizers"]
-    assert set(rec) == {"dlib", "mobilefacenet", "faceres", "mobileface", "lbph"}
+    assert set(rec) == {"dlib", "mobilefacenet", "faceres", "mobileface", "facenet", "lbph"}
     assert not any(r["consulted"] for r in rec.values())
-    for name in ("dlib", "mobilefacenet", "faceres"):
+    for name in ("dlib", "mobilefacenet", "faceres", "facenet"):
         assert rec[name]["rank1_original"]["rate"] == 1.0, name
         # each probe says whether this network's rank-1 match after anonymization is the person
         assert sum(p["reid_by"][name] for p in res.probes) / 3 == pytest.approx(rec[name]["rank1_anonymized"]["rate"])
