@@ -92,10 +92,25 @@ def test_unclear_predicted_gender_is_skipped_but_a_label_is_trusted(tmp_path, sm
     assert [(Path(p).name, why.split(" (")[0]) for p, why in rep.skipped] == [(paths[1].name, "gender unclear")]
     with Gallery.open(tmp_path / "g.sqlite", "perface:test") as g:
         d = g.get(paths[0].stem)
-        assert (d.gender, d.age) == ("male", 30.0)
+        assert (d.gender, d.age, d.attribute_source) == ("male", 30.0, "label")  # the source is the gender's
     rep = build_gallery(paths[1:], tmp_path / "g2.sqlite", small_model,
                         DonorBuildConfig(min_face_px=40, max_yaw=40, min_gender_confidence=0.5))
     assert rep.added == 1
+
+
+def test_a_labelled_age_does_not_make_a_predicted_gender_a_label(tmp_path, small_model, monkeypatch):
+    """Raters unclear about gender but not age (OMI): the gender is the predictor's, and the record says so."""
+    from perface.face import attributes
+
+    sure = attributes.Attributes(gender="female", gender_confidence=0.97, age=30.0, age_group="young")
+    monkeypatch.setattr(attributes, "predict_attributes", lambda crops, boxes=None: [sure] * len(crops))
+    path = sorted(CHIPS.glob("omi_*.jpg"))[0]
+    build_gallery([path], tmp_path / "g.sqlite", small_model, DonorBuildConfig(min_face_px=40, max_yaw=40),
+                  labels={path.name: (None, 52.0)})
+    with Gallery.open(tmp_path / "g.sqlite", "perface:test") as g:
+        d = g.get(path.stem)
+        assert (d.gender, d.age, d.age_group, d.attribute_source) == ("female", 52.0, "older", "predicted")
+        assert g.attribute_sources() == {path.stem: "predicted"}
 
 
 def test_min_gender_confidence_must_be_a_probability_of_the_chosen_label():

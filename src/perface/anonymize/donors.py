@@ -195,9 +195,10 @@ def prepare_donor(path: Path, model, config: DonorBuildConfig,
         if gender is None and pred.gender_confidence < config.min_gender_confidence:
             raise InputError(path, f"gender unclear (predicted {pred.gender} with probability "
                                    f"{pred.gender_confidence:.2f} < {config.min_gender_confidence:g})")
+        # the source says where the *gender* came from: a labelled age does not make a predicted gender a label
+        source = "predicted" if gender is None else "label"
         gender = gender or pred.gender
         age = pred.age if age is None else age
-        source = "predicted" if label is None or label == (None, None) else "label"
     return Donor(id=path.stem, source=str(path.name), gender=gender, age=float(age), age_group=age_group_of(age),
                  attribute_source=source, perceptual=perceptual, identity=identity,
                  crop=Donor.encode_crop(crop, "jpeg", quality=92), landmarks=lm_crop, licence=config.licence)

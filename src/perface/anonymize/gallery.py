@@ -170,8 +170,8 @@ class Donor:
     """One donor face as stored in the gallery.
 
     ``crop`` holds encoded PNG/JPEG bytes of the aligned crop; ``landmarks`` are 68 (x, y) points in
-    that crop's pixel coordinates. ``attribute_source`` says whether gender/age come from dataset
-    labels or from :mod:`perface.face.attributes`.
+    that crop's pixel coordinates. ``attribute_source`` says whether the gender comes from dataset labels
+    (human raters, for the bundled gallery) or from :mod:`perface.face.attributes` (the age may be labelled either way).
     """
 
     id: str
@@ -948,6 +948,11 @@ class Gallery:
         where, params = self._where(group)
         with self._lock:
             return {row[0]: float(row[1]) for row in self._conn.execute(f"SELECT id, age FROM donors{where}", params)}
+
+    def attribute_sources(self) -> dict[str, str]:
+        """Donor id -> where its gender came from, "label" or "predicted" (cheap: reads that column only)."""
+        with self._lock:
+            return {row[0]: row[1] for row in self._conn.execute("SELECT id, attribute_source FROM donors")}
 
     def identity_of(self, donor_id: str) -> NDArray[np.float32]:
         """One donor's identity embedding (reads that column only, not the crop); ``KeyError`` if absent."""
