@@ -177,6 +177,8 @@ def test_anonymize_forehead_and_compare_swaps_reach_the_anonymizer(tmp_path, ast
     assert res.exit_code == 2 and seen["cfg"].donor_gender_sure is None
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--donor-gender-sure", "1.5"])
     assert res.exit_code == 2 and "donor_gender_sure" in _one_line_error(res)
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--any-donor-gender"])
+    assert res.exit_code == 2 and not seen["cfg"].donor_gender_labelled and AnonymizeConfig().donor_gender_labelled
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--check-by-size"])
     assert res.exit_code == 2 and seen["cfg"].check_by_size and seen["cfg"].max_yaw_soft_deg is None
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--max-yaw-soft", "60"])

@@ -283,7 +283,8 @@ def test_step_2_leaves_out_donors_faceres_does_not_read_as_their_gender(swapper_
 
     an = Anonymizer.__new__(Anonymizer)
     an.__dict__.update(swapper_anonymizer.__dict__)
-    an.config, an._unclear = replace(swapper_anonymizer.config, donor_gender_sure=0.9), None
+    an.config, an._unclear = replace(swapper_anonymizer.config, donor_gender_sure=0.9,
+                                     donor_gender_labelled=False), None
     unclear = an._gender_unclear()
     p_male = donor_features.load_p_male(an.gallery)
     male = set(an.gallery.ids(("male", None)))
@@ -306,6 +307,51 @@ def test_step_2_leaves_out_donors_faceres_does_not_read_as_their_gender(swapper_
     assert men._gender_unclear() == unclear & male and unclear - male  # women it would leave out are kept
     with pytest.raises(ValueError, match="donor_gender_sure_of"):
         AnonymizeConfig(donor_gender_sure_of=("men",))
+
+
+def test_donors_whose_gender_raters_left_unclear_are_skipped(swapper_anonymizer, astronaut, monkeypatch):
+    """``donor_gender_labelled`` (default): in the bundled gallery, whose genders are the OMI raters' where they
+    were clear, the 30 donors whose gender the predictor gave are skipped when tried (not a try), the others keep
+    their order; in a gallery mostly built without labels no donor is skipped."""
+    from perface.anonymize.report import FaceRecord
+
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, recognizer_prescreen_at=None, donor_identity_max=None, donor_gender_sure=None,
+                        max_skin_gap=None, select=replace(an.config.select, max_tries=3))  # donors in list order
+    an._predicted = None
+    predicted = {i for i, s in an.gallery.attribute_sources().items() if s == "predicted"}
+    assert len(predicted) == 30 and {"20", "152", "393"} <= predicted  # raters: gender 60.8, 64.5, 63.8 of 100
+    assert an._gender_predicted() == predicted and AnonymizeConfig().donor_gender_labelled
+    face = detect(astronaut, an.config.detect)[0]
+    target = an._describe(astronaut, face, None, [])
+    sel = an._choose_donors(target, set(), np.random.default_rng(0))
+    rated = [d for d in an.gallery.ids() if d not in predicted][:3]
+    sel.candidates = ["20", rated[0], "152", rated[1], rated[2]]
+    sel.similarities = [0.0] * 5
+    tried: list[str] = []
+    def refuse(self, out, face, target, donor_id, *args, **kwargs):  # every swap refused, no swap made
+        tried.append(donor_id)
+        return None, "refused", False
+
+    monkeypatch.setattr(Anonymizer, "_swap_and_check", refuse)
+    an._try_donors(astronaut, face, target, sel, FaceRecord(box=list(face.box), score=1.0, method="swap"))
+    assert tried == rated  # skipped donors are not tries: three rated donors were tried
+    assert "predicted, not labelled" in an._prescreen(target, "20")
+    an.config = replace(an.config, donor_gender_labelled=False)
+    tried.clear()
+    an._try_donors(astronaut, face, target, sel, FaceRecord(box=list(face.box), score=1.0, method="swap"))
+    assert tried == ["20", rated[0], "152"] and an._prescreen(target, "20") is None
+
+    class MostlyPredicted:  # the same donors, as a gallery built without labels would record them
+        def __init__(self, gallery):
+            self.gallery = gallery
+
+        def attribute_sources(self):
+            ids = self.gallery.ids()
+            return {i: "label" if k < len(ids) // 3 else "predicted" for k, i in enumerate(ids)}
+
+    an.gallery, an._predicted = MostlyPredicted(an.gallery), None
+    assert an._gender_predicted() == set()
 
 
 def test_attribute_predictor_reads_step_1_and_the_check(astronaut, monkeypatch):
@@ -525,6 +571,7 @@ def test_a_second_gender_reader_must_agree(swapper_anonymizer, astronaut, monkey
     from perface.face.attribute_networks import FaceResPredictor
     from perface.face.attributes import Attributes
 
+    swapper_anonymizer._gender_unclear()  # step 2's donor readings (FaceRes's head too) before it is faked
     _fake_predictor(monkeypatch, ["female"], ["young"])
     seen = []
 
@@ -863,11 +910,45 @@ def test_soften_keeps_a_refused_swap_once_blurring_it_passes_every_check(swapper
     assert rep.totals()["faces_swapped"] == 1 and rep.totals()["faces_swapped_softened"] == 1
 
 
+def test_soften_prefers_a_refused_swap_whose_softened_version_keeps_the_gender(swapper_anonymizer, astronaut,
+                                                                              monkeypatch):
+    """``soften_candidates``: when the closest refused swap passes softened but reads as the other gender, the next
+    closest refused swaps are softened too and the first that keeps the gender is kept; with 1, the closest. (When
+    the closest does not pass softened, the others are not tried: see the fail-closed test below.)"""
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, recognizer_prescreen_at=None, soften=(0.05, 0.1), donor_gender_sure=None,
+                        donor_gender_labelled=False, soften_candidates=1, select=replace(an.config.select,
+                                                                                         max_tries=3))
+    an._unclear = None
+    _sharpness_recognizer(an, monkeypatch, threshold=0.25)
+    _, (closest,) = an.anonymize_array(astronaut)
+    assert closest.method == "swap" and closest.softened and closest.gender_kept
+    original = Anonymizer._check
+
+    def misread(self, image, face, target, donor_id, *args, **kwargs):  # the closest donor reads as a man
+        swap, why, excess = original(self, image, face, target, donor_id, *args, **kwargs)
+        if swap is not None and donor_id == closest.donor_id:
+            swap.gender_kept = False
+        return swap, why, excess
+
+    monkeypatch.setattr(Anonymizer, "_check", misread)
+    _, (one,) = an.anonymize_array(astronaut)
+    assert (one.donor_id, one.gender_kept) == (closest.donor_id, False)  # the closest only: kept as it is
+    an.config = replace(an.config, soften_candidates=3)
+    _, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method == "swap" and rec.softened and rec.donor_id != closest.donor_id and rec.gender_kept
+    assert rec.recognizers_after["mobileface"] < 0.25
+    assert AnonymizeConfig().soften_candidates == 3
+    for bad in (0, True, 1.5):
+        with pytest.raises(ValueError, match="soften_candidates"):
+            AnonymizeConfig(soften_candidates=bad)
+
+
 def test_soften_fails_closed_when_no_softened_swap_passes(swapper_anonymizer, astronaut, monkeypatch):
     """A recognizer that matches even the most softened swap: the face is hidden by the fallback as before."""
     an = _without_prescreen(swapper_anonymizer)
     an.config = replace(an.config, recognizer_prescreen_at=None, soften=(0.05, 0.1), blur_around=None,
-                        blur_around_sharp=None, select=replace(an.config.select, max_tries=2))
+                        blur_around_sharp=None, soften_candidates=1, select=replace(an.config.select, max_tries=2))
     _sharpness_recognizer(an, monkeypatch, threshold=-1.0)
     checked = []
     original = Anonymizer._check
@@ -889,6 +970,11 @@ def test_soften_fails_closed_when_no_softened_swap_passes(swapper_anonymizer, as
     checked.clear()
     _, (rec3,) = an.anonymize_array(astronaut)
     assert rec3.method == "blur" and len(checked) == 2 + 2 + 1
+    # soften_candidates 2: the closest refused swap alone decides whether softening passes, so the same checks
+    an.config = replace(an.config, blur_around=0.0, blur_around_sharp=None, soften_candidates=2)
+    checked.clear()
+    out4, (rec4,) = an.anonymize_array(astronaut)
+    assert rec4.method == "blur" and len(checked) == 2 + 2 + 3 and np.array_equal(out4, out)
     with pytest.raises(ValueError, match="soften"):
         AnonymizeConfig(soften=(0.0,))
 
