@@ -30,6 +30,7 @@ def _path(seed: int, tag: str) -> Path:
 VARIANTS = {  # tag: AnonymizeConfig options (the defaults otherwise)
     "rated_off": {"donor_gender_labelled": False, "soften_candidates": 1},  # the defaults before this study
     "defaults": {},  # such donors skipped when tried, and three refused swaps considered for softening
+    "step1_faceres": {"step1_also": "faceres"},  # the original's gender unknown where FaceRes's head disagrees
 }
 # Kept from a first design, which the code no longer has (runs/anonymity_seed{1,2}_rated.json and _soften3all):
 # such donors left out of step 2 altogether (reshuffling about 32 of 150 faces' donors a draw), and softening

@@ -588,6 +588,35 @@ def test_a_second_gender_reader_must_agree(swapper_anonymizer, astronaut, monkey
         AnonymizeConfig(gender_also="gear")
 
 
+def test_a_second_reader_of_the_original_makes_a_disputed_gender_unknown(swapper_anonymizer, astronaut,
+                                                                         monkeypatch):
+    """``step1_also="faceres"``: the predictor reads the astronaut as a woman (0.99); where FaceRes's head reads a
+    man, step 1 no longer trusts the gender (all four groups) and the attribute check leaves it out; where it
+    agrees, nothing changes; None (the default) asks the predictor alone."""
+    from perface.face.attribute_networks import FaceResPredictor
+    from perface.face.attributes import Attributes
+
+    swapper_anonymizer._gender_unclear()  # step 2's donor readings (FaceRes's head too) before it is faked
+    import perface.face.attributes as attributes
+
+    monkeypatch.setattr(attributes, "predict_attributes",
+                        lambda crops, boxes=None: [Attributes("female", 0.99, 30.0, "young") for _ in crops])
+    reading = {"gender": "male"}
+    monkeypatch.setattr(FaceResPredictor.shared(), "predict", lambda images, boxes: [
+        Attributes(reading["gender"], 0.99, 30.0, "young") for _ in images])
+    an = _without_prescreen(swapper_anonymizer)
+    face = detect(astronaut, an.config.detect)[0]
+    assert an._describe(astronaut, face, None, []).predicted == ("female", 0.99, "young")  # the default
+    an.config = replace(an.config, step1_also="faceres")
+    disputed = an._describe(astronaut, face, None, [])
+    assert disputed.predicted == ("female", 0.5, "young") and not disputed.check_gender and disputed.check_age
+    reading["gender"] = "female"
+    agreed = an._describe(astronaut, face, None, [])
+    assert agreed.predicted == ("female", 0.99, "young") and agreed.check_gender
+    with pytest.raises(ValueError, match="step1_also"):
+        AnonymizeConfig(step1_also="gear")
+
+
 def test_swapper_options_reach_the_swapper(swapper_anonymizer):
     an = Anonymizer(AnonymizeConfig(swapper_options={"max_yaw_deg": 10.0, "forehead": 0.6}))
     assert an.swapper.max_yaw_deg == 10.0 and an.swapper.forehead == 0.6
