@@ -174,15 +174,15 @@ def main() -> None:
     pairs = (f"CelebA ({len(faces)} photos of {len(set(ids))} identities, {n_same} same-identity and "
              f"{n_diff} different-identity pairs; evaluation probes left out); benchmarks/recognizers.py, {today()}")
     write = set(results) if args.write == "all" else set(args.write.split(","))
+    partial = not write >= set(results)
     old_recs = shipped.get("recognizers", {})
-    recs = {k: ({"auc": v["auc"], "eer": v["eer"], "thresholds": v["thresholds"]} if k in write or k not in old_recs
-                else old_recs[k]) for k, v in results.items()}
-    header = {"pairs": pairs} if write >= set(results) else {
-        "pairs": shipped.get("pairs", pairs),
-        "pairs_written": f"{', '.join(sorted(write))}: {pairs}"}
+    # a recognizer written alone names its own pairs; the others keep their shipped entries (and pairs)
+    own = {"pairs": pairs} if partial else {}
+    recs = {k: ({"auc": v["auc"], "eer": v["eer"], "thresholds": v["thresholds"], **own}
+                if k in write or k not in old_recs else old_recs[k]) for k, v in results.items()}
     OUT.write_text(json.dumps({
         "format": "perface-recognizers/1",
-        **header,
+        "pairs": shipped.get("pairs", pairs) if partial else pairs,
         "recognizers": recs,
         **kept,  # the small-face thresholds of benchmarks/recognizer_sizes.py (rerun that after this)
     }, indent=2) + "\n")

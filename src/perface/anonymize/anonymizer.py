@@ -847,7 +847,8 @@ class Anonymizer:
         return best, last_reason, closest
 
     def _prescreen(self, target: _Target, donor_id: str) -> str | None:
-        """Why a donor is skipped before any swap (None: try it): too close to the face, or in the photo."""
+        """Why a donor is skipped before any swap (None: try it): its gender only predicted (``donor_gender_labelled``),
+        too close to the face, or in the photo."""
         cfg = self.config
         if cfg.donor_gender_labelled and donor_id in self._gender_predicted():
             return "donors whose gender was predicted, not labelled"

@@ -324,8 +324,7 @@ def _size_calibrations() -> tuple[np.ndarray, dict[str, dict[str, list[float]]]]
 @cache
 def _calibrations() -> dict[str, Calibration]:
     raw = _calibration_file()
-    # "pairs_written": "NAMES: pairs" when a later run wrote only those recognizers' thresholds
-    names, _, later = raw.get("pairs_written", "").partition(": ")
+    # a recognizer calibrated by a later run than the others (``--write NAMES``) names its own pairs
     return {name: Calibration(auc=r["auc"], eer=r["eer"], thresholds=dict(r["thresholds"]),
-                              pairs=later if name in names.split(", ") else raw["pairs"])
+                              pairs=r.get("pairs", raw["pairs"]))
             for name, r in raw.get("recognizers", {}).items()}
