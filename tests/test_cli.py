@@ -206,6 +206,13 @@ def test_anonymize_forehead_and_compare_swaps_reach_the_anonymizer(tmp_path, ast
         res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--prescreen-below",
                                   bad])
         assert res.exit_code == 2 and _one_line_error(res).startswith("perface: error: --prescreen-below"), bad
+    # --crowd-check: 'auto' (the config's default rule), 'none' (off), NAME=MARGIN; mistakes one line naming it
+    for value, expected in (("auto", None), ("none", {}), ("faceres=-0.05", {"faceres": -0.05})):
+        res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--crowd-check", value])
+        assert res.exit_code == 2 and seen["cfg"].crowd_check == expected, value
+    for bad in ("faceres=2", "mobilefacenet=0", "faceres"):
+        res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--crowd-check", bad])
+        assert res.exit_code == 2 and _one_line_error(res).startswith("perface: error: --crowd-check"), bad
 
 
 def test_evaluate_anonymization_passes_forehead(tmp_path, monkeypatch):

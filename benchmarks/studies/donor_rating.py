@@ -6,6 +6,10 @@ VARIANTS on the tuning draws (seeds 1 and 2; runs/anonymity_seed{S}_{TAG}.json):
 (``donor_gender_labelled``, ``soften_candidates`` 3) or before. ``report`` sets them beside the runs of the defaults
 before (runs/anonymity_seed{S}_facenet.json; the reported draw: runs/anonymity_seed0_*.json copies of
 runs/anonymity_swap.json). About 15 minutes a draw on 2 cores.
+
+Round 36 added the crowd variants (``crowd_prefer``, ``crowd_refuse``, ``crowd_around``: FaceRes's crowd check as a
+preference, as a refusal, and as a preference whose crowd-failing swap is laid over the blurred face region, now the
+defaults) and a fresh draw, seed 3 (``run defaults 3``, ``run crowd_around 3``), used for no choice.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ VARIANTS = {  # tag: AnonymizeConfig options (the defaults otherwise)
     "rated_off": {"donor_gender_labelled": False, "soften_candidates": 1},  # the defaults before this study
     "defaults": {},  # such donors skipped when tried, and three refused swaps considered for softening
     "step1_faceres": {"step1_also": "faceres"},  # the original's gender unknown where FaceRes's head disagrees
+    # round 36: FaceRes's crowd check (round 33's setting) as a preference (crowd_prefer) and as a refusal
+    "crowd_prefer": {"crowd_check": {"faceres": -0.02}, "crowd_rank": 4, "crowd_prefer": True},
+    "crowd_refuse": {"crowd_check": {"faceres": -0.02}, "crowd_rank": 4},
+    "crowd_around": {"crowd_check": {"faceres": -0.02}, "crowd_rank": 4, "crowd_prefer": True, "crowd_around": True},
 }
 # Kept from a first design, which the code no longer has (runs/anonymity_seed{1,2}_rated.json and _soften3all):
 # such donors left out of step 2 altogether (reshuffling about 32 of 150 faces' donors a draw), and softening
@@ -57,7 +65,7 @@ def _row(path: Path) -> str:
 def report() -> None:
     print("| run | judge | detected | age group | swapped / hidden | " + " | ".join(NETS)
           + " (rank-1 / verified faces) |")
-    for s in (0, 1, 2):
+    for s in (0, 1, 2, 3):
         for tag in ("facenet", "rated", "soften3all", *VARIANTS):
             p = _path(s, tag)
             if p.exists():

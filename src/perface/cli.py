@@ -46,7 +46,7 @@ _OPTION_NAMES = {"max_tries": "--tries", "max_age_gap": "--max-age-gap", "seed":
                  "donor_identity_max": "--donor-identity-max", "max_skin_gap": "--max-skin-gap",
                  "recognizers": "--recognizers", "compare_swaps": "--compare-swaps", "swapper_options": "--forehead",
                  "soften": "--soften", "max_yaw_soft_deg": "--max-yaw-soft", "blur_around": "--blur-around",
-                 "turned_swap": "--turned-swap", "prescreen_below": "--prescreen-below",
+                 "turned_swap": "--turned-swap", "prescreen_below": "--prescreen-below", "crowd_check": "--crowd-check",
                  "per_group": "--per-group",
                  "min_gender_confidence": "--min-gender-confidence", "min_sharpness": "--min-sharpness",
                  "threshold": "--thresh (--threshold)", "rotations": "--rotations", "backend": "--detector",
@@ -566,6 +566,13 @@ def anonymize_cmd(
              "(smaller faces from 16 px: the sharp swap only); 0 for every size, negative: off. On two tuning draws "
              "it kept the face detected in 98-98.7% of outputs rather than 97.3%, re-identification the same or "
              "lower.")] = 32.0,
+    crowd_check: Annotated[str, typer.Option(
+        help="A relative identity check, NAME=MARGIN per consulted network: a swap that network scores against the "
+             "face MARGIN or more above its 4th highest score against the other donors did not pass the crowd (it "
+             "still looks more like the person than like strangers). Donors are tried until one passes it; if none "
+             "does, the best swap under every threshold is kept over the blurred face region. 'auto': faceres=-0.02 "
+             "when FaceRes is consulted; 'none': off. On four draws of 150 CelebA probes it lowered rank-1 and "
+             "verified faces over five networks from 82 to 61, the gender judge and detection the same.")] = "auto",
     prescreen_below: Annotated[str, typer.Option(
         help="Stricter donor pre-screens, NAME=SCORE per consulted network (e.g. mobileface=0.05): a donor that "
              "network scores at or above SCORE against the face is skipped before it is swapped. 'none': only "
@@ -642,7 +649,9 @@ def anonymize_cmd(
                               blur_around_sharp=None if blur_around < 0 else AnonymizeConfig.blur_around_sharp,
                               check_redetected=check_redetected, max_yaw_soft_deg=max_yaw_soft or None,
                               turned_swap=None if turned_swap == "blur" else turned_swap,
-                              prescreen_below=_scores_by_name("--prescreen-below", prescreen_below))
+                              prescreen_below=_scores_by_name("--prescreen-below", prescreen_below),
+                              crowd_check=None if crowd_check.strip().lower() == "auto"
+                              else _scores_by_name("--crowd-check", crowd_check))
     except ValueError as exc:
         raise _option_error(exc) from None
     recipe = AnonymizerRecipe(cfg, gallery=None if gallery is None else str(gallery), model=model)

@@ -230,9 +230,11 @@ def test_check_margin_tightens_one_network_and_is_validated(swapper_anonymizer, 
 
 
 def test_crowd_check_refuses_swaps_nearer_the_person_than_the_other_donors(swapper_anonymizer, astronaut):
-    """``crowd_check``: a margin no swap can stay under hides the face after every donor tried, one every swap stays
-    under keeps the plain run's donor; the crowd leaves the swap's own donor out; bad values fail early."""
+    """``crowd_check`` as a refusal (``crowd_prefer`` off): a margin no swap can stay under hides the face after every
+    donor tried, one every swap stays under keeps the run without it's donor; the crowd leaves the swap's own donor
+    out; bad values fail early."""
     an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, crowd_check={}, crowd_prefer=False)
     _, (plain,) = an.anonymize_array(astronaut)
     assert plain.method == "swap"
     an.config = replace(an.config, crowd_check={"faceres": 1.0})  # no swap is nearer the person by a whole unit
@@ -249,10 +251,32 @@ def test_crowd_check_refuses_swaps_nearer_the_person_than_the_other_donors(swapp
     assert an._crowd_score("faceres", "not a donor", own) > 0.99
     with pytest.raises(ValueError, match="crowd_check"):
         AnonymizeConfig(crowd_check={"mobilefacenet": 0.0})  # not consulted by default
+    assert AnonymizeConfig().crowd_rule == {"faceres": -0.02}  # the default rule, on FaceRes when it is consulted
+    assert AnonymizeConfig(recognizers=("mobileface",)).crowd_rule == {} == AnonymizeConfig(crowd_check={}).crowd_rule
     with pytest.raises(ValueError, match="crowd_check"):
         AnonymizeConfig(crowd_check={"faceres": 1.5})
     with pytest.raises(ValueError, match="crowd_rank"):
         AnonymizeConfig(crowd_rank=0)
+
+
+def test_crowd_prefer_keeps_a_swap_when_no_donor_passes_the_crowd(swapper_anonymizer, astronaut):
+    """``crowd_prefer`` (the default): the crowd only ranks swaps; with no donor past it every donor is tried and a
+    swap under every threshold is still kept (``crowd_around``, the default: over the blurred face region); a crowd
+    every swap passes changes nothing."""
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, crowd_check={}, crowd_around=False)
+    _, (plain,) = an.anonymize_array(astronaut)
+    an.config = replace(an.config, crowd_check={"faceres": 1.0})
+    _, (loose,) = an.anonymize_array(astronaut)
+    assert (loose.method, loose.donor_id, loose.tries) == ("swap", plain.donor_id, plain.tries)
+    an.config = replace(an.config, crowd_check={"faceres": -1.0})
+    _, (kept,) = an.anonymize_array(astronaut)
+    assert kept.method == "swap" and "passed the crowd check" in kept.reason and not kept.blurred_around
+    assert kept.tries == an.config.select.max_tries  # no donor passed the crowd: every one was tried
+    an.config = replace(an.config, crowd_around=True)
+    out, (around,) = an.anonymize_array(astronaut)
+    assert around.method == "swap" and around.blurred_around and around.donor_id == kept.donor_id
+    assert "over the blurred face region" in around.reason
 
 
 def test_check_redetected_scores_the_face_found_again_in_the_output(swapper_anonymizer, astronaut):
