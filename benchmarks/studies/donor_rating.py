@@ -39,6 +39,9 @@ VARIANTS = {  # tag: AnonymizeConfig options (the defaults otherwise)
     "crowd_prefer": {"crowd_check": {"faceres": -0.02}, "crowd_rank": 4, "crowd_prefer": True},
     "crowd_refuse": {"crowd_check": {"faceres": -0.02}, "crowd_rank": 4},
     "crowd_around": {"crowd_check": {"faceres": -0.02}, "crowd_rank": 4, "crowd_prefer": True, "crowd_around": True},
+    # round 36, after: MobileFace checked 0.03 below its threshold (its verified swaps scored 0.296-0.338 on the
+    # evaluation's crop, just over 0.288, having passed the anonymizer's)
+    "mobileface_margin": {"check_margin": {"mobileface": 0.03}},
 }
 # Kept from a first design, which the code no longer has (runs/anonymity_seed{1,2}_rated.json and _soften3all):
 # such donors left out of step 2 altogether (reshuffling about 32 of 150 faces' donors a draw), and softening
