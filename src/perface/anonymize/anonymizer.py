@@ -664,14 +664,16 @@ class Anonymizer:
         # steps 3-5: screen, swap, check (a turned face: every swap softened before its check)
         best, reason, refused = self._try_donors(out, face, target, sel, rec, soft_only=turned)
         if best is not None and best.crowd_excess >= 0:
-            best.note = "no donor tried passed the crowd check: kept a swap under every threshold (crowd_prefer)"
+            around = None
             if cfg.crowd_around and best.mask is not None:
                 around = self._soften(face, target, _Refused(best.image, best.mask, best.donor_id,
                                                              best.perceptual_similarity, best.gap, 0.0),
                                       around=True, sharp_only=True)
-                if around is not None:
-                    around.note = best.note.replace("kept a swap", "kept a swap over the blurred face region")
-                    best = around
+            where = ""
+            if around is not None:
+                best, where = around, " over the blurred face region"
+            best.note = (f"no donor tried passed the crowd check: kept a swap{where} under every threshold "
+                         "(crowd_prefer)")
         if best is None and refused:  # only plain swaps are refused (a turned face's were softened)
             best = self._soften_best(face, target, refused)
             if best is not None:
@@ -996,9 +998,8 @@ class Anonymizer:
 
                 g_kept = FaceResPredictor.shared().predict([image], [target.box])[0].gender == target.predicted[0]
             a_kept = after_attr.age_group == target.predicted[2] if target.check_age else None
-        swap = _Swap(image, donor_id, psim, id_sim, g_kept, a_kept, gap, after, margin, chips)
-        swap.crowd_excess = crowd_excess
-        return swap, "", margin
+        return _Swap(image, donor_id, psim, id_sim, g_kept, a_kept, gap, after, margin, chips,
+                     crowd_excess=crowd_excess), "", margin
 
     def _crowd_score(self, name: str, donor_id: str, out_feat: np.ndarray) -> float:
         """``crowd_check``: network ``name``'s ``crowd_rank``-th highest score of a swap's output against the gallery's
