@@ -213,6 +213,14 @@ def test_anonymize_forehead_and_compare_swaps_reach_the_anonymizer(tmp_path, ast
     for bad in ("faceres=2", "mobilefacenet=0", "faceres"):
         res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--crowd-check", bad])
         assert res.exit_code == 2 and _one_line_error(res).startswith("perface: error: --crowd-check"), bad
+    # --around-edge / --fallback-edge: soft and hard by default, the other on request, a mistake one line naming it
+    assert (AnonymizeConfig().around_edge, AnonymizeConfig().fallback_edge) == ("soft", "hard")
+    for option, field in (("--around-edge", "around_edge"), ("--fallback-edge", "fallback_edge")):
+        for value in ("soft", "hard"):
+            res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), option, value])
+            assert res.exit_code == 2 and getattr(seen["cfg"], field) == value
+        res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), option, "feathered"])
+        assert res.exit_code == 2 and _one_line_error(res).startswith(f"perface: error: {option}")
 
 
 def test_evaluate_anonymization_passes_forehead(tmp_path, monkeypatch):

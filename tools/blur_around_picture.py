@@ -1,10 +1,11 @@
-"""Draw docs/images/blur_around.jpg: small faces that every donor failed for, blurred or swapped over the blur.
+"""Draw docs/images/blur_around.jpg: small faces every donor failed for, blurred, or swapped over the blurred region.
 
 The AVFS StyleGAN3 faces (synthetic, CC BY-NC-SA 4.0) are shrunk so that the face is about ``--face`` px wide and
 anonymized with the defaults; the faces whose report says ``blurred_around`` (every donor and every softened swap
 was refused by a consulted network, and the closest swap laid over the fallback's blur of the face region passed)
-are drawn: the input, the fallback's blur (``blur_around`` off, the defaults before 2026-12-05 18:40) and the
-default output, each cut around the face (twice its size) and enlarged to 200 px.
+are drawn: the input, the fallback's blur (``blur_around`` off, the defaults before 2026-12-05 18:40), the swap over
+the hard-edged oval (``around_edge="hard"``, the default before round 37 on 2026-12-06) and the default output,
+each cut around the face (twice its size) and enlarged to 200 px.
 
     python tools/blur_around_picture.py ../shared/data/avfs_stylegan3/images --face 48
 """
@@ -50,6 +51,7 @@ def main() -> None:
     args = ap.parse_args()
     default = Anonymizer(AnonymizeConfig())
     before = Anonymizer(replace(default.config, blur_around=None, blur_around_sharp=None))
+    flat = Anonymizer(replace(default.config, around_edge="hard"))
     cols, seen = [], 0
     for path in sorted(Path(args.folder).glob("*.png"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0):
         img = read_image(path)
@@ -65,10 +67,13 @@ def main() -> None:
         if rec is None or not rec.blurred_around:
             continue
         old, _ = before.anonymize_array(small, seed=0)
+        oval, oval_recs = flat.anonymize_array(small, seed=0)
+        same = any(r.blurred_around and r.donor_id == rec.donor_id for r in oval_recs)
         soft = f", soft {rec.softened:g}" if rec.softened else ""
         cols.append(np.vstack([_cut(small, rec.box, f"{path.name}, {rec.box[2] - rec.box[0]:.0f} px"),
-                               _cut(old, rec.box, "before: fallback blur"),
-                               _cut(out, rec.box, f"now: donor {rec.donor_id}{soft}")]))
+                               _cut(old, rec.box, "fallback blur"),
+                               _cut(oval, rec.box, "hard edge" + ("" if same else " (other path)")),
+                               _cut(out, rec.box, f"soft edge: donor {rec.donor_id}{soft}")]))
         print(f"{path.name}: {rec.reason}", flush=True)
         if len(cols) >= args.most:
             break

@@ -9,7 +9,8 @@ runs/anonymity_swap.json). About 15 minutes a draw on 2 cores.
 
 Round 36 added the crowd variants (``crowd_prefer``, ``crowd_refuse``, ``crowd_around``: FaceRes's crowd check as a
 preference, as a refusal, and as a preference whose crowd-failing swap is laid over the blurred face region, now the
-defaults) and a fresh draw, seed 3 (``run defaults 3``, ``run crowd_around 3``), used for no choice.
+defaults) and a fresh draw, seed 3 (``run defaults 3``, ``run crowd_around 3``), used for no choice. Round 37 the
+soft edge of the blurred region (``soft_edge``, ``around_soft``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ VARIANTS = {  # tag: AnonymizeConfig options (the defaults otherwise)
     # round 36, after: MobileFace checked 0.03 below its threshold (its verified swaps scored 0.296-0.338 on the
     # evaluation's crop, just over 0.288, having passed the anonymizer's)
     "mobileface_margin": {"check_margin": {"mobileface": 0.03}},
+    # round 37: a soft edge (the ellipse as before, then a rim fading to a light blur and to the photo) around swaps
+    # kept over the blurred region and on faces hidden outright (soft_edge), and around swaps only (around_soft, the
+    # defaults since); the crowd_around runs, made before, are the hard edge. A first version ("graded", runs kept for
+    # seeds 0 and 1) also lightened the oval's outer quarter, inside the ellipse: dropped for what it let through
+    "soft_edge": {"around_edge": "soft", "fallback_edge": "soft"},
+    "around_soft": {"around_edge": "soft", "fallback_edge": "hard"},
 }
 # Kept from a first design, which the code no longer has (runs/anonymity_seed{1,2}_rated.json and _soften3all):
 # such donors left out of step 2 altogether (reshuffling about 32 of 150 faces' donors a draw), and softening

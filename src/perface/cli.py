@@ -47,6 +47,7 @@ _OPTION_NAMES = {"max_tries": "--tries", "max_age_gap": "--max-age-gap", "seed":
                  "recognizers": "--recognizers", "compare_swaps": "--compare-swaps", "swapper_options": "--forehead",
                  "soften": "--soften", "max_yaw_soft_deg": "--max-yaw-soft", "blur_around": "--blur-around",
                  "turned_swap": "--turned-swap", "prescreen_below": "--prescreen-below", "crowd_check": "--crowd-check",
+                 "around_edge": "--around-edge", "fallback_edge": "--fallback-edge",
                  "per_group": "--per-group",
                  "min_gender_confidence": "--min-gender-confidence", "min_sharpness": "--min-sharpness",
                  "threshold": "--thresh (--threshold)", "rotations": "--rotations", "backend": "--detector",
@@ -573,6 +574,14 @@ def anonymize_cmd(
              "does, the best swap under every threshold is kept over the blurred face region. 'auto': faceres=-0.02 "
              "when FaceRes is consulted; 'none': off. On four draws of 150 CelebA probes it lowered rank-1 and "
              "verified faces over five networks from 82 to 61, the gender judge and detection the same.")] = "auto",
+    around_edge: Annotated[str, typer.Option(
+        help="How the blurred region around a swap kept over it (--blur-around, --crowd-check) ends: 'soft' fades "
+             "from the oval to a light blur and to the photo (all that 'hard' hides, and a rim more); 'hard' is "
+             "the hard-edged oval, which frames the swap like a cut-out.")] = "soft",
+    fallback_edge: Annotated[str, typer.Option(
+        help="The same for a face hidden outright (--fallback, --method blur): 'hard' (deface's look) or 'soft'. "
+             "Hard by default: on blurred profiles the soft edge raised a never-consulted recognizer's scores.")
+    ] = "hard",
     prescreen_below: Annotated[str, typer.Option(
         help="Stricter donor pre-screens, NAME=SCORE per consulted network (e.g. mobileface=0.05): a donor that "
              "network scores at or above SCORE against the face is skipped before it is swapped. 'none': only "
@@ -651,7 +660,8 @@ def anonymize_cmd(
                               turned_swap=None if turned_swap == "blur" else turned_swap,
                               prescreen_below=_scores_by_name("--prescreen-below", prescreen_below),
                               crowd_check=None if crowd_check.strip().lower() == "auto"
-                              else _scores_by_name("--crowd-check", crowd_check))
+                              else _scores_by_name("--crowd-check", crowd_check),
+                              around_edge=around_edge, fallback_edge=fallback_edge)  # type: ignore[arg-type]
     except ValueError as exc:
         raise _option_error(exc) from None
     recipe = AnonymizerRecipe(cfg, gallery=None if gallery is None else str(gallery), model=model)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from perface.anonymize.anonymizer import AnonymizeConfig, Anonymizer, anonymize_files, output_paths
-from perface.anonymize.obscure import obscure
+from perface.anonymize.obscure import obscure, obscure_soft
 from perface.face.detect import box_iou, detect
 from perface.face.identity import SAME_PERSON_COSINE
 from perface.face.io import InputError, read_image
@@ -28,9 +28,52 @@ def test_obscure_changes_only_the_face_region(astronaut, method):
     assert np.array_equal(out[:40], astronaut[:40]) and np.array_equal(out[:, 400:], astronaut[:, 400:])
 
 
+def test_obscure_soft_hides_what_obscure_hides_and_fades_out(astronaut):
+    """The soft edge: inside the ellipse the hard oval's pixels (but for a thin smoothed seam at its edge), then a
+    rim that fades from the blur to the photo, and the photo untouched past it."""
+    hard, soft = obscure(astronaut, ASTRO_BOX, "blur"), obscure_soft(astronaut, ASTRO_BOX, "blur")
+    x1, y1, x2, y2 = ASTRO_BOX
+    cx, cy, rx, ry = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) * 0.65, (y2 - y1) * 0.65
+    yy, xx = np.mgrid[: astronaut.shape[0], : astronaut.shape[1]]
+    r = np.sqrt(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2)
+    assert np.array_equal(soft[r < 0.93], hard[r < 0.93])
+    rim = (r > 1.02) & (r < 1.15)  # the hard oval leaves the photo there; the soft edge blurs it
+    assert np.array_equal(hard[rim], astronaut[rim])
+    assert np.abs(soft[rim].astype(int) - astronaut[rim]).mean() > 5
+    assert np.array_equal(soft[r > 1.31], astronaut[r > 1.31])
+    # no line at the ellipse: across it the soft edge changes less from pixel to pixel than the hard one
+    edge = (r > 0.97) & (r < 1.03)
+    step = lambda im: np.abs(np.diff(im.astype(int), axis=1)).sum(axis=2)[edge[:, 1:]].mean()  # noqa: E731
+    assert step(soft) < 0.7 * step(hard)
+
+
+@pytest.mark.parametrize("edge", ["hard", "soft"])
+def test_fallback_edge_sets_how_a_hidden_face_ends(astronaut, edge):
+    """``fallback_edge``: a face hidden outright (here ``method="blur"``) gets the hard oval or the soft edge."""
+    out, (rec,) = Anonymizer(AnonymizeConfig(method="blur", fallback_edge=edge)).anonymize_array(astronaut)
+    hard, soft = (f(astronaut, rec.box, "blur", 1.3) for f in (obscure, obscure_soft))  # the record's box: rounded
+    far = lambda a, b: np.abs(a.astype(int) - b).mean()  # noqa: E731
+    expected, other = (hard, soft) if edge == "hard" else (soft, hard)
+    assert rec.method == "blur" and far(out, expected) < 0.1 < far(out, other)
+
+
+def test_obscure_soft_shrinks_only_wide_blurs(astronaut, monkeypatch):
+    """A face over 200 px wide gets the soft edge's blurs on a shrunk copy: close to the exact blurs (which take
+    seconds on a large face of a big photo); a smaller face's output is the exact one, pixel for pixel."""
+    import perface.anonymize.obscure as mod
+
+    big = cv2.resize(astronaut, (1024, 1024))
+    wide, narrow = (200, 100, 620, 560), (354, 152, 540, 340)  # 420 and 186 px
+    fast = [mod.obscure_soft(big, b, "blur") for b in (wide, narrow)]
+    monkeypatch.setattr(mod, "FAST_SIGMA", float("inf"))
+    exact = [mod.obscure_soft(big, b, "blur") for b in (wide, narrow)]
+    assert not np.array_equal(fast[0], exact[0]) and np.abs(fast[0].astype(int) - exact[0]).mean() < 0.2
+    assert np.abs(fast[0].astype(int) - exact[0]).max() <= 8
+    assert np.array_equal(fast[1], exact[1])
+
 
 def test_config_rejects_unknown_methods():
-    for bad in ({"method": "smudge"}, {"fallback": "swap"}):
+    for bad in ({"method": "smudge"}, {"fallback": "swap"}, {"around_edge": "feathered"}, {"fallback_edge": "soft "}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             AnonymizeConfig(**bad)
 
@@ -277,6 +320,17 @@ def test_crowd_prefer_keeps_a_swap_when_no_donor_passes_the_crowd(swapper_anonym
     out, (around,) = an.anonymize_array(astronaut)
     assert around.method == "swap" and around.blurred_around and around.donor_id == kept.donor_id
     assert "over the blurred face region" in around.reason
+    an.config = replace(an.config, around_edge="hard")  # the hard-edged oval around the same swap
+    hard_out, (hard,) = an.anonymize_array(astronaut)
+    assert hard.blurred_around and hard.donor_id == around.donor_id
+    x1, y1, x2, y2 = hard.box
+    ring = np.zeros(astronaut.shape[:2], np.uint8)  # just outside the blurred oval
+    cx, cy, rx, ry = int((x1 + x2) / 2), int((y1 + y2) / 2), int((x2 - x1) * 0.7), int((y2 - y1) * 0.7)
+    cv2.ellipse(ring, (cx, cy), (rx, ry), 0, 0, 360, 1, 3)
+    ring = ring.astype(bool)
+    # hard: the photo up to the oval's edge (but for a few rounded pixels); soft (the default): a rim fading out
+    changed = lambda im: np.abs(im[ring].astype(int) - astronaut[ring]).mean()  # noqa: E731
+    assert changed(out) > 3 * changed(hard_out)
 
 
 def test_check_redetected_scores_the_face_found_again_in_the_output(swapper_anonymizer, astronaut):
@@ -445,7 +499,7 @@ def test_fallback_keeps_the_pixels_a_kept_swap_replaced(swapper_anonymizer, astr
     out, recs = an.anonymize_array(astronaut, seed=0, detected=([face, dup], []))
     assert [r.method for r in recs] == ["swap", "blur"] and "too small" in recs[1].reason
     kept = an._swapped.copy()
-    monkeypatch.setattr(an, "_obscure", lambda o, box: obscure(o, box, "blur", an.config.mask_scale))
+    monkeypatch.setattr(an, "_obscure", lambda o, box: an._hide(o, box, "blur"))  # the region, swap or not
     plain, _ = an.anonymize_array(astronaut, seed=0, detected=([face, dup], []))
     region = np.zeros(kept.shape, bool)
     region[int(cy - 10):int(cy + 10), int(cx - 10):int(cx + 10)] = True  # the hidden ellipse's box (scale 1.3)
@@ -741,7 +795,8 @@ def test_faces_left_unanonymized_is_measured(astronaut, monkeypatch):
     import perface.anonymize.anonymizer as mod
 
     an = Anonymizer(AnonymizeConfig(method="blur"))
-    monkeypatch.setattr(mod, "obscure", lambda img, box, method, scale=1.3: img)  # a broken hiding step
+    for name in ("obscure", "obscure_soft"):  # a broken hiding step, either edge
+        monkeypatch.setattr(mod, name, lambda img, box, method, scale=1.3: img)
     out, (rec,) = an.anonymize_array(astronaut)
     assert rec.left_unanonymized
     from perface.anonymize.report import ImageRecord, RunReport
@@ -844,7 +899,7 @@ def test_a_turned_face_is_swapped_through_the_mesh_or_hidden(swapper_anonymizer,
     monkeypatch.setattr(mesh_mod, "face_mesh", lambda *a, **k: no_face)
     out, (failed,) = an.anonymize_array(astronaut)
     assert failed.method == "blur" and "no face mesh fitted" in failed.reason and failed.donor_id is None
-    assert np.array_equal(out, obscure(astronaut, turned(astronaut)[0][0].box, "blur", an.config.mask_scale))
+    assert np.array_equal(out, an._hide(astronaut, turned(astronaut)[0][0].box, "blur"))
     with pytest.raises(ValueError, match="turned_swap"):
         AnonymizeConfig(turned_swap="cartoon")
 

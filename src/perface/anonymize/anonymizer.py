@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from perface.anonymize.obscure import Obscure, draw_overlay, obscure
+from perface.anonymize.obscure import Obscure, draw_overlay, obscure, obscure_soft
 from perface.anonymize.report import FaceRecord, rounded
 from perface.anonymize.select import DonorSelector, SelectConfig, Selection
 from perface.face.detect import (
@@ -39,6 +39,7 @@ from perface.face.identity import SAME_PERSON_COSINE, get_embedder, l2_normalize
 from perface.face.io import InputError
 
 Method = Literal["swap", "blur", "pixelate", "mask"]
+Edge = Literal["soft", "hard"]
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,15 @@ class AnonymizeConfig:
     # 2026-12-05 20:00 (round 28): on the tuning draws 2 faces fewer blurred each, one more probe found again on seed
     # 2 (98.7%), every verification the same.
     blur_around_sharp: float | None = 16.0
+    # How a hidden region ends. "hard": the fallback's hard-edged oval (deface's look); "soft": the same oval, then a
+    # rim that fades to a light blur and to the photo (:func:`~perface.anonymize.obscure.obscure_soft`), hiding all
+    # that "hard" hides and a rim more. ``around_edge`` is for the region around a swap kept over it (``blur_around``,
+    # ``blur_around_sharp``, ``crowd_around``), which the hard edge framed like a cut-out; ``fallback_edge`` for a face
+    # hidden outright (and ``method`` blur, pixelate or mask). Round 37 (four draws): the soft edge around swaps let
+    # 3 faces that had been blurred keep their swap; on plain blurred profiles it raised the never-consulted
+    # MobileFaceNet's scores (2 faces of seed 1 verified), so the fallback keeps the hard edge.
+    around_edge: Edge = "soft"
+    fallback_edge: Edge = "hard"
     # Try donors whose skin lightness (median LAB L, 0-255) is within this of the face's first; the others follow,
     # closest first. The colour transfer bridges moderate gaps, but a dark donor on a pale face (or the reverse)
     # comes out grey-eyed and washed out. None: off.
@@ -277,7 +287,9 @@ class AnonymizeConfig:
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("method", self.method, Method.__args__),
-                                     ("fallback", self.fallback, Obscure.__args__)):
+                                     ("fallback", self.fallback, Obscure.__args__),
+                                     ("around_edge", self.around_edge, Edge.__args__),
+                                     ("fallback_edge", self.fallback_edge, Edge.__args__)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         if self.donor_identity_max is not None and not -1.0 <= self.donor_identity_max <= 1.0:
@@ -566,7 +578,7 @@ class Anonymizer:
             try:
                 if not swapping:
                     rec.method, rec.reason = cfg.method, "requested"
-                    out = obscure(out, face.box, cfg.method, cfg.mask_scale)
+                    out = self._hide(out, face.box, cfg.method)
                 elif k >= cfg.max_swaps:
                     out = self._fall_back(out, face, rec, f"more than {cfg.max_swaps} faces in the image (max_swaps)")
                 else:
@@ -766,11 +778,16 @@ class Anonymizer:
         th = rec.threshold_for(point, face.size) if cfg.check_by_size else rec.threshold(point)
         return th - cfg.check_margin.get(name, 0.0)
 
+    def _hide(self, image: np.ndarray, box: Sequence[float], method: Obscure, around: bool = False) -> np.ndarray:
+        """``method`` over the face region of ``box``, with ``fallback_edge`` (``around``: ``around_edge``)."""
+        edge = self.config.around_edge if around else self.config.fallback_edge
+        return (obscure_soft if edge == "soft" else obscure)(image, box, method, self.config.mask_scale)
+
     def _obscure(self, out: np.ndarray, box: Sequence[float]) -> np.ndarray:
         """The fallback over ``box``, except on pixels a kept swap of this image replaced (blend weight > 0.5):
         they show a donor, not the person, and a lower-scoring duplicate box over a swapped face would otherwise
         blur half of it. Every pixel of the region is still hidden or swapped (fail closed)."""
-        hidden = obscure(out, box, self.config.fallback, self.config.mask_scale)
+        hidden = self._hide(out, box, self.config.fallback)
         swapped = self._swapped
         if swapped is not None and swapped.any():
             hidden[swapped] = out[swapped]
@@ -1054,7 +1071,7 @@ class Anonymizer:
         h, w = refused.mask.shape
         base = refused.image
         if around:  # outside the swapped face: the fallback's blur of the swap's output
-            hidden = obscure(base, face.box, self.config.fallback, self.config.mask_scale)
+            hidden = self._hide(base, face.box, self.config.fallback, around=True)
             alpha = refused.mask[..., None].astype(np.float32)
             base = np.clip(base * alpha + hidden * (1 - alpha) + 0.5, 0, 255).astype(np.uint8)
         for frac in ((0.0,) if around else ()) + (() if sharp_only else tuple(self.config.soften)):
