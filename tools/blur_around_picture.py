@@ -51,7 +51,7 @@ def main() -> None:
     args = ap.parse_args()
     default = Anonymizer(AnonymizeConfig())
     before = Anonymizer(replace(default.config, blur_around=None, blur_around_sharp=None))
-    flat = Anonymizer(replace(default.config, around_edge="hard"))
+    hard = Anonymizer(replace(default.config, around_edge="hard"))
     cols, seen = [], 0
     for path in sorted(Path(args.folder).glob("*.png"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0):
         img = read_image(path)
@@ -67,7 +67,7 @@ def main() -> None:
         if rec is None or not rec.blurred_around:
             continue
         old, _ = before.anonymize_array(small, seed=0)
-        oval, oval_recs = flat.anonymize_array(small, seed=0)
+        oval, oval_recs = hard.anonymize_array(small, seed=0)
         same = any(r.blurred_around and r.donor_id == rec.donor_id for r in oval_recs)
         soft = f", soft {rec.softened:g}" if rec.softened else ""
         cols.append(np.vstack([_cut(small, rec.box, f"{path.name}, {rec.box[2] - rec.box[0]:.0f} px"),

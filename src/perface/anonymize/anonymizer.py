@@ -190,8 +190,8 @@ class AnonymizeConfig:
     # that "hard" hides and a rim more. ``around_edge`` is for the region around a swap kept over it (``blur_around``,
     # ``blur_around_sharp``, ``crowd_around``), which the hard edge framed like a cut-out; ``fallback_edge`` for a face
     # hidden outright (and ``method`` blur, pixelate or mask). Round 37 (four draws): the soft edge around swaps let
-    # 3 faces that had been blurred keep their swap; on plain blurred profiles it raised the never-consulted
-    # MobileFaceNet's scores (2 faces of seed 1 verified), so the fallback keeps the hard edge.
+    # 4 faces that had been blurred keep their swap; on plain blurred profiles it raised the never-consulted
+    # MobileFaceNet's scores (3 faces over two draws verified), so the fallback keeps the hard edge.
     around_edge: Edge = "soft"
     fallback_edge: Edge = "hard"
     # Try donors whose skin lightness (median LAB L, 0-255) is within this of the face's first; the others follow,

@@ -14,12 +14,16 @@ if TYPE_CHECKING:
 Obscure = Literal["blur", "pixelate", "mask"]
 
 
+def _ellipse(box: Sequence[float], scale: float) -> tuple[float, float, float, float]:
+    """Centre and radii of the hidden ellipse: around ``box`` scaled by ``scale``, at least 2 px each way."""
+    x1, y1, x2, y2 = box
+    return (x1 + x2) / 2, (y1 + y2) / 2, max(2.0, (x2 - x1) * scale / 2), max(2.0, (y2 - y1) * scale / 2)
+
+
 def obscure(image: np.ndarray, box: Sequence[float], method: Obscure, scale: float = 1.3) -> np.ndarray:
     """Hide a face region (an ellipse around the scaled box) by heavy blur, pixelation or a flat mask."""
     h, w = image.shape[:2]
-    x1, y1, x2, y2 = box
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    rx, ry = max(2.0, (x2 - x1) * scale / 2), max(2.0, (y2 - y1) * scale / 2)
+    cx, cy, rx, ry = _ellipse(box, scale)
     bx1, by1 = max(0, int(cx - rx)), max(0, int(cy - ry))
     bx2, by2 = min(w, int(np.ceil(cx + rx))), min(h, int(np.ceil(cy + ry)))
     if bx2 <= bx1 or by2 <= by1:
@@ -48,10 +52,10 @@ def obscure(image: np.ndarray, box: Sequence[float], method: Obscure, scale: flo
 FAST_SIGMA = 8.0  # above this (faces over 200 px wide), the soft edge's blurs run on a 4x smaller copy
 
 
-def _blur(image: np.ndarray, sigma: float, fast: bool | None = None) -> np.ndarray:
-    """Gaussian blur; for a wide one (``sigma`` > :data:`FAST_SIGMA`, or ``fast``) on a copy shrunk to sigma 4 and
-    enlarged back, 10x quicker on a 400 px face and a close enough copy of an already heavy blur."""
-    if not (sigma > FAST_SIGMA if fast is None else fast):
+def _blur(image: np.ndarray, sigma: float, fast: bool) -> np.ndarray:
+    """Gaussian blur; ``fast``: on a copy shrunk to sigma 4 and enlarged back, 10x quicker on a 400 px face and a
+    close enough copy of an already heavy blur."""
+    if not fast:
         return cv2.GaussianBlur(image, (0, 0), sigma)
     h, w = image.shape[:2]
     f = sigma / 4.0
@@ -66,21 +70,20 @@ def obscure_soft(image: np.ndarray, box: Sequence[float], method: Obscure, scale
     ``feather`` further, so that no hard-edged oval frames a swap laid over it. Nothing inside the ellipse is shown."""
     hidden = obscure(image, box, method, scale)
     h, w = image.shape[:2]
-    x1, y1, x2, y2 = box
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    rx, ry = max(2.0, (x2 - x1) * scale / 2), max(2.0, (y2 - y1) * scale / 2)
+    cx, cy, rx, ry = _ellipse(box, scale)
     reach = outer + feather
     bx1, by1 = max(0, int(cx - rx * reach)), max(0, int(cy - ry * reach))
     bx2, by2 = min(w, int(np.ceil(cx + rx * reach))), min(h, int(np.ceil(cy + ry * reach)))
     if bx2 <= bx1 or by2 <= by1:
         return hidden
-    sigma = max(1.0, light * (x2 - x1))
+    sigma = max(1.0, light * (box[2] - box[0]))
+    fast = sigma > FAST_SIGMA  # faces over 200 px wide: every blur on a shrunk copy
     pad = int(np.ceil(6 * sigma))  # the blurs read this far past the region
     px1, py1, px2, py2 = max(0, bx1 - pad), max(0, by1 - pad), min(w, bx2 + pad), min(h, by2 + pad)
     inner = (slice(by1 - py1, by2 - py1), slice(bx1 - px1, bx2 - px1))
-    soft = _blur(image[py1:py2, px1:px2], sigma)[inner].astype(np.float32)
+    soft = _blur(image[py1:py2, px1:px2], sigma, fast)[inner].astype(np.float32)
     # the heavy blur spread past the ellipse, so the rim fades from the oval's own colours
-    spread = _blur(hidden[py1:py2, px1:px2], 2 * sigma, fast=sigma > FAST_SIGMA)[inner].astype(np.float32)
+    spread = _blur(hidden[py1:py2, px1:px2], 2 * sigma, fast)[inner].astype(np.float32)
     yy, xx = np.mgrid[by1:by2, bx1:bx2].astype(np.float32)
     r = np.sqrt(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2)
     heavy = np.clip((outer - r) / max(1e-6, outer - 1.0), 0.0, 1.0)[..., None]
@@ -91,7 +94,7 @@ def obscure_soft(image: np.ndarray, box: Sequence[float], method: Obscure, scale
     region[outside] = rim[outside]
     # the ellipse's own edge smoothed too (both sides of it are blurred already), so no line is left there
     seam = np.clip(1.0 - np.abs(r - 1.0) / 0.06, 0.0, 1.0)[..., None]
-    region = region * (1.0 - seam) + _blur(region, sigma) * seam
+    region = region * (1.0 - seam) + _blur(region, sigma, fast) * seam
     out = hidden.copy()
     out[by1:by2, bx1:bx2] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
     return out
