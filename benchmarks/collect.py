@@ -7,7 +7,7 @@ from _common import FRAGMENTS, REPO
 ORDER = ["summary", "detection", "recall", "detect_alignment", "yaw_guard",
          "celeba_pairs", "recognizers", "recognizer_sizes", "pipeline", "detect_speed", "backbones", "model",
          "model_cv", "model_speed", "groups", "group_ceilings", "metric_signals", "metric_label_triplets",
-         "swapped_standin", "attributes", "attribute_networks",
+         "metric_gender_first", "swapped_standin", "attributes", "attribute_networks",
          "gallery", "swap", "anonymity", "anonymity_tuning", "anonymity_residue", "anonymity_tries", "anonymity_soften",
          "anonymity_judge",
          "anonymity_donor_clarity",

@@ -49,6 +49,46 @@ def test_positives_share_the_cell_negatives_differ_and_only_training_faces_are_u
     assert [t.id for t in label_triplets(cfg)] == [t.id for t in ts]  # seeded
 
 
+def test_gender_first_triplets_rank_gender_over_the_age_group_and_leave_the_default_set_alone(utk_folder):
+    base = LabelTripletConfig(root=str(utk_folder), train_fraction=0.6, n_triplets=400)
+    mixed = label_triplets(LabelTripletConfig(**{**base.__dict__, "gender_first": 0.5}))
+    gf = [t for t in mixed if _cell(t.reference) != _cell(t.positive)]
+    assert 120 < len(gf) < 280  # about half
+    for t in gf:  # positive: same gender, other age group; negative: other gender, same age group
+        (g, y), (gp, yp), (gn, yn) = _cell(t.reference), _cell(t.positive), _cell(t.negative)
+        assert gp == g and yp != y and gn != g and yn == y
+    plain = label_triplets(base)
+    assert all(_cell(t.reference) == _cell(t.positive) for t in plain)
+    assert [(t.reference, t.positive, t.negative) for t in plain] == \
+        [(t.reference, t.positive, t.negative) for t in label_triplets(LabelTripletConfig(**base.__dict__))]
+
+
+def test_gender_first_window_keeps_both_faces_near_the_anchors_age_where_it_can(utk_folder):
+    cfg = LabelTripletConfig(root=str(utk_folder), train_fraction=0.6, n_triplets=300, gender_first=1.0,
+                             gender_first_window=6)
+    train = [str(f.path) for f in labelled_training_faces(cfg)]
+    age = {p: parse_utkface_name(p).age for p in train}
+    kept = 0
+    for t in label_triplets(cfg):
+        a = age[str(t.reference)]
+        for face, cell in ((str(t.positive), _cell(t.positive)), (str(t.negative), _cell(t.negative))):
+            near = [g for g in train if _cell(g) == cell and abs(age[g] - a) <= 6]
+            assert abs(age[face] - a) <= 6 or not near
+            kept += bool(near)
+    assert kept > 100  # the window applied to many of them (anchors near the age-group boundary)
+
+
+def test_balanced_anchors_come_evenly_from_the_four_cells(tmp_path):
+    for i in range(60):  # 48 young women, 4 faces in each other cell
+        age, g = (20, 1) if i < 48 else ((60, 1), (20, 0), (60, 0))[i % 3]
+        (tmp_path / f"{age}_{g}_0_2017010{i:04d}.jpg.chip.jpg").write_bytes(b"")
+    cfg = LabelTripletConfig(root=str(tmp_path), train_fraction=1.0, n_triplets=800)
+    def young_women(ts):
+        return sum(_cell(t.reference) == ("female", True) for t in ts) / len(ts)
+    assert young_women(label_triplets(cfg)) > 0.7  # anchors follow the faces: 48 of 60
+    assert 0.18 < young_women(label_triplets(LabelTripletConfig(**{**cfg.__dict__, "balanced": True}))) < 0.32
+
+
 def test_the_split_is_fixed_by_name_and_people_stay_on_one_side(utk_folder):
     cfg = LabelTripletConfig(root=str(utk_folder), train_fraction=0.3)
     faces = labelled_training_faces(cfg)

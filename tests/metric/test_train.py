@@ -331,6 +331,9 @@ def test_labelled_sources_parse_resolve_and_round_trip(tmp_path):
     assert Path(src.root) == (tmp_path / "data" / "utk").resolve()  # relative to the repository root
     assert config_from_dict(dataclasses.asdict(cfg)) == cfg  # as saved in a model's metadata
     assert "50 label-derived triplets" in describe_data(cfg.data)
+    assert "gender closer" not in describe_data(cfg.data)
+    ranked = dataclasses.replace(cfg.data, labelled=(dataclasses.replace(src, gender_first=0.25),))
+    assert "in 25% of them the same gender closer than the same age group" in describe_data(ranked)
     with pytest.raises(PerFaceError, match="unknown key"):
         config_from_dict({"data": {"labelled": [{"kind": "utkface", "triplets": 5}]}})
 

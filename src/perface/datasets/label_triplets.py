@@ -34,6 +34,11 @@ class LabelTripletConfig:
     n_triplets: int = 10_000
     min_age: int | None = None  # UTKFace: draw only from faces this old or older
     age_window: int | None = 10  # UTKFace: the positive is also within this many years of the anchor's age
+    # Share of triplets whose positive shares only the anchor's gender (the other age group) and whose negative only
+    # its age group: gender then counts for more than the age group, as in grouping by gender across ages.
+    gender_first: float = 0.0
+    gender_first_window: int | None = None  # UTKFace: ...with its positive and negative this many years from the anchor
+    balanced: bool = False  # anchors drawn evenly from the four gender x age-group cells (else evenly from the faces)
     seed: int = 0
 
 
@@ -50,6 +55,14 @@ def labelled_training_faces(cfg: LabelTripletConfig) -> list[LabelledFace]:
     if cfg.min_age is not None:
         train = [f for f in train if f.age is None or f.age >= cfg.min_age]
     return train
+
+
+def _within(pool: np.ndarray, age: np.ndarray, anchor_age: int, window: int | None) -> np.ndarray:
+    """The faces of ``pool`` within ``window`` years of the anchor, or the whole pool where none is (or no age)."""
+    if window is None or anchor_age < 0:
+        return pool
+    close = pool[np.abs(age[pool] - anchor_age) <= window]
+    return close if len(close) else pool
 
 
 def label_triplets(cfg: LabelTripletConfig, faces: list[LabelledFace] | None = None,
@@ -69,13 +82,19 @@ def label_triplets(cfg: LabelTripletConfig, faces: list[LabelledFace] | None = N
     rng = np.random.default_rng(cfg.seed)
     out = []
     for k in range(cfg.n_triplets):
-        a = int(rng.integers(len(faces)))
-        c = int(cell[a])
-        near = pools[c][pools[c] != a]
-        if cfg.age_window is not None and age[a] >= 0:
-            close = near[np.abs(age[near] - age[a]) <= cfg.age_window]
-            near = close if len(close) else near
-        p = int(rng.choice(near))
+        if cfg.balanced:
+            c = int(rng.integers(4))
+            a = int(rng.choice(pools[c]))
+        else:
+            a = int(rng.integers(len(faces)))
+            c = int(cell[a])
+        if cfg.gender_first > 0 and rng.random() < cfg.gender_first:  # (no draw at 0: the default set is unchanged)
+            w = cfg.gender_first_window
+            p = int(rng.choice(_within(pools[c ^ 1], age, age[a], w)))
+            n = int(rng.choice(_within(pools[c ^ 2], age, age[a], w)))
+            out.append(Triplet(f"{cfg.kind}-{cfg.seed}-{k}", faces[a].path, faces[p].path, faces[n].path, 1, 0))
+            continue
+        p = int(rng.choice(_within(pools[c][pools[c] != a], age, age[a], cfg.age_window)))
         other = c ^ int(rng.integers(1, 4))  # flip gender (2), age group (1) or both (3)
         n = int(rng.choice(pools[other]))
         out.append(Triplet(f"{cfg.kind}-{cfg.seed}-{k}", faces[a].path, faces[p].path, faces[n].path, 1, 0))

@@ -621,7 +621,9 @@ def describe_data(cfg: DataConfig) -> str:
         for c in cfg.labelled:
             if c.n_triplets:
                 text += (f", plus {c.n_triplets} label-derived triplets from the training part "
-                         f"({c.train_fraction:g}) of {c.kind} (same gender and age group closer than different)")
+                         f"({c.train_fraction:g}) of {c.kind} (same gender and age group closer than different"
+                         + (f"; in {c.gender_first:.0%} of them the same gender closer than the same age group"
+                            if c.gender_first else "") + ")")
             else:
                 text += f", plus {c.kind}'s gender and age-group labels (training part, {c.train_fraction:g})"
         for e in cfg.extra:
