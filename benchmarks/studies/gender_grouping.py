@@ -52,7 +52,7 @@ def label_faces() -> list:
 
 
 def fold_model(k: int, gender_first: float = 0.0, min_age: int | None = None, window: int | None = None,
-               balanced: bool = False):
+               balanced: bool = False, label_margin: float | None = None):
     """The screen's fold-k model of the shipped recipe (trained once, then resumed from its run folder); with
     ``gender_first``, that share of its label triplets ranks gender over the age group."""
     from perface.metric.model import load
@@ -63,11 +63,13 @@ def fold_model(k: int, gender_first: float = 0.0, min_age: int | None = None, wi
                                    n_triplets=5000, gender_first=gender_first, min_age=min_age,
                                    gender_first_window=window, balanced=balanced),)
     tag = (f"gf{gender_first:g}" if gender_first else "") + (f"_min{min_age}" if min_age is not None else "") + (
-        f"_w{window}" if window is not None else "") + ("_balanced" if balanced else "")
+        f"_w{window}" if window is not None else "") + ("_balanced" if balanced else "") + (
+        f"_m{label_margin:g}" if label_margin is not None else "")
     out = RUNS / tag / f"fold{k}" if tag else RUNS / f"fold{k}"
     cfg = dataclasses.replace(
         base, data=dataclasses.replace(base.data, cv_folds=5, cv_fold=k, labelled=labelled),
-        optim=dataclasses.replace(base.optim, keep="last"), out=str(out), cache_dir=str(CACHE))
+        optim=dataclasses.replace(base.optim, keep="last"), out=str(out), cache_dir=str(CACHE),
+        loss=dataclasses.replace(base.loss, label_margin=label_margin))
     res = train(cfg, progress=False, log=lambda s: None)
     return load(res.model_dir), res
 
@@ -147,7 +149,7 @@ def run(folds: str = "0,1,2,3,4") -> None:
 
 
 def gender_first(shares: str = "0.25,0.5", folds: str = "0,1,2,3,4", min_age: str = "none",
-                 window: str = "none", balanced: str = "no") -> None:
+                 window: str = "none", balanced: str = "no", label_margin: str = "none") -> None:
     """Fold models whose label triplets rank gender over the age group (each share; from faces at least
     ``min_age`` old when given), scored as ``run`` scores."""
     age = None if min_age == "none" else int(min_age)
@@ -157,9 +159,11 @@ def gender_first(shares: str = "0.25,0.5", folds: str = "0,1,2,3,4", min_age: st
     adults = [f for f in val if f.age >= 18]
     for share in (float(x) for x in shares.split(",")):
         for k in (int(x) for x in folds.split(",")):
-            model, res = fold_model(k, share, age, win, balanced == "yes")
+            margin = None if label_margin == "none" else float(label_margin)
+            model, res = fold_model(k, share, age, win, balanced == "yes", margin)
             parts = [f"gender_first {share:g}" if share else "", f"min_age {age}" if age is not None else "",
-                     f"window {win}" if win is not None else "", "balanced anchors" if balanced == "yes" else ""]
+                     f"window {win}" if win is not None else "", "balanced anchors" if balanced == "yes" else "",
+                     f"label margin {margin:g}" if margin is not None else ""]
             name = ", ".join(p for p in parts if p)
             row = {"fold": k, "variant": name, "omi_cv": res.final_val_accuracy}
             for label, faces in (("utk_val_all", val), ("utk_val_adults", adults)):
@@ -211,8 +215,10 @@ def write() -> None:
         "to the mean coordinate of the OMI faces on that side of the rating), each photo weighted A, then "
         "scaled by G. `gender_first S`: that share of the label triplets has a positive of the anchor's gender "
         "in the other age group and a negative of the other gender in its age group (`min_age`: from adults "
-        "only; `window`: both within that many years of the anchor where such faces exist). docs/model.md "
-        "says what was adopted.\n\n" + "\n".join(lines))
+        "only; `window`: both within that many years of the anchor where such faces exist). `label margin M`: the "
+        "label triplets trained with margin M, the OMI triplets with the paper's 0.1 (`loss.label_margin`). The "
+        "`gender_first 0.25, label margin 0.3` run was stopped after two folds. docs/model.md says what became of "
+        "each.\n\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":

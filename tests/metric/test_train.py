@@ -430,3 +430,33 @@ def test_label_head_separates_its_labels_and_keeps_the_rating_columns(tmp_path):
     assert (pred[male, 0].min() > pred[~male, 0].max()) and (pred[young, 1].min() > pred[~young, 1].max())
     with pytest.raises(PerFaceError, match="attribute_head"):
         train(config_from_dict({**raw, "attribute_head": {"enabled": False}}), progress=False, log=lambda m: None)
+
+
+def test_label_margin_applies_to_the_label_triplets_only(tmp_path):
+    """label_margin equal to the margin trains the same weights; a wider one changes them and says on how many."""
+    import shutil
+
+    import torch
+
+    from perface.metric.model import load
+
+    _write_omi_like(tmp_path / "omi", 12)
+    utk = tmp_path / "utk"
+    utk.mkdir()
+    for i, chip in enumerate(sorted(CHIPS.glob("omi_*.jpg"))):
+        shutil.copy(chip, utk / f"{25 if i % 4 < 2 else 60}_{i % 2}_0_201701{i:04d}.jpg.chip.jpg")
+    ratings = {"attributes": ["age", "hair", "skin"], "gender_matched_fraction": 0.0, "n_candidates": 300,
+               "bootstrap": 50, "threshold": 0.9}
+    raw = {"data": {"kind": "omi", "root": str(tmp_path / "omi"), "test_fraction": 0.25, "val_fraction": 0,
+                    "ratings": ratings, "test_candidates": 200,
+                    "labelled": [{"kind": "utkface", "root": str(utk), "train_fraction": 1.0, "n_triplets": 40}]},
+           "model": {"views": [0.25], "hidden": 16, "embed_dim": 8},
+           "optim": {"epochs": 1, "batch_size": 8}, "cache_dir": str(tmp_path / "cache")}
+    weights, logs = {}, {}
+    for m in (None, 0.1, 0.5):
+        lines: list[str] = []
+        cfg = config_from_dict({**raw, "loss": {"label_margin": m}, "out": str(tmp_path / f"run{m}")})
+        weights[m] = load(train(cfg, progress=False, log=lines.append).model_dir).head.mlp[1].weight
+        logs[m] = [s for s in lines if s.startswith("margin")]
+    assert torch.equal(weights[None], weights[0.1]) and not torch.equal(weights[None], weights[0.5])
+    assert logs[None] == [] and logs[0.5] == ["margin 0.5 on 40 label triplets, 0.1 on the rest"]

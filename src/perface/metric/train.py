@@ -77,6 +77,9 @@ class LossConfig:
     weighted: bool = False
     aux_attributes: bool = False  # regress rating means from the embedding as an auxiliary signal
     aux_weight: float = 0.3
+    # The margin of the label triplets (data.labelled) when set, the rating-derived ones keeping ``margin``: a wider
+    # one asks the gender x age-group cells to sit further apart than their faces spread.
+    label_margin: float | None = None
 
 
 @dataclass(frozen=True)
@@ -440,6 +443,12 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
     va_rows, _ = triplet_rows(splits.val, bank)
     if len(tr_rows) == 0:
         raise PerFaceError("no training triplets with detectable faces")
+    tr_margin = None
+    if cfg.loss.label_margin is not None and cfg.data.kind == "omi":  # triplets whose anchor is not an OMI face
+        labelled = np.array([Path(bank.paths[r]).parent.parent != Path(cfg.data.root) for r in tr_rows[:, 0]])
+        tr_margin = np.where(labelled, cfg.loss.label_margin, cfg.loss.margin).astype(np.float32)
+        log(f"margin {cfg.loss.label_margin:g} on {int(labelled.sum())} label triplets, {cfg.loss.margin:g} on the "
+            "rest")
     train_imgs = np.unique(tr_rows)
     if not cfg.init_from:  # a loaded head keeps the standardisation it was trained with
         with torch.no_grad():
@@ -501,6 +510,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
             emb, z_aux = model.head(bank_features(model, bank, flat, fflat), with_aux=True)
             emb = emb.view(len(rows), 3, -1)
             w = torch.from_numpy(tr_w[idx]) if cfg.loss.weighted else None
+            if tr_margin is not None:
+                loss_fn.margin = torch.from_numpy(tr_margin[idx])
             loss = loss_fn(emb[:, 0], emb[:, 1], emb[:, 2], w)
             if aux_y is not None and z_aux is not None:
                 target = aux_y[torch.from_numpy(flat)]
