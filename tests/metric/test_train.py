@@ -390,32 +390,36 @@ def test_avfs_judgments_load_with_their_image_folder(tmp_path):
         make_splits(config_from_dict({"data": data}).data)
 
 
-def test_label_head_separates_its_labels_and_keeps_the_rating_columns(tmp_path):
-    """The label columns are fitted on the labelled faces' training part; the MLP and rating columns stay as trained."""
+def _omi_with_utk(tmp_path, n_triplets: int) -> tuple[dict, Path]:
+    """A tiny OMI-like training config with an UTKFace-named label source of the same chips (ages 25 and 60)."""
     import shutil
 
+    _write_omi_like(tmp_path / "omi", 12)
+    utk = tmp_path / "utk"
+    utk.mkdir()
+    for i, chip in enumerate(sorted(CHIPS.glob("omi_*.jpg"))):  # UTKFace-style names: age, gender, race, date
+        shutil.copy(chip, utk / f"{25 if i % 4 < 2 else 60}_{i % 2}_0_201701{i:04d}.jpg.chip.jpg")
+    ratings = {"attributes": ["age", "hair", "skin"], "gender_matched_fraction": 0.0, "n_candidates": 300,
+               "bootstrap": 50, "threshold": 0.9}
+    raw = {"data": {"kind": "omi", "root": str(tmp_path / "omi"), "test_fraction": 0.25, "val_fraction": 0,
+                    "ratings": ratings, "test_candidates": 200,
+                    "labelled": [{"kind": "utkface", "root": str(utk), "train_fraction": 1.0,
+                                  "n_triplets": n_triplets}]},
+           "model": {"views": [0.25], "hidden": 16, "embed_dim": 8},
+           "optim": {"epochs": 1, "batch_size": 8}, "cache_dir": str(tmp_path / "cache")}
+    return raw, utk
+
+
+def test_label_head_separates_its_labels_and_keeps_the_rating_columns(tmp_path):
+    """The label columns are fitted on the labelled faces' training part; the MLP and rating columns stay as trained."""
     import torch
 
     from perface.datasets import in_training_part, load_utkface
     from perface.metric.model import load
 
-    _write_omi_like(tmp_path / "omi", 12)
-    utk = tmp_path / "utk"
-    utk.mkdir()
-    chips = sorted(CHIPS.glob("omi_*.jpg"))
-    for i, chip in enumerate(chips):  # UTKFace-style names: age, gender, race, date
-        age, gender = (25 if i % 4 < 2 else 60), i % 2
-        shutil.copy(chip, utk / f"{age}_{gender}_0_201701{i:04d}.jpg.chip.jpg")
-    ratings = {"attributes": ["age", "hair", "skin"], "gender_matched_fraction": 0.0, "n_candidates": 300,
-               "bootstrap": 50, "threshold": 0.9}
-    raw = {"data": {"kind": "omi", "root": str(tmp_path / "omi"), "test_fraction": 0.25, "val_fraction": 0,
-                    "ratings": ratings, "test_candidates": 200,
-                    "labelled": [{"kind": "utkface", "root": str(utk), "train_fraction": 1.0, "n_triplets": 0}]},
-           "model": {"views": [0.25], "hidden": 16, "embed_dim": 8},
-           "optim": {"epochs": 1, "batch_size": 8},
-           "attribute_head": {"enabled": True, "ridge": 1.0, "weight": 0.2},
-           "label_head": {"enabled": True, "ridge": 1.0, "weight": 0.4},
-           "out": str(tmp_path / "with"), "cache_dir": str(tmp_path / "cache")}
+    raw, utk = _omi_with_utk(tmp_path, 0)
+    raw = {**raw, "attribute_head": {"enabled": True, "ridge": 1.0, "weight": 0.2},
+           "label_head": {"enabled": True, "ridge": 1.0, "weight": 0.4}, "out": str(tmp_path / "with")}
     with_head = load(train(config_from_dict(raw), progress=False, log=lambda m: None).model_dir)
     raw_without = {**raw, "label_head": {"enabled": False}, "out": str(tmp_path / "without")}
     without = load(train(config_from_dict(raw_without), progress=False, log=lambda m: None).model_dir)
@@ -434,24 +438,11 @@ def test_label_head_separates_its_labels_and_keeps_the_rating_columns(tmp_path):
 
 def test_label_margin_applies_to_the_label_triplets_only(tmp_path):
     """label_margin equal to the margin trains the same weights; a wider one changes them and says on how many."""
-    import shutil
-
     import torch
 
     from perface.metric.model import load
 
-    _write_omi_like(tmp_path / "omi", 12)
-    utk = tmp_path / "utk"
-    utk.mkdir()
-    for i, chip in enumerate(sorted(CHIPS.glob("omi_*.jpg"))):
-        shutil.copy(chip, utk / f"{25 if i % 4 < 2 else 60}_{i % 2}_0_201701{i:04d}.jpg.chip.jpg")
-    ratings = {"attributes": ["age", "hair", "skin"], "gender_matched_fraction": 0.0, "n_candidates": 300,
-               "bootstrap": 50, "threshold": 0.9}
-    raw = {"data": {"kind": "omi", "root": str(tmp_path / "omi"), "test_fraction": 0.25, "val_fraction": 0,
-                    "ratings": ratings, "test_candidates": 200,
-                    "labelled": [{"kind": "utkface", "root": str(utk), "train_fraction": 1.0, "n_triplets": 40}]},
-           "model": {"views": [0.25], "hidden": 16, "embed_dim": 8},
-           "optim": {"epochs": 1, "batch_size": 8}, "cache_dir": str(tmp_path / "cache")}
+    raw, _ = _omi_with_utk(tmp_path, 40)
     weights, logs = {}, {}
     for m in (None, 0.1, 0.5):
         lines: list[str] = []
