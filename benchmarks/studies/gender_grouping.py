@@ -216,9 +216,8 @@ def write() -> None:
         "scaled by G. `gender_first S`: that share of the label triplets has a positive of the anchor's gender "
         "in the other age group and a negative of the other gender in its age group (`min_age`: from adults "
         "only; `window`: both within that many years of the anchor where such faces exist). `label margin M`: the "
-        "label triplets trained with margin M, the OMI triplets with the paper's 0.1 (`loss.label_margin`). The "
-        "`gender_first 0.25, label margin 0.3` run was stopped after two folds. docs/model.md says what became of "
-        "each.\n\n" + "\n".join(lines))
+        "label triplets trained with margin M, the OMI triplets with the paper's 0.1 (`loss.label_margin`). "
+        "docs/model.md says what became of each.\n\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":
