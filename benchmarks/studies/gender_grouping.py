@@ -53,8 +53,8 @@ def label_faces() -> list:
 
 def fold_model(k: int, gender_first: float = 0.0, min_age: int | None = None, window: int | None = None,
                balanced: bool = False, label_margin: float | None = None):
-    """The screen's fold-k model of the shipped recipe (trained once, then resumed from its run folder); with
-    ``gender_first``, that share of its label triplets ranks gender over the age group."""
+    """The screen's fold-k model of the shipped recipe (trained once, then resumed from its run folder), with the
+    given label-triplet options (:class:`LabelTripletConfig`) and label margin (``loss.label_margin``)."""
     from perface.metric.model import load
     from perface.metric.train import load_config, train
 
@@ -74,17 +74,15 @@ def fold_model(k: int, gender_first: float = 0.0, min_age: int | None = None, wi
     return load(res.model_dir), res
 
 
-def _std_inputs(model, paths: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Standardised features of the images and of their mirror images, as the head reads them."""
+def _inputs(model, paths: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Features of the images found in the bank and of their mirror images (as the head reads them), and their paths."""
     from perface.metric.features import build_feature_bank
-    from perface.metric.train import bank_features
+    from perface.metric.train import _head_inputs
 
     bank = build_feature_bank(model, paths, cache_dir=CACHE, progress=False)
-    rows = np.array([bank.index[p] for p in paths if p in bank.index], dtype=np.int64)
-    h = model.head
-    f = (bank_features(model, bank, rows, np.zeros_like(rows)) - h.feat_mean) / h.feat_std
-    m = (bank_features(model, bank, rows, np.ones_like(rows)) - h.feat_mean) / h.feat_std
-    return f, m, [p for p in paths if p in bank.index]
+    kept = [p for p in paths if p in bank.index]
+    feats, mirrored = _head_inputs(model, bank, np.array([bank.index[p] for p in kept], dtype=np.int64))
+    return feats, mirrored, kept
 
 
 @torch.no_grad()
@@ -93,9 +91,11 @@ def refit(model, res, utk, alpha: float | None, g: float, ridge: float = 1000.0)
     space = res.splits.train_space
     coords = space.features()
     omi_paths = [str(shared_data() / "omi" / "images" / f"{f}.jpg") for f in space.face_ids]
-    f_o, m_o, kept = _std_inputs(model, omi_paths)
+    h = model.head
+    raw_o, raw_mo, kept = _inputs(model, omi_paths)
+    f_o, m_o = (raw_o - h.feat_mean) / h.feat_std, (raw_mo - h.feat_mean) / h.feat_std
     y_o = torch.tensor([coords[space.face_ids.index(Path(p).stem), GENDER] for p in kept], dtype=torch.float64)
-    w = model.head.attribute.weight
+    w = h.attribute.weight
     if alpha is not None:
         # the two modes of the OMI gender coordinate; which is male is read from the current column on real photos
         c = y_o.numpy()
@@ -103,7 +103,8 @@ def refit(model, res, utk, alpha: float | None, g: float, ridge: float = 1000.0)
         for _ in range(20):  # 2-means in one dimension
             side = np.abs(c - lo) > np.abs(c - hi)
             lo, hi = c[~side].mean(), c[side].mean()
-        f_u, m_u, kept_u = _std_inputs(model, [str(f.path) for f in utk])
+        raw_u, raw_mu, kept_u = _inputs(model, [str(f.path) for f in utk])
+        f_u, m_u = (raw_u - h.feat_mean) / h.feat_std, (raw_mu - h.feat_mean) / h.feat_std
         kept_set = set(kept_u)
         male = torch.tensor([f.gender == "male" for f in utk if str(f.path) in kept_set])
         pred = 0.5 * (f_u @ w[GENDER] + m_u @ w[GENDER])
@@ -115,8 +116,17 @@ def refit(model, res, utk, alpha: float | None, g: float, ridge: float = 1000.0)
         a = torch.linalg.solve(x @ x.T + ridge * torch.eye(len(x), dtype=x.dtype), y)
         w[GENDER] = (x.T @ a).float()
     w[GENDER] *= g
-    model.head.set_attribute_radius([(f_o * model.head.feat_std + model.head.feat_mean,
-                                      m_o * model.head.feat_std + model.head.feat_mean)])
+    h.set_attribute_radius([(raw_o, raw_mo)])
+
+
+def _record(row: dict, model, val: list) -> None:
+    """Add Sec. 4.5 on the validation faces (all ages, adults) to ``row``; print it and append it to the results."""
+    embed = bank_embedder(model)
+    for label, faces in (("utk_val_all", val), ("utk_val_adults", [f for f in val if f.age >= 18])):
+        row[label] = group_scores(embed, faces, per_group=30, n_queries=None)
+    print(json.dumps(row), flush=True)
+    with (RUNS / "results.jsonl").open("a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def run(folds: str = "0,1,2,3,4") -> None:
@@ -130,7 +140,6 @@ def run(folds: str = "0,1,2,3,4") -> None:
     RUNS.mkdir(parents=True, exist_ok=True)
     utk = label_faces()
     val = cv_validation_faces()
-    adults = [f for f in val if f.age >= 18]
     for k in (int(x) for x in folds.split(",")):
         model, res = fold_model(k)
         paths = sorted({str(p) for t in res.splits.val for p in (t.reference, t.a, t.b)})
@@ -141,11 +150,7 @@ def run(folds: str = "0,1,2,3,4") -> None:
             va_rows, _ = triplet_rows(res.splits.val, bank)
             row = {"fold": k, "variant": name, "alpha": alpha, "g": g,
                    "omi_cv": accuracy_from_embeddings(bank_embeddings(m, bank), va_rows)}
-            for label, faces in (("utk_val_all", val), ("utk_val_adults", adults)):
-                row[label] = group_scores(bank_embedder(m), faces, per_group=30, n_queries=None)
-            print(json.dumps(row), flush=True)
-            with (RUNS / "results.jsonl").open("a") as f:
-                f.write(json.dumps(row) + "\n")
+            _record(row, m, val)
 
 
 def gender_first(shares: str = "0.25,0.5", folds: str = "0,1,2,3,4", min_age: str = "none",
@@ -154,55 +159,56 @@ def gender_first(shares: str = "0.25,0.5", folds: str = "0,1,2,3,4", min_age: st
     ``min_age`` old when given), scored as ``run`` scores."""
     age = None if min_age == "none" else int(min_age)
     win = None if window == "none" else int(window)
+    margin = None if label_margin == "none" else float(label_margin)
     torch.set_num_threads(2)
     val = cv_validation_faces()
-    adults = [f for f in val if f.age >= 18]
     for share in (float(x) for x in shares.split(",")):
         for k in (int(x) for x in folds.split(",")):
-            margin = None if label_margin == "none" else float(label_margin)
             model, res = fold_model(k, share, age, win, balanced == "yes", margin)
             parts = [f"gender_first {share:g}" if share else "", f"min_age {age}" if age is not None else "",
                      f"window {win}" if win is not None else "", "balanced anchors" if balanced == "yes" else "",
                      f"label margin {margin:g}" if margin is not None else ""]
             name = ", ".join(p for p in parts if p)
             row = {"fold": k, "variant": name, "omi_cv": res.final_val_accuracy}
-            for label, faces in (("utk_val_all", val), ("utk_val_adults", adults)):
-                row[label] = group_scores(bank_embedder(model), faces, per_group=30, n_queries=None)
-            print(json.dumps(row), flush=True)
-            with (RUNS / "results.jsonl").open("a") as f:
-                f.write(json.dumps(row) + "\n")
+            _record(row, model, val)
+
+
+KEYS = ("omi_cv", "utk_val_all:gender", "utk_val_all:age", "utk_val_adults:gender", "utk_val_adults:age")
+
+
+def _value(row: dict, key: str) -> float:
+    """A row's figure by ``KEYS`` name: the OMI CV accuracy, or a Sec. 4.5 accuracy (``set:task``)."""
+    if key == "omi_cv":
+        return row["omi_cv"]
+    part, task = key.split(":")
+    return row[part][task][0]
+
+
+def _rows() -> list[dict]:
+    return [json.loads(line) for line in (RUNS / "results.jsonl").read_text().splitlines()]
 
 
 def summary() -> None:
     """Mean over folds per variant."""
-    rows = [json.loads(line) for line in (RUNS / "results.jsonl").read_text().splitlines()]
+    rows = _rows()
     for name in dict.fromkeys([v[0] for v in VARIANTS] + [x["variant"] for x in rows]):
         r = [x for x in rows if x["variant"] == name]
-        if not r:
-            continue
-        mean = {key: np.mean([x[key] if key == "omi_cv" else x[key.split(":")[0]][key.split(":")[1]][0] for x in r])
-                for key in ("omi_cv", "utk_val_all:gender", "utk_val_all:age", "utk_val_adults:gender",
-                            "utk_val_adults:age")}
-        print(f"{name:16s} folds {len(r)}  " + "  ".join(f"{k} {v:.4f}" for k, v in mean.items()))
+        if r:
+            means = "  ".join(f"{k} {np.mean([_value(x, k) for x in r]):.4f}" for k in KEYS)
+            print(f"{name:16s} folds {len(r)}  " + means)
 
 
 def write() -> None:
     """The ``metric_gender_first`` section of docs/benchmarks.md: every variant's fold means and folds."""
     from _common import write_fragment
 
-    rows = [json.loads(line) for line in (RUNS / "results.jsonl").read_text().splitlines()]
-    keys = ("utk_val_all:gender", "utk_val_all:age", "utk_val_adults:gender", "utk_val_adults:age")
-
-    def get(x: dict, key: str) -> float:
-        return x["omi_cv"] if key == "omi_cv" else x[key.split(":")[0]][key.split(":")[1]][0]
-
+    rows = _rows()
     lines = ["| variant | folds | OMI CV | UTK val gender, all ages | age group, all ages | gender, adults | "
              "age group, adults | adults' gender by fold |", "|---|---|---|---|---|---|---|---|"]
     for name in dict.fromkeys(x["variant"] for x in rows):
         r = sorted((x for x in rows if x["variant"] == name), key=lambda x: x["fold"])
-        means = " | ".join(f"{np.mean([get(x, k) for x in r]):.4f}" if k == "omi_cv" else
-                           f"{np.mean([get(x, k) for x in r]):.3f}" for k in ("omi_cv", *keys))
-        folds = ", ".join(f"{get(x, 'utk_val_adults:gender'):.3f}" for x in r)
+        means = " | ".join(f"{np.mean([_value(x, k) for x in r]):.{4 if k == 'omi_cv' else 3}f}" for k in KEYS)
+        folds = ", ".join(f"{_value(x, 'utk_val_adults:gender'):.3f}" for x in r)
         lines.append(f"| {name} | {len(r)} | {means} | {folds} |")
     write_fragment(
         "metric_gender_first", "Gender over the age group: label triplets and the attribute head (issue 18)",

@@ -89,14 +89,12 @@ def label_triplets(cfg: LabelTripletConfig, faces: list[LabelledFace] | None = N
             a = int(rng.integers(len(faces)))
             c = int(cell[a])
         if cfg.gender_first > 0 and rng.random() < cfg.gender_first:  # (no draw at 0: the default set is unchanged)
-            w = cfg.gender_first_window
-            p = int(rng.choice(_within(pools[c ^ 1], age, age[a], w)))
-            n = int(rng.choice(_within(pools[c ^ 2], age, age[a], w)))
-            out.append(Triplet(f"{cfg.kind}-{cfg.seed}-{k}", faces[a].path, faces[p].path, faces[n].path, 1, 0))
-            continue
-        p = int(rng.choice(_within(pools[c][pools[c] != a], age, age[a], cfg.age_window)))
-        other = c ^ int(rng.integers(1, 4))  # flip gender (2), age group (1) or both (3)
-        n = int(rng.choice(pools[other]))
+            p = int(rng.choice(_within(pools[c ^ 1], age, age[a], cfg.gender_first_window)))
+            n = int(rng.choice(_within(pools[c ^ 2], age, age[a], cfg.gender_first_window)))
+        else:
+            p = int(rng.choice(_within(pools[c][pools[c] != a], age, age[a], cfg.age_window)))
+            other = c ^ int(rng.integers(1, 4))  # flip gender (2), age group (1) or both (3)
+            n = int(rng.choice(pools[other]))
         out.append(Triplet(f"{cfg.kind}-{cfg.seed}-{k}", faces[a].path, faces[p].path, faces[n].path, 1, 0))
     return TripletSet(out, f"{cfg.kind} label triplets")
 

@@ -335,6 +335,11 @@ def _head_inputs(model: PerFaceModel, bank: FeatureBank, rows: np.ndarray) -> tu
     return feats, mirrored
 
 
+def _omi_rows(bank: FeatureBank, root: str | Path) -> np.ndarray:
+    """Which bank images are the OMI data's own (``root``/images/...), not labelled photos mixed in."""
+    return np.array([Path(p).parent.parent == Path(root) for p in bank.paths], dtype=bool)
+
+
 def fit_label_head(cfg: TrainConfig, model: PerFaceModel, bank: FeatureBank, log: Callable[[str], None] = print
                    ) -> None:
     """Fit the label columns of the attribute head on the labelled training faces (gender, age group as +1/-1),
@@ -352,7 +357,7 @@ def fit_label_head(cfg: TrainConfig, model: PerFaceModel, bank: FeatureBank, log
     feats, mirrored = _head_inputs(model, lbank, rows)
     n = model.config.attribute_outputs
     model.head.fit_attributes(feats, mirrored, target, cfg.label_head.ridge, columns=slice(n - len(LABEL_COLUMNS), n))
-    omi = np.array([i for i, p in enumerate(bank.paths) if Path(p).parent.parent == Path(cfg.data.root)])
+    omi = np.flatnonzero(_omi_rows(bank, cfg.data.root))
     model.head.set_attribute_radius([(feats, mirrored), _head_inputs(model, bank, omi)] if len(omi) else
                                     [(feats, mirrored)])
     log(f"label head: ridge {cfg.label_head.ridge:g} on {len(faces)} labelled faces, weight {cfg.label_head.weight:g}")
@@ -445,7 +450,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
         raise PerFaceError("no training triplets with detectable faces")
     tr_margin = None
     if cfg.loss.label_margin is not None and cfg.data.kind == "omi":  # triplets whose anchor is not an OMI face
-        labelled = np.array([Path(bank.paths[r]).parent.parent != Path(cfg.data.root) for r in tr_rows[:, 0]])
+        labelled = ~_omi_rows(bank, cfg.data.root)[tr_rows[:, 0]]
         tr_margin = np.where(labelled, cfg.loss.label_margin, cfg.loss.margin).astype(np.float32)
         log(f"margin {cfg.loss.label_margin:g} on {int(labelled.sum())} label triplets, {cfg.loss.margin:g} on the "
             "rest")
