@@ -59,3 +59,14 @@ def test_gradient_pulls_positive_closer():
     with torch.no_grad():
         p2 = F.normalize(p - 0.1 * p.grad, dim=1)
     assert (r * p2).sum() > (r * p).sum()
+
+
+def test_per_triplet_margins_replace_the_margin_triplet_by_triplet():
+    ref, pos, neg = _batch(n=6)
+    loss = TripletMarginLoss(margin=0.1, reduction="mean")
+    same = torch.full((6,), 0.1)
+    assert torch.allclose(loss.per_triplet(ref, pos, neg, same), loss.per_triplet(ref, pos, neg))
+    wide = torch.tensor([0.1, 0.1, 0.1, 2.5, 2.5, 2.5])
+    per = loss.per_triplet(ref, pos, neg, wide)
+    assert torch.equal(per[:3], loss.per_triplet(ref, pos, neg)[:3]) and bool((per[3:] > 0.5).all())
+    assert float(loss(ref, pos, neg, margins=wide)) == float(per.mean())

@@ -70,16 +70,18 @@ class TripletMarginLoss(torch.nn.Module):
         self.reduction = reduction
         self.miner = miner
 
-    def per_triplet(self, ref: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        """Un-reduced loss for each triplet."""
+    def per_triplet(self, ref: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor,
+                    margins: torch.Tensor | None = None) -> torch.Tensor:
+        """Un-reduced loss for each triplet; ``margins``: one per triplet instead of ``margin``."""
         ap = self.distance.pairwise_distance(ref, pos)
         an = self.distance.pairwise_distance(ref, neg)
-        return torch.relu(self.distance.margin(ap, an) + self.margin)
+        return torch.relu(self.distance.margin(ap, an) + (self.margin if margins is None else margins))
 
     def forward(
-        self, ref: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, weights: torch.Tensor | None = None
+        self, ref: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, weights: torch.Tensor | None = None,
+        margins: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        losses = self.per_triplet(ref, pos, neg)
+        losses = self.per_triplet(ref, pos, neg, margins)
         if self.miner is not None:
             keep = self.miner(ref, pos, neg)
             losses = losses[keep]

@@ -515,9 +515,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
             emb, z_aux = model.head(bank_features(model, bank, flat, fflat), with_aux=True)
             emb = emb.view(len(rows), 3, -1)
             w = torch.from_numpy(tr_w[idx]) if cfg.loss.weighted else None
-            if tr_margin is not None:
-                loss_fn.margin = torch.from_numpy(tr_margin[idx])
-            loss = loss_fn(emb[:, 0], emb[:, 1], emb[:, 2], w)
+            margins = None if tr_margin is None else torch.from_numpy(tr_margin[idx])
+            loss = loss_fn(emb[:, 0], emb[:, 1], emb[:, 2], w, margins)
             if aux_y is not None and z_aux is not None:
                 target = aux_y[torch.from_numpy(flat)]
                 ok = ~torch.isnan(target)
