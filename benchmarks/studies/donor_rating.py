@@ -49,6 +49,9 @@ VARIANTS = {  # tag: AnonymizeConfig options (the defaults otherwise)
     # seeds 0 and 1) also lightened the oval's outer quarter, inside the ellipse: dropped for what it let through
     "soft_edge": {"around_edge": "soft", "fallback_edge": "soft"},
     "around_soft": {"around_edge": "soft", "fallback_edge": "hard"},
+    # issue 18 (2026-12-06, thirty-fourth session): the defaults with the candidate metric (`label_margin` 0.3, the
+    # default model since) as the default model and the gallery re-embedded for it, run from a copy of src/ holding both
+    "label_margin": {},
 }
 # Kept from a first design, which the code no longer has (runs/anonymity_seed{1,2}_rated.json and _soften3all):
 # such donors left out of step 2 altogether (reshuffling about 32 of 150 faces' donors a draw), and softening
