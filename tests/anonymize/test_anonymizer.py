@@ -313,9 +313,19 @@ def test_crowd_prefer_keeps_a_swap_when_no_donor_passes_the_crowd(swapper_anonym
     _, (loose,) = an.anonymize_array(astronaut)
     assert (loose.method, loose.donor_id, loose.tries) == ("swap", plain.donor_id, plain.tries)
     an.config = replace(an.config, crowd_check={"faceres": -1.0})
+    eligible = []  # the step-2 candidates the pre-screen lets through (the loop's donors), counted as it runs
+    try_donors = an._try_donors
+
+    def counting(out, face, target, sel, rec, soft_only=False):
+        eligible.append(sum(an._prescreen(target, d) is None for d in sel.candidates))
+        return try_donors(out, face, target, sel, rec, soft_only)
+
+    an._try_donors = counting
     _, (kept,) = an.anonymize_array(astronaut)
+    del an._try_donors
     assert kept.method == "swap" and "passed the crowd check" in kept.reason and not kept.blurred_around
-    assert kept.tries == an.config.select.max_tries  # no donor passed the crowd: every one was tried
+    # no donor passed the crowd: every donor left after the pre-screen was tried, up to max_tries
+    assert eligible[0] > plain.tries and kept.tries == min(an.config.select.max_tries, eligible[0])
     an.config = replace(an.config, crowd_around=True)
     out, (around,) = an.anonymize_array(astronaut)
     assert around.method == "swap" and around.blurred_around and around.donor_id == kept.donor_id
