@@ -302,7 +302,7 @@ def test_crowd_check_refuses_swaps_nearer_the_person_than_the_other_donors(swapp
         AnonymizeConfig(crowd_rank=0)
 
 
-def test_crowd_prefer_keeps_a_swap_when_no_donor_passes_the_crowd(swapper_anonymizer, astronaut):
+def test_crowd_prefer_keeps_a_swap_when_no_donor_passes_the_crowd(swapper_anonymizer, astronaut, monkeypatch):
     """``crowd_prefer`` (the default): the crowd only ranks swaps; with no donor past it every donor is tried and a
     swap under every threshold is still kept (``crowd_around``, the default: over the blurred face region); a crowd
     every swap passes changes nothing."""
@@ -316,13 +316,13 @@ def test_crowd_prefer_keeps_a_swap_when_no_donor_passes_the_crowd(swapper_anonym
     eligible = []  # the step-2 candidates the pre-screen lets through (the loop's donors), counted as it runs
     try_donors = an._try_donors
 
-    def counting(out, face, target, sel, rec, soft_only=False):
+    def counting(out, face, target, sel, *rest, **options):
         eligible.append(sum(an._prescreen(target, d) is None for d in sel.candidates))
-        return try_donors(out, face, target, sel, rec, soft_only)
+        return try_donors(out, face, target, sel, *rest, **options)
 
-    an._try_donors = counting
+    monkeypatch.setattr(an, "_try_donors", counting)
     _, (kept,) = an.anonymize_array(astronaut)
-    del an._try_donors
+    monkeypatch.undo()
     assert kept.method == "swap" and "passed the crowd check" in kept.reason and not kept.blurred_around
     # no donor passed the crowd: every donor left after the pre-screen was tried, up to max_tries
     assert eligible[0] > plain.tries and kept.tries == min(an.config.select.max_tries, eligible[0])
