@@ -52,7 +52,7 @@ VARIANTS = {  # tag: AnonymizeConfig options (the defaults otherwise)
     # issue 18 (2026-12-06, thirty-fourth session): the defaults with the candidate metric (`label_margin` 0.3, the
     # default model since) as the default model and the gallery re-embedded for it, run from a copy of src/ holding both
     "label_margin": {},
-    # the next candidate, the label margin 0.4 (configs/label_margin_0.4.yaml), run the same way
+    # the next candidate, the label margin 0.4 (configs/label_margin_0.4.yaml), run the same way (round 39: not adopted)
     "label_margin_04": {},
 }
 # Kept from a first design, which the code no longer has (runs/anonymity_seed{1,2}_rated.json and _soften3all):

@@ -1115,6 +1115,60 @@ def _ridge_triplet_scores(feats: dict[str, np.ndarray], stem: dict[str, int], fo
     return out
 
 
+def _omi_bank():
+    """The default model's cached feature bank of the 800 OMI faces, a stem -> row map, and the unflipped rows."""
+    from perface.metric.features import build_feature_bank
+    from perface.metric.model import PerFaceModel
+    from perface.metric.train import load_config
+
+    base = load_config(REPO / "configs" / "default.yaml")
+    bank = build_feature_bank(PerFaceModel(base.model), image_sets()["omi"], cache_dir=CACHE, progress=False)
+    return bank, {Path(p).stem: i for i, p in enumerate(bank.paths)}, bank.pooled[:, 0]
+
+
+def _write_probe(name: str, res: dict[str, list[float]]) -> None:
+    """runs/metric_signals/NAME.json, and each feature set's mean over the folds as a markdown row."""
+    import json
+
+    RUNS.mkdir(parents=True, exist_ok=True)
+    (RUNS / f"{name}.json").write_text(json.dumps(res, indent=1))
+    for label, r in res.items():
+        print(f"| {label} | {np.mean(r):.4f} |")
+
+
+def probe_kernel() -> None:
+    """Issue 18, OMI side: does a non-linear read-out of the shipped features predict the rating coordinates better
+    than the attribute head's linear ridge? Kernel ridge (RBF on the z-scored features; gamma as a multiple of
+    1 / dimension) against the linear map, the ridge probe's folds and triplets."""
+    from perface.metric.train import load_config, make_splits
+
+    base = load_config(REPO / "configs" / "default.yaml")
+    _bank, stem, x = _omi_bank()
+    out: dict[str, list[float]] = {}
+    for k in range(5):
+        sp = make_splits(dataclasses_replace(base.data, cv_folds=5, cv_fold=k, labelled=()))
+        space = sp.train_space
+        tr = np.array([stem[str(f)] for f in space.face_ids])
+        v = np.array([(stem[Path(t.reference).stem], stem[Path(t.positive).stem], stem[Path(t.negative).stem])
+                      for t in sp.val])
+        y = space.features()
+        mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6
+        xs = (x - mu) / sd
+        sq = (xs ** 2).sum(1)
+        d2 = np.maximum(sq[:, None] + sq[tr][None, :] - 2 * xs @ xs[tr].T, 0) / xs.shape[1]
+        lin = xs @ xs[tr].T
+        kernels = {"linear": lin, **{f"rbf gamma {g}": np.exp(-g * d2) for g in (0.25, 0.5, 1.0)}}
+        for name, kk in kernels.items():
+            lams = (300.0, 1000.0, 3000.0) if name == "linear" else (0.01, 0.03, 0.1, 0.3)
+            for lam in lams:
+                pred = kk @ np.linalg.solve(kk[tr] + lam * np.eye(len(tr)), y)
+                dp = ((pred[v[:, 0]] - pred[v[:, 1]]) ** 2).sum(1)
+                acc = float((dp < ((pred[v[:, 0]] - pred[v[:, 2]]) ** 2).sum(1)).mean())
+                out.setdefault(f"{name}, lambda {lam}", []).append(acc)
+        print(k, {n: round(r[-1], 4) for n, r in out.items()}, flush=True)
+    _write_probe("probe_kernel", out)
+
+
 def probe_extra(emotion_json: str = "") -> None:
     """Issue 18, OMI side: which rating attributes limit the stand-in, and whether an expression network or a race
     direction learned on UTKFace's training labels adds to the shipped features (ridge probe, 5 folds).
@@ -1187,6 +1241,87 @@ def _emotion_features(emotion_json: str, paths: list[str]) -> dict[float, np.nda
     return {pad: np.stack(r) for pad, r in rows.items()}
 
 
+def probe_gear() -> None:
+    """Issue 18, OMI side: does GEAR-Predictor (shipped; gender, age and a 5-way race head) carry the raters'
+    perceived ethnicity beyond the shipped features? Ridge probe as ``probe_extra`` (5 folds). GEAR was trained on
+    UTKFace, so a metric using it would have no held-out UTKFace figures: this asks only what it adds on OMI."""
+    bank, stem, shipped = _omi_bank()
+    g = _gear_features(bank.paths)
+    feats = {"shipped features (dlib + FaceRes)": shipped}
+    for name, cols in {"race logits (5)": g["race"], "race hidden layer (dense_2)": g["dense_2"],
+                       "pooled conv (global max)": g["pool"],
+                       "all GEAR": np.concatenate([g["pool"], g["dense_1"], g["dense_2"], g["dense_3"], g["race"]], 1)
+                       }.items():
+        feats[f"+ GEAR {name}"] = np.concatenate([shipped, cols], 1)
+        feats[f"GEAR {name} alone"] = cols
+    _write_probe("probe_gear", _ridge_triplet_scores(feats, stem))
+
+
+def _gear_features(paths: list[str]) -> dict[str, np.ndarray]:
+    """GEAR's pooled convolution, its three hidden layers and its race logits, on its own crop of the largest face
+    (the crop GearPredictor uses), the face and its mirror image averaged."""
+    from perface.backbones.tfjs import load_tfjs_model
+    from perface.face.attribute_networks import GearPredictor
+    from perface.face.detect import REFERENCE_DETECT, detect
+    from perface.face.io import read_image
+
+    pre = "StatefulPartitionedCall/model_1/"
+    names = {"pool": "global_max_pooling2d_1/Max", "dense_1": "dense_1/Relu", "dense_2": "dense_2/Relu",
+             "dense_3": "dense_3/Relu", "race": "race_output/BiasAdd"}
+    net = load_tfjs_model("gear")
+    gp = GearPredictor()
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    for p in paths:
+        image = read_image(p)
+        f = max(detect(image, REFERENCE_DETECT), key=lambda f: f.width * f.height)
+        crop = gp.crop(image, f.box).astype(np.float32) / 255.0
+        x = torch.from_numpy(np.stack([crop, crop[:, ::-1]]).copy())
+        with torch.inference_mode():
+            o = net(x, outputs=[pre + n for n in names.values()])
+        for k, n in names.items():
+            rows[k].append(o[pre + n].float().numpy().reshape(2, -1).mean(0))
+    return {k: np.stack(v) for k, v in rows.items()}
+
+
+def probe_mesh() -> None:
+    """Issue 18, OMI side: does the face's 3-D shape (MediaPipe FaceMesh, shipped) add to the shipped features?
+    The 468 points of each face aligned to their mean by a similarity (Procrustes), then the ridge probe (5 folds)."""
+    bank, stem, shipped = _omi_bank()
+    shape = _mesh_shapes(bank.paths)
+    feats = {"shipped features (dlib + FaceRes)": shipped}
+    for name, cols in {"3-D shape": shape, "2-D shape": shape.reshape(len(shape), 468, 3)[:, :, :2].reshape(
+            len(shape), -1)}.items():
+        for rep in (1, 3):
+            feats[f"+ mesh {name} (x{rep} weight)"] = np.concatenate([shipped, np.repeat(cols, rep, 1)], 1)
+        feats[f"mesh {name} alone"] = cols
+    _write_probe("probe_mesh", _ridge_triplet_scores(feats, stem))
+
+
+def _mesh_shapes(paths: list[str]) -> np.ndarray:
+    """(N, 1404) FaceMesh points of the largest face, each aligned to the mean shape by a similarity, z-scored."""
+    from perface.face.detect import REFERENCE_DETECT, detect
+    from perface.face.io import read_image
+    from perface.face.mesh import face_mesh
+
+    pts = []
+    for p in paths:
+        image = read_image(p)
+        f = max(detect(image, REFERENCE_DETECT), key=lambda f: f.width * f.height)
+        m = face_mesh(image, f.box, f.landmarks[:2]).points
+        m = m - m.mean(0)
+        pts.append(m / np.linalg.norm(m))
+    x = np.stack(pts)
+    mean = x.mean(0)
+    for _ in range(3):  # generalised Procrustes: rotate each onto the mean, then renew the mean
+        for i in range(len(x)):
+            u, _s, vt = np.linalg.svd(x[i].T @ mean)
+            x[i] = x[i] @ (u @ vt)
+        mean = x.mean(0)
+        mean /= np.linalg.norm(mean)
+    flat = x.reshape(len(x), -1)
+    return (flat - flat.mean(0)) / (flat.std(0) + 1e-9)
+
+
 def dataclasses_replace(obj, **kw):
     import dataclasses
 
@@ -1199,6 +1334,7 @@ if __name__ == "__main__":
              "labelhead": labelhead, "assemble": assemble,
              "reembed_gallery": reembed_gallery, "combine_cache": combine_cache, "restamp": restamp,
              "omi_label_cv": omi_label_cv, "probe_extra": probe_extra,
-             "probe_facenet": probe_facenet,
+             "probe_facenet": probe_facenet, "probe_gear": probe_gear, "probe_mesh": probe_mesh,
+             "probe_kernel": probe_kernel,
              "write_screen": write_screen}
     steps[sys.argv[1]](*sys.argv[2:])
