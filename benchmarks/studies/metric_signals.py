@@ -552,7 +552,7 @@ def combine_cache(second: str = "faceres", levels: str = "stage4,stage5,head", v
         if not pair.config.second_flip:  # the mirror rows reuse the plain features
             extra = np.repeat(extra[:, :1], 2, axis=1)
         both = np.concatenate([dlib.pooled, extra], axis=2)
-        out = CACHE / f"features-{fm._fingerprint(requested, {'features': key_pair, 'v': 6})}.npz"
+        out = CACHE / f"features-{fm.fingerprint(requested, {'features': key_pair, 'v': 6})}.npz"
         with atomic_write(out, overwrite=True, suffix=".npz", what="feature cache") as tmp:
             np.savez(tmp, paths=np.array(kept), pooled=both, identity=dlib.identity, missing=missing,
                      feature_key=np.array(key_pair), stamps=np.array(stamps), requested=np.array(requested))
@@ -594,7 +594,7 @@ def restamp(check_per_bank: str = "2") -> None:
             moved += same_size
         data["stamps"] = np.array(new)
         v = 6
-        out = CACHE / f"features-{fm._fingerprint(requested, {'features': str(data['feature_key']), 'v': v})}.npz"
+        out = CACHE / f"features-{fm.fingerprint(requested, {'features': str(data['feature_key']), 'v': v})}.npz"
         with atomic_write(out, overwrite=True, suffix=".npz", what="feature cache") as tmp:
             np.savez(tmp, **data)
         if out != f:

@@ -371,13 +371,18 @@ def evaluate_cmd(
         help="Score these triplets instead of the model's own held-out split: a SimCelebA folder or archive "
              "(D1 and D2, e.g. SimCelebA itself or a `perface annotate export`) or an anchor,positive,negative CSV.")]
     = None,
+    recognizers: Annotated[str, typer.Option(
+        help="Face networks whose identity embeddings are Sec. 4.5 baselines besides dlib's (comma-separated, "
+             "'all' or 'none').")] = "all",
 ) -> None:
     """Triplet accuracy (with baselines and 95% CIs) and the paper's attribute-group classification."""
     from perface.evaluation.protocols import run_evaluation
+    from perface.evaluation.recognizer_baselines import BASELINE_RECOGNIZERS
 
+    names = _recognizer_names(recognizers, BASELINE_RECOGNIZERS)
     result = run_evaluation(model, triplets=triplets, data_root=data_root, utkface=utkface, celeba=celeba,
                             cache_dir=cache_dir, seed=seed, log=lambda m: typer.echo(m, err=True), min_age=min_age,
-                            triplets_from=triplets_from)
+                            triplets_from=triplets_from, recognizers=names)
     typer.echo(result.to_markdown())
     if out is not None:
         from perface.evaluation.protocols import write_json

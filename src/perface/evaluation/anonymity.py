@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from perface.evaluation.measures import wilson_interval
 from perface.face.align import arcface_crop
 from perface.face.detect import REFERENCE_DETECT, DetectConfig, Face, detect
 from perface.face.detect import box_iou as _iou
@@ -271,16 +272,6 @@ def split_probes(root: Path, n_probes: int = 150, seed: int = 0) -> tuple[list[t
             probe_rows.append((ident, imgs.pop(k)))
         gallery_rows.extend((ident, im) for im in imgs)
     return probe_rows, gallery_rows
-
-
-def wilson_interval(k: int, n: int) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion k / n (scipy's binomtest); (nan, nan) when n = 0."""
-    if n == 0:
-        return float("nan"), float("nan")
-    from scipy.stats import binomtest
-
-    ci = binomtest(int(k), int(n)).proportion_ci(0.95, method="wilson")
-    return float(ci.low), float(ci.high)
 
 
 def _rate(hits: Sequence[bool]) -> dict[str, float]:

@@ -667,3 +667,13 @@ def attribute_group_comparison_markdown(reports: Mapping[str, AttributeGroupRepo
                 d[f"{label} {m}"] = tr[m]
         cols += [(f"{label} {m}", f"{label} {m}") for m in ("P", "R", "Acc", "AUC")]
     return format_table(list(merged.values()), cols)
+
+
+def wilson_interval(k: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion k / n (scipy's binomtest); (nan, nan) when n = 0."""
+    if n == 0:
+        return float("nan"), float("nan")
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(k), int(n)).proportion_ci(0.95, method="wilson")
+    return float(ci.low), float(ci.high)

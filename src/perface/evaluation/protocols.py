@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,14 @@ from perface.evaluation.measures import (
     attribute_group_comparison_markdown,
     attribute_group_report,
     make_groups,
+    wilson_interval,
 )
+from perface.evaluation.recognizer_baselines import recognizer_embeddings, recognizer_label
 from perface.metric.features import FeatureBank, build_feature_bank
 from perface.metric.model import PerFaceModel
 from perface.metric.train import bank_embeddings, triplet_rows
+
+BEFORE, AFTER = "dlib identity (before)", "PerFace (after)"  # the paper's Table 4 pair
 
 
 def _norm(x: np.ndarray) -> np.ndarray:
@@ -104,11 +109,39 @@ class GroupProtocolResult:
     def to_markdown(self) -> str:
         head = (f"**{self.dataset}**: {self.n_images} labelled images with a detected face "
                 f"({self.n_dropped} dropped: no face). Groups of 100 per gender x age cell, 250 queries per cell "
-                "(fewer where a cell is small), disjoint from the groups; young = age < 40.\n\n")
+                "(fewer where a cell is small), disjoint from the groups; young = age < 40. Accuracy over the "
+                "queries with its 95% Wilson interval.\n\n")
+
+        def cell(method: str, task: str) -> str:
+            r = self.reports[method]
+            acc = r.overall_accuracy.get(task, float("nan"))
+            lo, hi = wilson_interval(round(acc * r.n_queries), r.n_queries)
+            return f"{acc:.3f} [{lo:.3f}, {hi:.3f}]"
+
         acc = "| method | gender acc | age-group acc | 4-way acc |\n|---|---|---|---|\n" + "\n".join(
-            f"| {k} | {v['gender']:.3f} | {v['age']:.3f} | {v['four_way']:.3f} |" for k, v in self.summary().items())
-        return head + acc + "\n\nTable 4 layout (P, R, Acc, AUC; AUC of hard decisions as in the paper):\n\n" + \
-            attribute_group_comparison_markdown(self.reports)
+            f"| {k} | {cell(k, 'gender')} | {cell(k, 'age')} | {cell(k, 'four_way')} |" for k in self.reports)
+        pair = {k: v for k, v in self.reports.items() if k in (BEFORE, AFTER)}
+        return head + acc + self.baseline_note() + \
+            "\n\nTable 4 layout (P, R, Acc, AUC; AUC of hard decisions as in the paper):\n\n" + \
+            attribute_group_comparison_markdown(pair)
+
+    def best_baselines(self) -> dict[str, tuple[str, float]]:
+        """Per task (gender, age), the identity baseline that scores highest and its accuracy."""
+        s = self.summary()
+        base = [k for k in s if k != AFTER]
+        return {t: max(((k, s[k][t]) for k in base), key=lambda kv: kv[1]) for t in ("gender", "age") if base}
+
+    def baseline_note(self) -> str:
+        """One line: is PerFace at or above the best recognizer on each task (issue 18's floor)?"""
+        if AFTER not in self.reports or len(self.reports) < 3:
+            return ""
+        mine = self.summary()[AFTER]
+        parts = []
+        for task, (name, acc) in self.best_baselines().items():
+            word = "gender" if task == "gender" else "age group"
+            verdict = "at or above it" if mine[task] >= acc else f"below it by {acc - mine[task]:.3f}"
+            parts.append(f"{word}: {name} {acc:.3f}, PerFace {mine[task]:.3f}, {verdict}")
+        return "\n\nBest identity baseline per task (" + "; ".join(parts) + ")."
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "n_images": self.n_images, "n_dropped": self.n_dropped,
@@ -125,8 +158,10 @@ def attribute_group_protocol(
     per_group: int = 100,
     n_queries_per_group: int = 250,
     progress: bool = True,
+    recognizers: Sequence[str] = (),
 ) -> GroupProtocolResult:
-    """Draw groups and queries, embed only those images, and report before/after Table 4 metrics."""
+    """Draw groups and queries, embed only those images, and report before/after Table 4 metrics; with
+    ``recognizers`` (names from :data:`BASELINE_RECOGNIZERS`) each network's identity embedding as a baseline too."""
     labels = [(f.gender, f.young) for f in faces]
     split = make_groups(labels, per_group=per_group, n_queries_per_group=n_queries_per_group, seed=seed)
     used = np.unique(np.concatenate([*split.groups.values(), split.queries]))
@@ -144,13 +179,25 @@ def attribute_group_protocol(
         bank = build_feature_bank(model, sorted(set(paths) | set(missing)), cache_dir=cache_dir, progress=progress)
     rows = np.array([bank.index.get(str(f.path), -1) for f in kept_faces])
     post_all = bank_embeddings(model, bank)
-    embs = {"dlib identity (before)": bank.identity, "PerFace (after)": post_all}
+    embs = {BEFORE: bank.identity, AFTER: post_all}
+    full_rows: dict[str, np.ndarray] = {}
+    if recognizers:
+        wanted = [str(kept_faces[i].path) for i in need]
+        vecs = recognizer_embeddings(wanted, recognizers, cache_dir=cache_dir, progress=progress)
+        for name in recognizers:
+            table = vecs[name]
+            dim = len(next(iter(table.values()))) if table else 1
+            full_rows[recognizer_label(name)] = np.stack(
+                [table.get(str(f.path), np.zeros(dim, np.float32)) for f in kept_faces]).astype(np.float32)
     q_labels = [(kept_faces[i].gender, kept_faces[i].young) for i in split.queries]
     reports = {}
-    for name, e in embs.items():
-        full = np.zeros((len(kept_faces), e.shape[1]), np.float32)
-        have = rows >= 0
-        full[have] = e[rows[have]]
+    for name, e in [*embs.items(), *full_rows.items()]:
+        if name in full_rows:
+            full = e
+        else:
+            full = np.zeros((len(kept_faces), e.shape[1]), np.float32)
+            have = rows >= 0
+            full[have] = e[rows[have]]
         groups = split.group_embeddings(full)
         reports[name] = attribute_group_report(split.query_embeddings(full), q_labels, groups, auc_mode="hard")
     return GroupProtocolResult(dataset, int(ok.sum()), int((~ok[used]).sum()), reports,
@@ -231,9 +278,11 @@ def run_evaluation(
     log=print,
     min_age: int | None = None,
     triplets_from: str | Path | None = None,
+    recognizers: Sequence[str] = (),
 ) -> EvaluationResult:
     """Evaluate a saved model: triplets on its own held-out split (or on ``triplets_from``: a SimCelebA folder or
-    archive, D1 and D2, or an ``anchor,positive,negative`` CSV), Sec. 4.5 on labelled folders."""
+    archive, D1 and D2, or an ``anchor,positive,negative`` CSV), Sec. 4.5 on labelled folders (with each of
+    ``recognizers``' identity embeddings as a baseline beside dlib's)."""
     from perface.datasets import in_training_part, load_celeba, load_utkface
     from perface.face.io import InputError
     from perface.metric.model import load
@@ -280,5 +329,6 @@ def run_evaluation(
             faces = [f for f in faces if f.age is None or f.age >= min_age]
             label = f"{label} (age >= {min_age} where known)"
         log(f"attribute groups on {label} ({root})")
-        result.groups.append(attribute_group_protocol(model, faces, label, cache_dir=cache, seed=seed))
+        result.groups.append(attribute_group_protocol(model, faces, label, cache_dir=cache, seed=seed,
+                                                      recognizers=recognizers))
     return result

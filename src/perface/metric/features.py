@@ -46,7 +46,8 @@ class FeatureBank:
         return len(self.paths)
 
 
-def _fingerprint(paths: Sequence[str], extra: dict) -> str:
+def fingerprint(paths: Sequence[str], extra: dict) -> str:
+    """A cache key for results computed from these images' contents (sizes and digests, not times) and ``extra``."""
     h = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode())
     for p in paths:
         h.update(f"{p}|{_stamp(p)}\n".encode())
@@ -78,7 +79,7 @@ def build_feature_bank(
     start = model.features.last + 1 if cfg.train_from is None else names.index(cfg.train_from)
     det = detect_config or REFERENCE_DETECT  # the shipped model was trained on features of its detections
     feature_key = _feature_key(cfg, start, det)
-    key = _fingerprint(paths, {"features": feature_key, "v": 6})
+    key = fingerprint(paths, {"features": feature_key, "v": 6})
     cache_file = Path(cache_dir) / f"features-{key}.npz" if cache_dir else None
     if cache_file is not None and cache_file.is_file():
         return _read_bank(cache_file, len(cfg.views), start)

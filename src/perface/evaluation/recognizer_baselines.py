@@ -1,0 +1,88 @@
+"""The face networks' identity embeddings on labelled photos: the recognizer baselines of Sec. 4.5 (issue 18).
+
+PerFace should group faces by gender and age at least as well as the identity embedding of the best recognizer the
+project has, so ``perface evaluate`` scores each network's embedding by the same rule. Every image's largest face
+is found with the feature bank's detector (every method sees the same face), cropped as that network crops it, and
+embedded; the vectors are cached per image set and network beside the feature banks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from perface.face.detect import REFERENCE_DETECT, DetectConfig, detect
+from perface.face.io import InputError, atomic_write, read_image
+from perface.face.recognizers import NETWORKS, get_recognizer
+from perface.metric.features import fingerprint
+
+#: The networks scored besides dlib, whose identity descriptor the feature bank already holds.
+BASELINE_RECOGNIZERS: tuple[str, ...] = tuple(NETWORKS)
+
+
+_SHORT = {"mobilefacenet": "MobileFaceNet", "faceres": "FaceRes", "mobileface": "MobileFace", "facenet": "FaceNet"}
+
+
+def recognizer_label(name: str) -> str:
+    """The row name of a network's identity baseline, e.g. "FaceRes identity"."""
+    return f"{_SHORT.get(name, name)} identity"
+
+
+def recognizer_embeddings(
+    paths: Sequence[str | os.PathLike[str]],
+    names: Sequence[str],
+    cache_dir: str | os.PathLike[str] | None = None,
+    detect_config: DetectConfig | None = None,
+    progress: bool = True,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per network, each image's unit identity embedding of its largest face (images without a face are left out)."""
+    paths = [str(p) for p in dict.fromkeys(str(p) for p in paths)]
+    det = detect_config or REFERENCE_DETECT
+    out: dict[str, dict[str, np.ndarray]] = {}
+    todo = []
+    for name in names:
+        cache = _cache_file(cache_dir, paths, name, det)
+        if cache is not None and cache.is_file():
+            with np.load(cache) as z:
+                out[name] = dict(zip(z["paths"].tolist(), z["vectors"], strict=True))
+        else:
+            todo.append(name)
+    if not todo:
+        return out
+    recs = {n: get_recognizer(n) for n in todo}
+    crops: dict[str, list[np.ndarray]] = {n: [] for n in todo}
+    kept = []
+    for p in tqdm(paths, desc="recognizer crops", unit="img", disable=not progress):
+        try:
+            image = read_image(p)
+        except InputError:
+            continue
+        faces = detect(image, det)
+        if not faces:
+            continue
+        face = max(faces, key=lambda f: f.width * f.height)
+        kept.append(p)
+        for n, rec in recs.items():
+            crops[n].append(rec.crop(image, face))
+    for n, rec in recs.items():
+        vecs = rec.embed_crops(crops[n]) if kept else np.zeros((0, 0), np.float32)
+        out[n] = dict(zip(kept, vecs, strict=True))
+        cache = _cache_file(cache_dir, paths, n, det)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(cache, overwrite=True, suffix=".npz", what="recognizer cache") as tmp:
+                np.savez(tmp, paths=np.array(kept, dtype=str), vectors=vecs)
+    return out
+
+
+def _cache_file(cache_dir, paths: list[str], name: str, det: DetectConfig) -> Path | None:
+    if cache_dir is None:
+        return None
+    from dataclasses import asdict
+
+    key = fingerprint(paths, {"recognizer": name, "detect": asdict(det), "v": 1})
+    return Path(cache_dir) / f"recognizer-{name}-{key}.npz"
