@@ -29,6 +29,8 @@ def test_each_network_embeds_the_largest_face_and_the_result_is_cached(tmp_path,
         assert np.allclose(got[n][paths[1]], want, atol=1e-5)
         assert abs(np.linalg.norm(got[n][paths[0]]) - 1) < 1e-4
     assert len(list(tmp_path.glob("recognizer-*.npz"))) == 2
+    chunked = rb.recognizer_embeddings(paths, NETS, cache_dir=None, progress=False, chunk=2)  # 2 chunks, no cache
+    assert all(np.allclose(chunked[n][p], got[n][p], atol=1e-5) for n in NETS for p in paths)
 
     def no_network(name):
         raise AssertionError(f"{name} was run again although its embeddings are cached")

@@ -38,6 +38,7 @@ def recognizer_embeddings(
     cache_dir: str | os.PathLike[str] | None = None,
     detect_config: DetectConfig | None = None,
     progress: bool = True,
+    chunk: int = 256,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per network, each image's unit identity embedding of its largest face (images without a face are left out)."""
     paths = [str(p) for p in dict.fromkeys(str(p) for p in paths)]
@@ -54,28 +55,35 @@ def recognizer_embeddings(
     if not todo:
         return out
     recs = {n: get_recognizer(n) for n in todo}
-    crops: dict[str, list[np.ndarray]] = {n: [] for n in todo}
-    kept = []
-    for p in tqdm(paths, desc="recognizer crops", unit="img", disable=not progress):
-        try:
-            image = read_image(p)
-        except InputError:
-            continue
-        faces = detect(image, det)
-        if not faces:
-            continue
-        face = max(faces, key=lambda f: f.width * f.height)
-        kept.append(p)
+    kept: list[str] = []
+    vecs: dict[str, list[np.ndarray]] = {n: [] for n in todo}
+    bar = tqdm(total=len(paths), desc="recognizer baselines", unit="img", disable=not progress)
+    for s in range(0, len(paths), chunk):  # crops of a chunk at a time, so memory does not grow with the set
+        crops: dict[str, list[np.ndarray]] = {n: [] for n in todo}
+        for p in paths[s : s + chunk]:
+            bar.update()
+            try:
+                image = read_image(p)
+            except InputError:
+                continue
+            faces = detect(image, det)
+            if not faces:
+                continue
+            face = max(faces, key=lambda f: f.width * f.height)
+            kept.append(p)
+            for n, rec in recs.items():
+                crops[n].append(rec.crop(image, face))
         for n, rec in recs.items():
-            crops[n].append(rec.crop(image, face))
-    for n, rec in recs.items():
-        vecs = rec.embed_crops(crops[n]) if kept else np.zeros((0, 0), np.float32)
-        out[n] = dict(zip(kept, vecs, strict=True))
+            if crops[n]:
+                vecs[n].append(rec.embed_crops(crops[n]))
+    bar.close()
+    for n in todo:
+        arr = np.concatenate(vecs[n]) if vecs[n] else np.zeros((0, 0), np.float32)
+        out[n] = dict(zip(kept, arr, strict=True))
         cache = _cache_file(cache_dir, paths, n, det)
         if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
             with atomic_write(cache, overwrite=True, suffix=".npz", what="recognizer cache") as tmp:
-                np.savez(tmp, paths=np.array(kept, dtype=str), vectors=vecs)
+                np.savez(tmp, paths=np.array(kept, dtype=str), vectors=arr)
     return out
 
 
