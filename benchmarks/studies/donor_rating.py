@@ -54,6 +54,9 @@ VARIANTS = {  # tag: AnonymizeConfig options (the defaults otherwise)
     "label_margin": {},
     # the next candidate, the label margin 0.4 (configs/label_margin_0.4.yaml), run the same way (round 39: not adopted)
     "label_margin_04": {},
+    # round 40 (thirty-fifth session): FaceRes's head overrules the predictor's reading of the original's gender
+    # where the two disagree and FaceRes is at least 0.6 sure (step 1 and the attribute check)
+    "step1_faceres_wins": {"step1_also": "faceres-wins"},
 }
 # Kept from a first design, which the code no longer has (runs/anonymity_seed{1,2}_rated.json and _soften3all):
 # such donors left out of step 2 altogether (reshuffling about 32 of 150 faces' donors a draw), and softening

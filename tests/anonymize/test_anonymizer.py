@@ -701,6 +701,14 @@ def test_a_second_reader_of_the_original_makes_a_disputed_gender_unknown(swapper
     reading["gender"] = "female"
     agreed = an._describe(astronaut, face, None, [])
     assert agreed.predicted == ("female", 0.99, "young") and agreed.check_gender
+    an.config = replace(an.config, step1_also="faceres-wins")  # FaceRes's sure reading overrules the predictor
+    assert an._describe(astronaut, face, None, []).predicted == ("female", 0.99, "young")
+    reading["gender"] = "male"
+    won = an._describe(astronaut, face, None, [])
+    assert won.predicted == ("male", 0.99, "young") and won.check_gender
+    monkeypatch.setattr(FaceResPredictor.shared(), "predict", lambda images, boxes: [
+        Attributes("male", 0.55, 30.0, "young") for _ in images])  # too unsure to overrule
+    assert an._describe(astronaut, face, None, []).predicted == ("female", 0.99, "young")
     with pytest.raises(ValueError, match="step1_also"):
         AnonymizeConfig(step1_also="gear")
 

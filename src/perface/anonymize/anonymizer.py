@@ -42,6 +42,9 @@ Method = Literal["swap", "blur", "pixelate", "mask"]
 Edge = Literal["soft", "hard"]
 
 
+STEP1_FACERES_WINS = 0.6  # how sure FaceRes's head must be to overrule the predictor (``step1_also``)
+
+
 @dataclass(frozen=True)
 class AnonymizeConfig:
     """How faces are anonymized. ``fallback`` hides any face that cannot be swapped safely."""
@@ -238,6 +241,9 @@ class AnonymizeConfig:
     # among all four groups, and the attribute check leaves the gender out). Why: 2 of the reported draw's 8 judge
     # misreadings were faces the predictor read as the other gender, where FaceRes read CelebA's label (round 35).
     # On the tuning draws the judge 94.7% and 94.0% (95.3%, 94.0% without), 1 and 3 faces changed: an option.
+    # "faceres-wins": where the two disagree and FaceRes's head is at least 0.6 sure, its reading (and its
+    # confidence) is the face's gender. Why: over 1,500 CelebA photos the predictor reads CelebA's gender label on
+    # 96.2%, FaceRes's head on 97.9%, this rule on 98.3% (UTKFace adults: 96.3%, 96.1%, 96.5%).
     step1_also: str | None = None
     keep_age_group: bool = True  # also prefer one that keeps the predicted age group (young < 40 / older)
     min_face_px: float = 16.0  # faces whose box is smaller than this are obscured, not swapped
@@ -352,8 +358,8 @@ class AnonymizeConfig:
         if self.max_yaw_soft_deg is not None and not (self.max_yaw_deg or 0) < self.max_yaw_soft_deg <= 90:
             raise ValueError(f"max_yaw_soft_deg must be within (max_yaw_deg, 90] or None, "
                              f"got {self.max_yaw_soft_deg!r}")
-        if self.step1_also not in (None, "faceres"):
-            raise ValueError(f"step1_also must be 'faceres' or None, got {self.step1_also!r}")
+        if self.step1_also not in (None, "faceres", "faceres-wins"):
+            raise ValueError(f"step1_also must be 'faceres', 'faceres-wins' or None, got {self.step1_also!r}")
         if self.gender_also not in (None, "faceres"):
             raise ValueError(f"gender_also must be 'faceres' or None, got {self.gender_also!r}")
         if self.turned_swap not in (None, "mesh"):
@@ -810,11 +816,14 @@ class Anonymizer:
         if cfg.select.group_by != "metric" or cfg.keep_gender or cfg.keep_age_group or cfg.select.max_age_gap:
             a = self._predict_attributes([original], [box])[0]
             predicted, age = (a.gender, a.gender_confidence, a.age_group), a.age
-            if cfg.step1_also == "faceres":
+            if cfg.step1_also is not None:
                 from perface.face.attribute_networks import FaceResPredictor
 
-                if FaceResPredictor.shared().predict([original], [box])[0].gender != a.gender:
+                fr = FaceResPredictor.shared().predict([original], [box])[0]
+                if fr.gender != a.gender and cfg.step1_also == "faceres":
                     predicted = (a.gender, 0.5, a.age_group)  # two readers disagree: the gender is unknown
+                elif fr.gender != a.gender and fr.gender_confidence >= STEP1_FACERES_WINS:
+                    predicted = (fr.gender, fr.gender_confidence, a.age_group)  # "faceres-wins"
         skin = None
         if cfg.max_skin_gap is not None:
             from perface.anonymize.swap import skin_lightness
