@@ -135,6 +135,9 @@ def test_anonymize_dry_run_and_bad_selection_options(tmp_path, astro_file):
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--forehead", "2"])
     assert res.exit_code == 2
     assert "forehead" in _one_line_error(res)
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--second-reader", "gear"])
+    assert res.exit_code == 2
+    assert _one_line_error(res).startswith("perface: error: --second-reader must be")
 
 
 def test_anonymize_forehead_and_compare_swaps_reach_the_anonymizer(tmp_path, astro_file, monkeypatch):

