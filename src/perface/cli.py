@@ -548,7 +548,9 @@ def anonymize_cmd(
     second_reader: Annotated[str, typer.Option(
         help="A second reader of the original's gender for step 1 and the attribute check: faceres-wins "
              "(FaceRes's gender head overrules the predictor where they disagree and it is at least 0.6 sure), "
-             "faceres (a disputed gender counts as unknown) or none.")] = "none",
+             "faceres (a disputed gender counts as unknown) or none (the predictor alone). On four CelebA draws "
+             "faceres-wins kept the independent judge's gender in 1-2 more faces of 150 on three.")]
+    = "faceres-wins",
     max_age_gap: Annotated[float, typer.Option(help="Step 2 considers donors within this many years of the "
                                                "face's predicted age (0: any age in the group).")] = 15.0,
     donor_identity_max: Annotated[float, typer.Option(

@@ -669,7 +669,7 @@ def test_a_second_gender_reader_must_agree(swapper_anonymizer, astronaut, monkey
 
     monkeypatch.setattr(FaceResPredictor.shared(), "predict", faceres)
     an = _without_prescreen(swapper_anonymizer)
-    an.config = replace(an.config, gender_also="faceres")
+    an.config = replace(an.config, gender_also="faceres", step1_also=None)  # the output readings alone
     _, (rec,) = an.anonymize_array(astronaut)
     assert rec.method == "swap" and rec.gender_kept is True and len(seen) == 3 and rec.tries >= 3
     with pytest.raises(ValueError, match="gender_also"):
@@ -680,7 +680,8 @@ def test_a_second_reader_of_the_original_makes_a_disputed_gender_unknown(swapper
                                                                          monkeypatch):
     """``step1_also="faceres"``: the predictor reads the astronaut as a woman (0.99); where FaceRes's head reads a
     man, step 1 no longer trusts the gender (all four groups) and the attribute check leaves it out; where it
-    agrees, nothing changes; None (the default) asks the predictor alone."""
+    agrees, nothing changes; None asks the predictor alone; "faceres-wins" (the default) takes FaceRes's reading
+    where it is at least 0.6 sure."""
     from perface.face.attribute_networks import FaceResPredictor
     from perface.face.attributes import Attributes
 
@@ -694,7 +695,9 @@ def test_a_second_reader_of_the_original_makes_a_disputed_gender_unknown(swapper
         Attributes(reading["gender"], 0.99, 30.0, "young") for _ in images])
     an = _without_prescreen(swapper_anonymizer)
     face = detect(astronaut, an.config.detect)[0]
-    assert an._describe(astronaut, face, None, []).predicted == ("female", 0.99, "young")  # the default
+    assert AnonymizeConfig().step1_also == "faceres-wins"  # the default since round 40
+    an.config = replace(an.config, step1_also=None)
+    assert an._describe(astronaut, face, None, []).predicted == ("female", 0.99, "young")  # the predictor alone
     an.config = replace(an.config, step1_also="faceres")
     disputed = an._describe(astronaut, face, None, [])
     assert disputed.predicted == ("female", 0.5, "young") and not disputed.check_gender and disputed.check_age
