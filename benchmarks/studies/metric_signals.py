@@ -481,15 +481,8 @@ def probe_facenet() -> None:
     """Issue 18, OMI side: FaceNet's pooled layers beside the shipped features in the ridge probe (5 folds)."""
     import json
 
-    from perface.metric.features import build_feature_bank
-    from perface.metric.model import PerFaceModel
-    from perface.metric.train import load_config
-
     torch.set_num_threads(2)
-    base = load_config(REPO / "configs" / "default.yaml")
-    bank = build_feature_bank(PerFaceModel(base.model), image_sets()["omi"], cache_dir=CACHE, progress=False)
-    stem = {Path(p).stem: i for i, p in enumerate(bank.paths)}
-    shipped = bank.pooled[:, 0]
+    bank, stem, shipped = _omi_bank()
     fn = {n: facenet_features(list(bank.paths), (n,)) for n, _, _ in FACENET_PARTS}
     feats = {"shipped features (dlib + FaceRes)": shipped,
              "FaceNet alone (all four)": np.concatenate(list(fn.values()), 1),

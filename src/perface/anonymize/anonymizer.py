@@ -823,10 +823,11 @@ class Anonymizer:
                 from perface.face.attribute_networks import FaceResPredictor
 
                 fr = FaceResPredictor.shared().predict([original], [box])[0]
-                if fr.gender != a.gender and cfg.step1_also == "faceres":
-                    predicted = (a.gender, 0.5, a.age_group)  # two readers disagree: the gender is unknown
-                elif fr.gender != a.gender and fr.gender_confidence >= STEP1_FACERES_WINS:
-                    predicted = (fr.gender, fr.gender_confidence, a.age_group)  # "faceres-wins"
+                if fr.gender != a.gender:  # two readers disagree
+                    if cfg.step1_also == "faceres":
+                        predicted = (a.gender, 0.5, a.age_group)  # the gender is unknown
+                    elif fr.gender_confidence >= STEP1_FACERES_WINS:
+                        predicted = (fr.gender, fr.gender_confidence, a.age_group)  # "faceres-wins"
         skin = None
         if cfg.max_skin_gap is not None:
             from perface.anonymize.swap import skin_lightness

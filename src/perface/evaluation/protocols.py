@@ -179,8 +179,11 @@ def attribute_group_protocol(
         bank = build_feature_bank(model, sorted(set(paths) | set(missing)), cache_dir=cache_dir, progress=progress)
     rows = np.array([bank.index.get(str(f.path), -1) for f in kept_faces])
     post_all = bank_embeddings(model, bank)
-    embs = {BEFORE: bank.identity, AFTER: post_all}
-    full_rows: dict[str, np.ndarray] = {}
+    have = rows >= 0
+    full_rows: dict[str, np.ndarray] = {}  # per method, one row per kept face (zeros where it has none)
+    for name, e in ((BEFORE, bank.identity), (AFTER, post_all)):
+        full_rows[name] = np.zeros((len(kept_faces), e.shape[1]), np.float32)
+        full_rows[name][have] = e[rows[have]]
     if recognizers:
         wanted = [str(kept_faces[i].path) for i in need]
         vecs = recognizer_embeddings(wanted, recognizers, cache_dir=cache_dir, progress=progress)
@@ -191,13 +194,7 @@ def attribute_group_protocol(
                 [table.get(str(f.path), np.zeros(dim, np.float32)) for f in kept_faces]).astype(np.float32)
     q_labels = [(kept_faces[i].gender, kept_faces[i].young) for i in split.queries]
     reports = {}
-    for name, e in [*embs.items(), *full_rows.items()]:
-        if name in full_rows:
-            full = e
-        else:
-            full = np.zeros((len(kept_faces), e.shape[1]), np.float32)
-            have = rows >= 0
-            full[have] = e[rows[have]]
+    for name, full in full_rows.items():
         groups = split.group_embeddings(full)
         reports[name] = attribute_group_report(split.query_embeddings(full), q_labels, groups, auc_mode="hard")
     return GroupProtocolResult(dataset, int(ok.sum()), int((~ok[used]).sum()), reports,

@@ -45,8 +45,8 @@ def recognizer_embeddings(
     det = detect_config or REFERENCE_DETECT
     out: dict[str, dict[str, np.ndarray]] = {}
     todo = []
-    for name in names:
-        cache = _cache_file(cache_dir, paths, name, det)
+    caches = {name: _cache_file(cache_dir, paths, name, det) for name in names}
+    for name, cache in caches.items():
         if cache is not None and cache.is_file():
             with np.load(cache) as z:
                 out[name] = dict(zip(z["paths"].tolist(), z["vectors"], strict=True))
@@ -80,7 +80,7 @@ def recognizer_embeddings(
     for n in todo:
         arr = np.concatenate(vecs[n]) if vecs[n] else np.zeros((0, 0), np.float32)
         out[n] = dict(zip(kept, arr, strict=True))
-        cache = _cache_file(cache_dir, paths, n, det)
+        cache = caches[n]
         if cache is not None:
             with atomic_write(cache, overwrite=True, suffix=".npz", what="recognizer cache") as tmp:
                 np.savez(tmp, paths=np.array(kept, dtype=str), vectors=arr)
