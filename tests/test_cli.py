@@ -224,6 +224,15 @@ def test_anonymize_forehead_and_compare_swaps_reach_the_anonymizer(tmp_path, ast
             assert res.exit_code == 2 and getattr(seen["cfg"], field) == value
         res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), option, "feathered"])
         assert res.exit_code == 2 and _one_line_error(res).startswith(f"perface: error: {option}")
+    # --relative-fallback: 0 by default, negative turns it off, one outside [0, 1) is one line naming it
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out")])
+    assert seen["cfg"].relative_fallback == AnonymizeConfig().relative_fallback == 0.0
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--relative-fallback", "-1"])
+    assert res.exit_code == 2 and seen["cfg"].relative_fallback is None
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--relative-fallback", "0.05"])
+    assert res.exit_code == 2 and seen["cfg"].relative_fallback == 0.05
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--relative-fallback", "1"])
+    assert res.exit_code == 2 and _one_line_error(res).startswith("perface: error: --relative-fallback")
 
 
 def test_evaluate_anonymization_passes_forehead(tmp_path, monkeypatch):

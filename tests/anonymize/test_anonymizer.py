@@ -1077,7 +1077,8 @@ def test_soften_fails_closed_when_no_softened_swap_passes(swapper_anonymizer, as
     """A recognizer that matches even the most softened swap: the face is hidden by the fallback as before."""
     an = _without_prescreen(swapper_anonymizer)
     an.config = replace(an.config, recognizer_prescreen_at=None, soften=(0.05, 0.1), blur_around=None,
-                        blur_around_sharp=None, soften_candidates=1, select=replace(an.config.select, max_tries=2))
+                        blur_around_sharp=None, soften_candidates=1, relative_fallback=None,
+                        select=replace(an.config.select, max_tries=2))
     _sharpness_recognizer(an, monkeypatch, threshold=-1.0)
     checked = []
     original = Anonymizer._check
@@ -1104,6 +1105,12 @@ def test_soften_fails_closed_when_no_softened_swap_passes(swapper_anonymizer, as
     checked.clear()
     out4, (rec4,) = an.anonymize_array(astronaut)
     assert rec4.method == "blur" and len(checked) == 2 + 2 + 3 and np.array_equal(out4, out)
+    # relative_fallback too: the closest swap over the blurred region is checked against the blur's own scores,
+    # and this stand-in finds its sharp face more like the person than the blur: hidden as before
+    an.config = replace(an.config, relative_fallback=0.0)
+    checked.clear()
+    out5, (rec5,) = an.anonymize_array(astronaut)
+    assert rec5.method == "blur" and len(checked) == 2 + 2 + 3 + 2 and np.array_equal(out5, out)
     with pytest.raises(ValueError, match="soften"):
         AnonymizeConfig(soften=(0.0,))
 
@@ -1132,7 +1139,7 @@ def test_blur_around_keeps_the_closest_swap_over_the_blurred_region(swapper_anon
     face stays sharp and findable, the hair around it is hidden."""
     an = _without_prescreen(swapper_anonymizer)
     an.config = replace(an.config, recognizer_prescreen_at=None, soften=(0.05,), donor_gender_sure=None,
-                        mask_scale=2.0, blur_around=None, blur_around_sharp=None,
+                        mask_scale=2.0, blur_around=None, blur_around_sharp=None, relative_fallback=None,
                         select=replace(an.config.select, max_tries=2))
     x1, y1, x2, y2 = _hair_band_recognizer(an, monkeypatch, threshold=0.5)
     _, (plain,) = an.anonymize_array(astronaut)
@@ -1170,6 +1177,63 @@ def test_blur_around_keeps_the_closest_swap_over_the_blurred_region(swapper_anon
             AnonymizeConfig(blur_around=bad)
         with pytest.raises(ValueError, match="blur_around_sharp"):
             AnonymizeConfig(blur_around_sharp=bad)
+
+
+def _closeness_recognizer(an: Anonymizer, monkeypatch) -> None:
+    """Make MobileFace a stand-in that always "matches" (threshold -1) and scores an output by how close its face
+    box's central half is to the original's pixels (1 - mean absolute difference / 255): the fallback's blur of
+    the person stays closer to them than a donor's face does."""
+    bx1, by1, bx2, by2 = ASTRO_BOX
+    w, h = bx2 - bx1, by2 - by1
+    rec = an.recognizers["mobileface"]
+    monkeypatch.setattr(rec, "embed", lambda image, faces: np.stack(
+        [image[by1 + h // 4:by2 - h // 4, bx1 + w // 4:bx2 - w // 4].astype(np.float64).ravel()] * len(faces)))
+
+    def score(a, b):  # a donor's stand-in features (below) are no crop: scored 0 (the report's "before" column)
+        a, b = np.atleast_2d(a), np.atleast_2d(b)
+        return 1 - np.abs(b - a[0]).mean(1) / 255 if a.shape[1] == b.shape[1] else np.zeros(len(b))
+
+    monkeypatch.setattr(rec, "score", score)
+    monkeypatch.setattr(rec, "threshold", lambda at="far_1e-3": -1.0)
+    stored = an._donor_features  # the gallery's stored MobileFace features are the real network's: none here
+    monkeypatch.setattr(an, "_donor_features", lambda name, i: np.zeros(1) if name == "mobileface" else stored(name, i))
+
+
+def test_relative_fallback_keeps_a_swap_every_network_matches_less_than_the_blur(swapper_anonymizer, astronaut,
+                                                                                 monkeypatch):
+    """Every swap, softened swap and swap over the blurred region is refused; with ``relative_fallback`` the
+    closest swap over the blurred region is kept when each network scores it under the fail-closed blur's own
+    score, and the face is hidden as before when one scores it higher (fail closed)."""
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, recognizer_prescreen_at=None, soften=(0.05,), donor_gender_sure=None,
+                        select=replace(an.config.select, max_tries=2))
+    _closeness_recognizer(an, monkeypatch)
+    an.config = replace(an.config, relative_fallback=None)
+    blurred, (plain,) = an.anonymize_array(astronaut)
+    assert plain.method == "blur" and "mobileface still matched" in plain.reason
+    an.config = replace(an.config, relative_fallback=0.0)
+    out, (rec,) = an.anonymize_array(astronaut)
+    assert rec.method == "swap" and rec.blurred_around and rec.softened is None and rec.donor_id is not None
+    assert "relative_fallback" in rec.reason
+    blur_score = float(an.recognizers["mobileface"].score(*(an.recognizers["mobileface"].embed(im, [None])
+                                                             for im in (astronaut, blurred)))[0])
+    assert rec.recognizers_after["mobileface"] < blur_score  # less like the person than the blur
+    x1, y1, x2, y2 = ASTRO_BOX
+    assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
+    assert detect(out) and not detect(blurred)  # a face again, which the blur was not
+    # a margin no swap clears: hidden exactly as without the option
+    an.config = replace(an.config, relative_fallback=0.9)
+    out2, (rec2,) = an.anonymize_array(astronaut)
+    assert rec2.method == "blur" and np.array_equal(out2, blurred)
+    # a network that finds the swap *more* like the person than the blur (a sharp face against none): hidden too
+    _sharpness_recognizer(an, monkeypatch, threshold=-1.0)
+    an.config = replace(an.config, relative_fallback=0.0)
+    out3, (rec3,) = an.anonymize_array(astronaut)
+    assert rec3.method == "blur" and rec3.donor_id is None and np.array_equal(out3, blurred)
+    assert AnonymizeConfig().relative_fallback == 0.0
+    for bad in (-0.1, 1.0, True, "0"):
+        with pytest.raises(ValueError, match="relative_fallback"):
+            AnonymizeConfig(relative_fallback=bad)
 
 
 def test_check_jitter_also_scores_the_output_on_shifted_crops(swapper_anonymizer, astronaut, monkeypatch):
