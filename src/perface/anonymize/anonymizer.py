@@ -1072,14 +1072,8 @@ class Anonymizer:
         for name in self._check_order:
             limits[name] = max(self._threshold(name, face),
                                self._score_on(name, blurred, face, target)[0] - cfg.relative_fallback)
-        best = None
-        for r in refused:
-            swap = self._soften(face, target, r, around=True, sharp_only=True, limits=limits)
-            if swap is not None and (best is None or swap.score > best.score):
-                best = swap
-            if best is not None and best.score == target.full_score:
-                break
-        return best
+        return self._soften_best(face, target, refused, around=True, sharp_only=True, limits=limits,
+                                 closest_decides=False)
 
     def _crowd_score(self, name: str, donor_id: str, out_feat: np.ndarray) -> float:
         """``crowd_check``: network ``name``'s ``crowd_rank``-th highest score of a swap's output against the gallery's
@@ -1109,16 +1103,18 @@ class Anonymizer:
         return best if best is not None and box_iou(best.box, face.box) > 0.3 else None
 
     def _soften_best(self, face: Face, target: _Target, refused: list[_Refused], around: bool = False,
-                     sharp_only: bool = False) -> _Swap | None:
+                     sharp_only: bool = False, limits: Mapping[str, float] | None = None,
+                     closest_decides: bool = True) -> _Swap | None:
         """:meth:`_soften` on the closest refused swap (None: it did not pass); when it passes but changes a
         checked attribute, the next closest are softened too and the first that keeps them all is kept, else the
-        one that keeps the most, the closest on ties."""
-        best = self._soften(face, target, refused[0], around=around, sharp_only=sharp_only)
-        for r in refused[1:]:
-            if best is None or best.score == target.full_score:
+        one that keeps the most, the closest on ties. ``closest_decides`` False: the next closest are also tried
+        when the closest did not pass. ``limits``: :meth:`_check`'s."""
+        best = None
+        for k, r in enumerate(refused):
+            if (best is not None and best.score == target.full_score) or (k and best is None and closest_decides):
                 break
-            swap = self._soften(face, target, r, around=around, sharp_only=sharp_only)
-            if swap is not None and swap.score > best.score:
+            swap = self._soften(face, target, r, around=around, sharp_only=sharp_only, limits=limits)
+            if swap is not None and (best is None or swap.score > best.score):
                 best = swap
         return best
 
