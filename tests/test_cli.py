@@ -233,6 +233,10 @@ def test_anonymize_forehead_and_compare_swaps_reach_the_anonymizer(tmp_path, ast
     assert res.exit_code == 2 and seen["cfg"].relative_fallback == 0.05
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--relative-fallback", "1"])
     assert res.exit_code == 2 and _one_line_error(res).startswith("perface: error: --relative-fallback")
+    # --recheck-final: on by default, --no-recheck-final turns it off
+    assert seen["cfg"].recheck_final is True
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--no-recheck-final"])
+    assert res.exit_code == 2 and seen["cfg"].recheck_final is False
 
 
 def test_evaluate_anonymization_passes_forehead(tmp_path, monkeypatch):

@@ -64,6 +64,9 @@ VARIANTS = {  # tag: AnonymizeConfig options (the defaults otherwise)
     # in the whole output, against the same detector's crop of the original
     "reference_crop": {"relative_fallback": 0.0, "redetect_precision": "fp32", "redetect_whole": True,
                        "redetect_original": True},
+    # round 43 (thirty-seventh session): kept swaps checked again on the finished image where their surroundings
+    # changed after their check, swapped again (then hidden) when matched; against relative_fallback's runs
+    "recheck_final": {"relative_fallback": 0.0, "recheck_final": True},
 }
 # Kept from a first design, which the code no longer has (runs/anonymity_seed{1,2}_rated.json and _soften3all):
 # such donors left out of step 2 altogether (reshuffling about 32 of 150 faces' donors a draw), and softening

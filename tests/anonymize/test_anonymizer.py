@@ -1366,3 +1366,74 @@ def test_pool_by_recognizers_tries_the_random_pool_farthest_first(swapper_anonym
     sims = dict(zip(plain.candidates, plain.similarities, strict=True))
     assert ordered.similarities == [sims[d] for d in ordered.candidates]
     assert not swapper_anonymizer.config.pool_by_recognizers  # the default: the paper's random order
+
+
+def test_recheck_final_hides_a_kept_swap_that_its_surroundings_made_matchable(swapper_anonymizer, astronaut,
+                                                                              monkeypatch):
+    """A swap passes its check, then an unsure region beside it is hidden after the faces: a stand-in network that
+    matches once that neighbourhood is blurred refuses the swap on the finished image, and the face is hidden
+    (fail closed); off, the swap stays. Nothing changed around a swap: no second check is run."""
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, recognizer_prescreen_at=None, soften=(), blur_around=None, blur_around_sharp=None,
+                        relative_fallback=None, select=replace(an.config.select, max_tries=2))
+    face = detect(astronaut)[0]
+    beside = replace(face, box=(280.0, 90.0, 340.0, 150.0), score=0.3)  # within one face size of the face
+    rec = an.recognizers["mobileface"]
+    calls = []
+
+    def texture(image, faces):  # Laplacian energy of the middle of the unsure region: falls when it is blurred
+        calls.append(len(faces))
+        grey = cv2.cvtColor(np.ascontiguousarray(image[105:135, 295:325]), cv2.COLOR_RGB2GRAY).astype(np.float64)
+        return np.array([[cv2.Laplacian(grey, cv2.CV_64F).var()]] * len(faces))
+
+    monkeypatch.setattr(rec, "embed", texture)
+    monkeypatch.setattr(rec, "score", lambda a, b: np.atleast_2d(a)[:, 0] / np.atleast_2d(b)[:, 0])
+    monkeypatch.setattr(rec, "threshold", lambda at="far_1e-3": 2.0)  # the original: 1; that region blurred: >> 2
+    stored = an._donor_features  # donors' stand-in features: no neighbourhood, scored 0
+    monkeypatch.setattr(an, "_donor_features", lambda name, i: np.full(1, np.inf) if name == "mobileface"
+                        else stored(name, i))
+    _, (alone,) = an.anonymize_array(astronaut, detected=([face], []))
+    n_alone = len(calls)
+    assert alone.method == "swap", alone.reason
+    an.config = replace(an.config, recheck_final=False)
+    calls.clear()
+    _, (alone_off,) = an.anonymize_array(astronaut, detected=([face], []))
+    assert alone.method == alone_off.method == "swap" and len(calls) == n_alone  # nothing changed: not rechecked
+    kept, (swap, unsure) = an.anonymize_array(astronaut, detected=([face], [beside]))
+    assert swap.method == "swap" and unsure.kind == "unsure" and unsure.method == "blur"
+    an.config = replace(an.config, recheck_final=True)
+    out, (hidden, unsure2) = an.anonymize_array(astronaut, detected=([face], [beside]))
+    assert hidden.method == "blur" and hidden.donor_id is None and hidden.recognizers_after is None
+    assert "recheck_final" in hidden.reason and "mobileface matched it" in hidden.reason
+    assert unsure2.method == "blur"
+    x1, y1, x2, y2 = ASTRO_BOX
+    assert np.array_equal(out[y1:y2, x1:x2], obscure(kept, face.box, "blur")[y1:y2, x1:x2])  # hidden over the swap
+    assert AnonymizeConfig().recheck_final is True
+
+
+def test_recheck_final_swaps_a_matched_face_again_with_another_donor(swapper_anonymizer, astronaut, monkeypatch):
+    """When the second check matches a kept swap (here a stand-in verdict, once), the face is swapped again on the
+    finished image with another donor (its first donor excluded, its own swap not taken for a second reading of
+    the face) and that swap is kept when it passes every check."""
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, recheck_final=False)
+    face = detect(astronaut)[0]
+    beside = replace(face, box=(280.0, 90.0, 340.0, 150.0), score=0.3)
+    first_out, (first, _) = an.anonymize_array(astronaut, detected=([face], [beside]))
+    assert first.method == "swap"
+    an.config = replace(an.config, recheck_final=True)
+    verdicts = []
+    real = an._still_matched
+
+    def once(image, kept):
+        verdicts.append(kept.rec.donor_id)
+        return "a stand-in matched it" if len(verdicts) == 1 else real(image, kept)
+
+    monkeypatch.setattr(an, "_still_matched", once)
+    out, (again, unsure) = an.anonymize_array(astronaut, detected=([face], [beside]))
+    assert verdicts == [first.donor_id]  # the redone swap was made on the finished image: not checked a third time
+    assert again.method == "swap" and again.donor_id not in (None, first.donor_id), again.reason
+    assert "a stand-in matched it" in again.reason and f"swapped again with donor {again.donor_id}" in again.reason
+    assert again.recognizers_after is not None and unsure.method == "blur"
+    x1, y1, x2, y2 = ASTRO_BOX
+    assert np.abs(out[y1:y2, x1:x2].astype(int) - first_out[y1:y2, x1:x2]).mean() > 5  # another face
