@@ -141,7 +141,8 @@ class AnonymizeConfig:
     # round 42's reference crop for the listed networks only, so that the others' checks (and donors) stay as they
     # are. None: the default rule, MobileFace when it is consulted (since round 44, 2026-12-07: on the reported draw
     # and the fresh seed 3 MobileFace verified 1 and 0 outputs rather than 4 and 6, 3 and 6 probes took another
-    # donor, the never-consulted judges' figures, the gender judge and detection the same); (): none.
+    # donor, the never-consulted judges' figures, the gender judge and detection the same); (): none. The output's
+    # detector pass runs only for swaps that could be kept (see Anonymizer._check): the same swaps are kept.
     reference_check: tuple[str, ...] | None = None
     # Identity-safe swaps that keep the checked attributes to compare before one is kept (within
     # ``select.max_tries``): the kept one is the swap the consulted recognizers find least like the face (lowest
@@ -951,10 +952,13 @@ class Anonymizer:
         that changes them is still anonymous, so it is used rather than blurring the face. Returns the best
         swap (None if none was safe), the reason the last donor failed and the ``soften_candidates`` refused swaps
         closest to passing, closest first.
-        ``soft_only``: each swap is softened (:meth:`_soften`) and only a softened one can pass."""
-        last_reason = "no donor passed the identity check"
-        best: _Swap | None = None
-        closest: list[_Refused] = []
+        ``soft_only``: each swap is softened (:meth:`_soften`) and only a softened one can pass.
+        A swap whose reference crop check was deferred (:meth:`_check`) has it once it would win: at once when
+        it keeps everything, else after the last donor, best first, so that only swaps that could be kept pay
+        for that detector pass. The result is the same as checking every swap in full."""
+        last = (0, "no donor passed the identity check")  # (try, reason): the last donor's failure
+        refusals: list[tuple[float, int, _Refused]] = []  # (excess, try, swap)
+        safe: list[tuple[int, _Swap]] = []  # identity-safe swaps (bar a deferred check) that miss something
         complete: list[_Swap] = []  # identity-safe swaps that keep every checked attribute
         tries = 0
         for donor_id, psim, gap in self._by_skin(sel.candidates, sel.similarities, target.skin):
@@ -963,28 +967,41 @@ class Anonymizer:
             skip = self._prescreen(target, donor_id)  # skipped donors do not count as tries
             if skip is not None:
                 if tries == 0:
-                    last_reason = skip
+                    last = (0, skip)
                 continue
             tries += 1
             rec.tries = tries
             swap, reason, hopeless = self._swap_and_check(out, face, target, donor_id, psim, gap, soft_only)
+            full = isinstance(swap, _Swap) and swap.score == target.full_score and swap.crowd_excess < 0
+            if full and swap.reference_pending:  # type: ignore[union-attr]
+                swap, reason = self._reference_verdict(swap, face, target)  # type: ignore[arg-type]
             if isinstance(swap, _Refused):
-                closest = sorted([*closest, swap], key=lambda r: r.excess)[:self.config.soften_candidates]
+                refusals.append((swap.excess, tries, swap))
                 swap = None
             if swap is None:
-                last_reason = reason
+                last = (tries, reason)
                 if hopeless:
                     break
                 continue
-            if best is None or swap.rank > best.rank:
-                best = swap
-            if swap.score == target.full_score and swap.crowd_excess < 0:
-                complete.append(swap)
-                if len(complete) >= self.config.compare_swaps or self._settled(swap):
-                    break
+            if not full:
+                safe.append((tries, swap))
+                continue
+            complete.append(swap)
+            if len(complete) >= self.config.compare_swaps or self._settled(swap):
+                break
+        best: _Swap | None = None
         if complete:
             best = min(complete, key=self._closeness)  # the first one on ties
-        return best, last_reason, closest
+        else:  # the best ranked, the earliest on ties (a stable sort), that passes its deferred check
+            for k, swap in sorted(safe, key=lambda t: t[1].rank, reverse=True):
+                verdict, reason = self._reference_verdict(swap, face, target)
+                if isinstance(verdict, _Swap):
+                    best = verdict
+                    break
+                refusals.append((verdict.excess, k, verdict))
+                last = max(last, (k, reason), key=lambda t: t[0])
+        closest = [r for _, _, r in sorted(refusals, key=lambda t: t[:2])[:self.config.soften_candidates]]
+        return best, last[1], closest
 
     def _prescreen(self, target: _Target, donor_id: str) -> str | None:
         """Why a donor is skipped before any swap (None: try it): its gender only predicted (``donor_gender_labelled``),
@@ -1031,18 +1048,22 @@ class Anonymizer:
         if soft_only:  # the sharp swap is never kept: its softened versions are checked instead
             soft = self._soften(face, target, _Refused(res.image, res.mask, donor_id, psim, gap, 0.0))
             return (soft, "", False) if soft is not None else (None, "no softened swap passed every check", False)
-        swap, reason, excess = self._check(res.image, face, target, donor_id, psim, gap)
+        swap, reason, excess = self._check(res.image, face, target, donor_id, psim, gap, defer_reference=True)
         if swap is None:
             return _Refused(res.image, res.mask, donor_id, psim, gap, excess), reason, False
         swap.mask = res.mask
         return swap, "", False
 
     def _check(self, image: np.ndarray, face: Face, target: _Target, donor_id: str, psim: float,
-               gap: float | None, limits: Mapping[str, float] | None = None) -> tuple[_Swap | None, str, float]:
+               gap: float | None, limits: Mapping[str, float] | None = None, defer_reference: bool = False
+               ) -> tuple[_Swap | None, str, float]:
         """Step 5 on one output: every consulted recognizer, then dlib, then the attributes.
 
         Returns the identity-safe swap, or None with the reason and how far the refusing score was above its
-        threshold. ``limits``: per network ("dlib" too), the score to stay under instead of its threshold."""
+        threshold. ``limits``: per network ("dlib" too), the score to stay under instead of its threshold.
+        ``defer_reference``: the reference crop check (a whole-image detector pass) is left to
+        :meth:`_reference_verdict` (``reference_pending``), unless the crowd check needs its scores or dlib
+        refuses the swap, when it runs first as always, so that the refusal is the one a full check gives."""
         cfg = self.config
         # Cheapest network first, dlib last: a swap must pass every check, so the order only decides how soon a
         # refused one stops (on 60 CelebA photos MobileFace, 0.5 ms a face, refused 161 of 269 swaps tried,
@@ -1052,10 +1073,10 @@ class Anonymizer:
         scores: dict[str, float] = {}
         margin = crowd_excess = -math.inf
         crowd_rule = cfg.crowd_rule
-        for name, crop, score, th, out_feat in self._network_scores(image, face, target, limits):
+        deferred = defer_reference and bool(cfg.reference_rule) and not set(cfg.reference_rule) & set(crowd_rule)
+        for name, crop, score, th, out_feat in self._network_scores(image, face, target, limits, not deferred):
             if score >= th:
-                where = _WHERE.get(crop, "")
-                return None, f"{name} still matched after swap{where} (score {score:.3f} >= {th:.3f})", score - th
+                return None, _matched(name, crop, score, th), score - th
             if name in crowd_rule:
                 crowd = self._crowd_score(name, donor_id, out_feat[:1])
                 crowd_excess = max(crowd_excess, score - crowd - crowd_rule[name])
@@ -1067,6 +1088,9 @@ class Anonymizer:
         id_sim, chips = self._identity_after(image, face, target)
         id_th = self._limit("dlib", face, limits)
         if id_sim >= id_th:
+            for name, crop, score, th, _ in self._reference_scores(image, face, target, limits) if deferred else ():
+                if score >= th:  # the reference check comes before dlib's
+                    return None, _matched(name, crop, score, th), score - th
             return None, f"identity still matched after swap (cosine {id_sim:.3f})", id_sim - id_th
         after: dict[str, float] = {"dlib": id_sim, **{n: scores[n] for n in self.recognizers}}
         margin = max(margin, id_sim - id_th)
@@ -1080,13 +1104,29 @@ class Anonymizer:
                 g_kept = FaceResPredictor.shared().predict([image], [target.box])[0].gender == target.predicted[0]
             a_kept = after_attr.age_group == target.predicted[2] if target.check_age else None
         return _Swap(image, donor_id, psim, id_sim, g_kept, a_kept, gap, after, margin, chips,
-                     crowd_excess=crowd_excess, limits=limits), "", margin
+                     crowd_excess=crowd_excess, limits=limits, reference_pending=deferred), "", margin
 
-    def _network_scores(self, image: np.ndarray, face: Face, target: _Target, limits: Mapping[str, float] | None
-                        ) -> Iterator[tuple[str, str, float, float, np.ndarray]]:
+    def _reference_verdict(self, swap: _Swap, face: Face, target: _Target) -> tuple[_Swap | _Refused, str]:
+        """The reference crop check that :meth:`_check` deferred: the swap with its scores taken in, or refused
+        (with the reason) as the full check would have refused it."""
+        if not swap.reference_pending:
+            return swap, ""
+        for name, crop, score, th, _ in self._reference_scores(swap.image, face, target, swap.limits):
+            if score >= th:
+                assert swap.mask is not None  # plain swaps are the ones whose check is deferred
+                return (_Refused(swap.image, swap.mask, swap.donor_id, swap.perceptual_similarity, swap.gap,
+                                 score - th), _matched(name, crop, score, th))
+            swap.recognizer_scores[name] = max(score, swap.recognizer_scores[name])
+            swap.margin = max(swap.margin, score - th)
+        swap.reference_pending = False
+        return swap, ""
+
+    def _network_scores(self, image: np.ndarray, face: Face, target: _Target, limits: Mapping[str, float] | None,
+                        reference: bool = True) -> Iterator[tuple[str, str, float, float, np.ndarray]]:
         """Each consulted network's score of ``image`` on the anonymizer's own crop, cheapest first, then on the
-        face found again (``check_redetected``), as ``(name, crop, score, limit, output features)``. The face is
-        looked for again only when the caller goes on past the own crop (a refused swap stops early)."""
+        face found again (``check_redetected``), then (``reference``) :meth:`_reference_scores`, as ``(name, crop,
+        score, limit, output features)``. Each crop is looked for only when the caller goes on past the one before
+        (a refused swap stops early)."""
         cfg = self.config
         for crop in ("own", "again"):
             shown = face
@@ -1098,9 +1138,16 @@ class Anonymizer:
             for name in self._check_order:
                 score, out_feat = self._score_on(name, image, shown, target)
                 yield name, crop, score, self._limit(name, face, limits), out_feat
-        if cfg.reference_rule:
+        if reference:
+            yield from self._reference_scores(image, face, target, limits)
+
+    def _reference_scores(self, image: np.ndarray, face: Face, target: _Target, limits: Mapping[str, float] | None
+                          ) -> Iterator[tuple[str, str, float, float, np.ndarray]]:
+        """``reference_check``: its networks' scores of the face as CenterFace's float graph finds it in the whole
+        of ``image``, against that detector's crop of the original and the anonymizer's own (none: not found)."""
+        if self.config.reference_rule:
             ref = self._redetected(image, face, reference=True)
-            for name in cfg.reference_rule if ref is not None else ():
+            for name in self.config.reference_rule if ref is not None else ():
                 out_feat = self.recognizers[name].embed(image, [ref])
                 score = self._best_score(name, out_feat, target.features, target.features_reference)
                 yield name, "reference", score, self._limit(name, face, limits), out_feat
@@ -1381,6 +1428,7 @@ class _Swap:
     mask: np.ndarray | None = None  # the swapper's blend weights (H, W) in [0, 1]: where the donor's face went
     crowd_excess: float = -math.inf  # crowd_check: how far over the crowd (>= 0: did not pass it; crowd_prefer)
     limits: Mapping[str, float] | None = None  # the scores it was checked under instead of thresholds (_check's)
+    reference_pending: bool = False  # its reference crop check is deferred (see Anonymizer._check)
 
     @property
     def rank(self) -> tuple[bool, int, float]:
@@ -1408,6 +1456,11 @@ class _Kept:
     region: tuple[int, int, int, int]  # y1, y2, x1, x2
     pixels: np.ndarray
     redo: tuple[Face, np.ndarray | None, Sequence[np.ndarray]] | None = None  # _swap_face's face, ident0, others
+
+
+def _matched(name: str, crop: str, score: float, limit: float) -> str:
+    """The reason a network's score on ``crop`` refuses a swap."""
+    return f"{name} still matched after swap{_WHERE.get(crop, '')} (score {score:.3f} >= {limit:.3f})"
 
 
 def _best_overlap(found: Sequence[Face], face: Face) -> Face | None:
