@@ -1475,14 +1475,14 @@ def test_reference_check_scores_the_listed_network_on_the_reference_detectors_cr
     assert AnonymizeConfig(recognizers=("faceres",)).reference_rule == ()  # the default rule needs MobileFace
 
 
-def test_reference_check_runs_only_for_swaps_that_could_be_kept(swapper_anonymizer, astronaut, monkeypatch):
-    """The reference crop check (a whole-image detector pass) is deferred: a swap that changes the gender pays for
-    it only if no later swap keeps everything; when none does, the best ranked swap that passes it is kept, as a
-    full check of every swap would keep."""
+def test_last_checks_run_only_for_swaps_that_could_be_kept(swapper_anonymizer, astronaut, monkeypatch):
+    """The reference crop check (a whole-image detector pass) and dlib's are deferred: a swap that changes the
+    gender pays for them only if no later swap keeps everything; when none does, the best ranked swap that passes
+    them is kept, as a full check of every swap would keep."""
     an = _without_prescreen(swapper_anonymizer)
     an.config = replace(an.config, recognizer_prescreen_at=None, crowd_check={},
                         select=replace(an.config.select, max_tries=3))
-    checked, referenced = [], []
+    checked, referenced, identified = [], [], []
     real_check = an._check
 
     def check(image, *args, **kwargs):
@@ -1497,15 +1497,17 @@ def test_reference_check_runs_only_for_swaps_that_could_be_kept(swapper_anonymiz
     monkeypatch.setattr(an, "_reference_scores", reference_scores)
     monkeypatch.setattr(an, "_network_scores", lambda image, face, target, limits, reference=True: (
         (n, "own", 0.0, 1.0, None) for n in an.recognizers))  # every other check passes
-    monkeypatch.setattr(an, "_identity_after", lambda image, face, target: (0.0, None))
+    monkeypatch.setattr(an, "_identity_after", lambda image, face, target: (identified.append(image), (0.0, None))[1])
     _fake_predictor(monkeypatch, ["male", "male", "female"])  # the third swap keeps the gender
     _, (rec,) = an.anonymize_array(astronaut)
     assert rec.method == "swap", rec.reason
     assert rec.gender_kept is True and rec.tries == 3
     assert len(referenced) == 1 and referenced[0] is checked[2]  # the other two never paid for the pass
-    checked.clear(), referenced.clear()
+    assert [id(i) for i in identified] == [id(checked[2])]  # nor for dlib's check
+    checked.clear(), referenced.clear(), identified.clear()
     _fake_predictor(monkeypatch, ["male"])  # none keeps it: the first (refused by the reference crop), then the second
     _, (rec,) = an.anonymize_array(astronaut)
     assert rec.method == "swap" and rec.gender_kept is False and rec.tries == 3
     assert [id(i) for i in referenced] == [id(checked[0]), id(checked[1])]
+    assert [id(i) for i in identified] == [id(checked[1])]  # the refused first swap never reached dlib's check
     assert rec.recognizers_after["mobileface"] == pytest.approx(0.1)  # the deferred score is in the report

@@ -142,7 +142,8 @@ class AnonymizeConfig:
     # are. None: the default rule, MobileFace when it is consulted (since round 44, 2026-12-07: on the reported draw
     # and the fresh seed 3 MobileFace verified 1 and 0 outputs rather than 4 and 6, 3 and 6 probes took another
     # donor, the never-consulted judges' figures, the gender judge and detection the same); (): none. The output's
-    # detector pass runs only for swaps that could be kept (see Anonymizer._check): the same swaps are kept.
+    # detector pass (and dlib's check) runs only for swaps that could be kept (Anonymizer._check): the same swaps are
+    # kept.
     reference_check: tuple[str, ...] | None = None
     # Identity-safe swaps that keep the checked attributes to compare before one is kept (within
     # ``select.max_tries``): the kept one is the swap the consulted recognizers find least like the face (lowest
@@ -953,12 +954,12 @@ class Anonymizer:
         swap (None if none was safe), the reason the last donor failed and the ``soften_candidates`` refused swaps
         closest to passing, closest first.
         ``soft_only``: each swap is softened (:meth:`_soften`) and only a softened one can pass.
-        A swap whose reference crop check was deferred (:meth:`_check`) has it once it would win: at once when
-        it keeps everything, else after the last donor, best first, so that only swaps that could be kept pay
-        for that detector pass. The result is the same as checking every swap in full."""
+        A swap whose last checks were deferred (:meth:`_check`: the reference crop and dlib) has them once it
+        would win: at once when it keeps everything, else after the last donor, best first, so that only swaps
+        that could be kept pay for them. The result is the same as checking every swap in full."""
         last = (0, "no donor passed the identity check")  # (try, reason): the last donor's failure
         refusals: list[tuple[float, int, _Refused]] = []  # (excess, try, swap)
-        safe: list[tuple[int, _Swap]] = []  # identity-safe swaps (bar a deferred check) that miss something
+        safe: list[tuple[int, _Swap]] = []  # identity-safe swaps (bar deferred checks) that miss something
         complete: list[_Swap] = []  # identity-safe swaps that keep every checked attribute
         tries = 0
         for donor_id, psim, gap in self._by_skin(sel.candidates, sel.similarities, target.skin):
@@ -973,8 +974,8 @@ class Anonymizer:
             rec.tries = tries
             swap, reason, hopeless = self._swap_and_check(out, face, target, donor_id, psim, gap, soft_only)
             full = isinstance(swap, _Swap) and swap.score == target.full_score and swap.crowd_excess < 0
-            if full and swap.reference_pending:  # type: ignore[union-attr]
-                swap, reason = self._reference_verdict(swap, face, target)  # type: ignore[arg-type]
+            if full and swap.pending:  # type: ignore[union-attr]
+                swap, reason = self._verdict(swap, face, target)  # type: ignore[arg-type]
             if isinstance(swap, _Refused):
                 refusals.append((swap.excess, tries, swap))
                 swap = None
@@ -992,9 +993,9 @@ class Anonymizer:
         best: _Swap | None = None
         if complete:
             best = min(complete, key=self._closeness)  # the first one on ties
-        else:  # the best ranked, the earliest on ties (a stable sort), that passes its deferred check
+        else:  # the best ranked, the earliest on ties (a stable sort), that passes its deferred checks
             for k, swap in sorted(safe, key=lambda t: t[1].rank, reverse=True):
-                verdict, reason = self._reference_verdict(swap, face, target)
+                verdict, reason = self._verdict(swap, face, target)
                 if isinstance(verdict, _Swap):
                     best = verdict
                     break
@@ -1048,22 +1049,22 @@ class Anonymizer:
         if soft_only:  # the sharp swap is never kept: its softened versions are checked instead
             soft = self._soften(face, target, _Refused(res.image, res.mask, donor_id, psim, gap, 0.0))
             return (soft, "", False) if soft is not None else (None, "no softened swap passed every check", False)
-        swap, reason, excess = self._check(res.image, face, target, donor_id, psim, gap, defer_reference=True)
+        swap, reason, excess = self._check(res.image, face, target, donor_id, psim, gap, defer=True)
         if swap is None:
             return _Refused(res.image, res.mask, donor_id, psim, gap, excess), reason, False
         swap.mask = res.mask
         return swap, "", False
 
     def _check(self, image: np.ndarray, face: Face, target: _Target, donor_id: str, psim: float,
-               gap: float | None, limits: Mapping[str, float] | None = None, defer_reference: bool = False
+               gap: float | None, limits: Mapping[str, float] | None = None, defer: bool = False
                ) -> tuple[_Swap | None, str, float]:
         """Step 5 on one output: every consulted recognizer, then dlib, then the attributes.
 
         Returns the identity-safe swap, or None with the reason and how far the refusing score was above its
         threshold. ``limits``: per network ("dlib" too), the score to stay under instead of its threshold.
-        ``defer_reference``: the reference crop check (a whole-image detector pass) is left to
-        :meth:`_reference_verdict` (``reference_pending``), unless the crowd check needs its scores or dlib
-        refuses the swap, when it runs first as always, so that the refusal is the one a full check gives."""
+        ``defer``: the last checks, the reference crop (a whole-image detector pass; unless the crowd check needs its
+        scores) and dlib's (a 39 ms network run), are left to :meth:`_verdict` (``pending``), in that order, so that
+        a refusal is the one a full check gives; only the attributes are read before them."""
         cfg = self.config
         # Cheapest network first, dlib last: a swap must pass every check, so the order only decides how soon a
         # refused one stops (on 60 CelebA photos MobileFace, 0.5 ms a face, refused 161 of 269 swaps tried,
@@ -1073,8 +1074,8 @@ class Anonymizer:
         scores: dict[str, float] = {}
         margin = crowd_excess = -math.inf
         crowd_rule = cfg.crowd_rule
-        deferred = defer_reference and bool(cfg.reference_rule) and not set(cfg.reference_rule) & set(crowd_rule)
-        for name, crop, score, th, out_feat in self._network_scores(image, face, target, limits, not deferred):
+        later = defer and bool(cfg.reference_rule) and not set(cfg.reference_rule) & set(crowd_rule)
+        for name, crop, score, th, out_feat in self._network_scores(image, face, target, limits, not later):
             if score >= th:
                 return None, _matched(name, crop, score, th), score - th
             if name in crowd_rule:
@@ -1085,15 +1086,14 @@ class Anonymizer:
                                   f"(score {score:.3f}, crowd {crowd:.3f})"), crowd_excess
             scores[name] = max(score, scores.get(name, -math.inf))
             margin = max(margin, score - th)
-        id_sim, chips = self._identity_after(image, face, target)
-        id_th = self._limit("dlib", face, limits)
-        if id_sim >= id_th:
-            for name, crop, score, th, _ in self._reference_scores(image, face, target, limits) if deferred else ():
-                if score >= th:  # the reference check comes before dlib's
-                    return None, _matched(name, crop, score, th), score - th
-            return None, f"identity still matched after swap (cosine {id_sim:.3f})", id_sim - id_th
+        id_sim, chips = math.nan, None  # dlib's check: here, or in _verdict when deferred
+        if not defer:
+            id_sim, chips = self._identity_after(image, face, target)
+            id_th = self._limit("dlib", face, limits)
+            if id_sim >= id_th:
+                return None, _still_dlib(id_sim), id_sim - id_th
+            margin = max(margin, id_sim - id_th)
         after: dict[str, float] = {"dlib": id_sim, **{n: scores[n] for n in self.recognizers}}
-        margin = max(margin, id_sim - id_th)
         g_kept = a_kept = None
         if target.check_gender or target.check_age:
             after_attr = self._predict_attributes([image], [target.box])[0]
@@ -1104,21 +1104,31 @@ class Anonymizer:
                 g_kept = FaceResPredictor.shared().predict([image], [target.box])[0].gender == target.predicted[0]
             a_kept = after_attr.age_group == target.predicted[2] if target.check_age else None
         return _Swap(image, donor_id, psim, id_sim, g_kept, a_kept, gap, after, margin, chips,
-                     crowd_excess=crowd_excess, limits=limits, reference_pending=deferred), "", margin
+                     crowd_excess=crowd_excess, limits=limits, pending=defer, reference_later=later), "", margin
 
-    def _reference_verdict(self, swap: _Swap, face: Face, target: _Target) -> tuple[_Swap | _Refused, str]:
-        """The reference crop check that :meth:`_check` deferred: the swap with its scores taken in, or refused
-        (with the reason) as the full check would have refused it."""
-        if not swap.reference_pending:
+    def _verdict(self, swap: _Swap, face: Face, target: _Target) -> tuple[_Swap | _Refused, str]:
+        """The checks :meth:`_check` deferred, in a full check's order (the reference crop, then dlib): the swap
+        with their scores taken in, or refused (with the reason) as the full check would have refused it."""
+        if not swap.pending:
             return swap, ""
-        for name, crop, score, th, _ in self._reference_scores(swap.image, face, target, swap.limits):
+        assert swap.mask is not None  # plain swaps are the ones whose checks are deferred
+
+        def refused(excess: float) -> _Refused:
+            return _Refused(swap.image, swap.mask, swap.donor_id, swap.perceptual_similarity, swap.gap, excess)
+
+        for name, crop, score, th, _ in (self._reference_scores(swap.image, face, target, swap.limits)
+                                         if swap.reference_later else ()):
             if score >= th:
-                assert swap.mask is not None  # plain swaps are the ones whose check is deferred
-                return (_Refused(swap.image, swap.mask, swap.donor_id, swap.perceptual_similarity, swap.gap,
-                                 score - th), _matched(name, crop, score, th))
+                return refused(score - th), _matched(name, crop, score, th)
             swap.recognizer_scores[name] = max(score, swap.recognizer_scores[name])
             swap.margin = max(swap.margin, score - th)
-        swap.reference_pending = False
+        id_sim, chips = self._identity_after(swap.image, face, target)
+        id_th = self._limit("dlib", face, swap.limits)
+        if id_sim >= id_th:
+            return refused(id_sim - id_th), _still_dlib(id_sim)
+        swap.identity_similarity, swap.chips, swap.recognizer_scores["dlib"] = id_sim, chips, id_sim
+        swap.margin = max(swap.margin, id_sim - id_th)
+        swap.pending = False
         return swap, ""
 
     def _network_scores(self, image: np.ndarray, face: Face, target: _Target, limits: Mapping[str, float] | None,
@@ -1428,7 +1438,8 @@ class _Swap:
     mask: np.ndarray | None = None  # the swapper's blend weights (H, W) in [0, 1]: where the donor's face went
     crowd_excess: float = -math.inf  # crowd_check: how far over the crowd (>= 0: did not pass it; crowd_prefer)
     limits: Mapping[str, float] | None = None  # the scores it was checked under instead of thresholds (_check's)
-    reference_pending: bool = False  # its reference crop check is deferred (see Anonymizer._check)
+    pending: bool = False  # its last checks are deferred (dlib's, and the reference crop's with the next flag)
+    reference_later: bool = False  # the reference crop check is among them (see Anonymizer._check)
 
     @property
     def rank(self) -> tuple[bool, int, float]:
@@ -1456,6 +1467,11 @@ class _Kept:
     region: tuple[int, int, int, int]  # y1, y2, x1, x2
     pixels: np.ndarray
     redo: tuple[Face, np.ndarray | None, Sequence[np.ndarray]] | None = None  # _swap_face's face, ident0, others
+
+
+def _still_dlib(cosine: float) -> str:
+    """The reason dlib's check refuses a swap."""
+    return f"identity still matched after swap (cosine {cosine:.3f})"
 
 
 def _matched(name: str, crop: str, score: float, limit: float) -> str:
