@@ -975,7 +975,9 @@ class Anonymizer:
             swap, reason, hopeless = self._swap_and_check(out, face, target, donor_id, psim, gap, soft_only)
             full = isinstance(swap, _Swap) and swap.score == target.full_score and swap.crowd_excess < 0
             if full and swap.pending:  # type: ignore[union-attr]
-                swap, reason = self._verdict(swap, face, target)  # type: ignore[arg-type]
+                refusal = self._verdict(swap, face, target)  # type: ignore[arg-type]
+                if refusal is not None:
+                    swap, reason = _refused(swap, refusal[1]), refusal[0]  # type: ignore[arg-type]
             if isinstance(swap, _Refused):
                 refusals.append((swap.excess, tries, swap))
                 swap = None
@@ -995,12 +997,12 @@ class Anonymizer:
             best = min(complete, key=self._closeness)  # the first one on ties
         else:  # the best ranked, the earliest on ties (a stable sort), that passes its deferred checks
             for k, swap in sorted(safe, key=lambda t: t[1].rank, reverse=True):
-                verdict, reason = self._verdict(swap, face, target)
-                if isinstance(verdict, _Swap):
-                    best = verdict
+                refusal = self._verdict(swap, face, target)
+                if refusal is None:
+                    best = swap
                     break
-                refusals.append((verdict.excess, k, verdict))
-                last = max(last, (k, reason), key=lambda t: t[0])
+                refusals.append((refusal[1], k, _refused(swap, refusal[1])))
+                last = max(last, (k, refusal[0]), key=lambda t: t[0])
         closest = [r for _, _, r in sorted(refusals, key=lambda t: t[:2])[:self.config.soften_candidates]]
         return best, last[1], closest
 
@@ -1062,9 +1064,9 @@ class Anonymizer:
 
         Returns the identity-safe swap, or None with the reason and how far the refusing score was above its
         threshold. ``limits``: per network ("dlib" too), the score to stay under instead of its threshold.
-        ``defer``: the last checks, the reference crop (a whole-image detector pass; unless the crowd check needs its
-        scores) and dlib's (a 39 ms network run), are left to :meth:`_verdict` (``pending``), in that order, so that
-        a refusal is the one a full check gives; only the attributes are read before them."""
+        The last checks, the reference crop (a whole-image detector pass, unless the crowd check needs its scores)
+        and dlib's (a 39 ms network run), are :meth:`_verdict`'s. ``defer``: they are left to the caller
+        (``pending``), and only the attributes are read before them."""
         cfg = self.config
         # Cheapest network first, dlib last: a swap must pass every check, so the order only decides how soon a
         # refused one stops (on 60 CelebA photos MobileFace, 0.5 ms a face, refused 161 of 269 swaps tried,
@@ -1074,7 +1076,7 @@ class Anonymizer:
         scores: dict[str, float] = {}
         margin = crowd_excess = -math.inf
         crowd_rule = cfg.crowd_rule
-        later = defer and bool(cfg.reference_rule) and not set(cfg.reference_rule) & set(crowd_rule)
+        later = bool(cfg.reference_rule) and not set(cfg.reference_rule) & set(crowd_rule)  # in _verdict
         for name, crop, score, th, out_feat in self._network_scores(image, face, target, limits, not later):
             if score >= th:
                 return None, _matched(name, crop, score, th), score - th
@@ -1086,50 +1088,43 @@ class Anonymizer:
                                   f"(score {score:.3f}, crowd {crowd:.3f})"), crowd_excess
             scores[name] = max(score, scores.get(name, -math.inf))
             margin = max(margin, score - th)
-        id_sim, chips = math.nan, None  # dlib's check: here, or in _verdict when deferred
-        if not defer:
-            id_sim, chips = self._identity_after(image, face, target)
-            id_th = self._limit("dlib", face, limits)
-            if id_sim >= id_th:
-                return None, _still_dlib(id_sim), id_sim - id_th
-            margin = max(margin, id_sim - id_th)
-        after: dict[str, float] = {"dlib": id_sim, **{n: scores[n] for n in self.recognizers}}
-        g_kept = a_kept = None
+        after: dict[str, float] = {"dlib": math.nan, **{n: scores[n] for n in self.recognizers}}  # dlib: _verdict's
+        swap = _Swap(image, donor_id, psim, math.nan, None, None, gap, after, margin, crowd_excess=crowd_excess,
+                     limits=limits, pending=True, reference_later=later)
+        refusal = None if defer else self._verdict(swap, face, target)
+        if refusal is not None:
+            return None, *refusal
         if target.check_gender or target.check_age:
             after_attr = self._predict_attributes([image], [target.box])[0]
-            g_kept = after_attr.gender == target.predicted[0] if target.check_gender else None
-            if g_kept and cfg.gender_also == "faceres":
+            swap.gender_kept = after_attr.gender == target.predicted[0] if target.check_gender else None
+            if swap.gender_kept and cfg.gender_also == "faceres":
                 from perface.face.attribute_networks import FaceResPredictor
 
-                g_kept = FaceResPredictor.shared().predict([image], [target.box])[0].gender == target.predicted[0]
-            a_kept = after_attr.age_group == target.predicted[2] if target.check_age else None
-        return _Swap(image, donor_id, psim, id_sim, g_kept, a_kept, gap, after, margin, chips,
-                     crowd_excess=crowd_excess, limits=limits, pending=defer, reference_later=later), "", margin
+                swap.gender_kept = (FaceResPredictor.shared().predict([image], [target.box])[0].gender
+                                    == target.predicted[0])
+            swap.age_group_kept = after_attr.age_group == target.predicted[2] if target.check_age else None
+        return swap, "", swap.margin
 
-    def _verdict(self, swap: _Swap, face: Face, target: _Target) -> tuple[_Swap | _Refused, str]:
-        """The checks :meth:`_check` deferred, in a full check's order (the reference crop, then dlib): the swap
-        with their scores taken in, or refused (with the reason) as the full check would have refused it."""
+    def _verdict(self, swap: _Swap, face: Face, target: _Target) -> tuple[str, float] | None:
+        """The last identity checks of a swap (``pending``), in a full check's order: the reference crop (when
+        ``reference_later``), then dlib's. None when it passes them, their scores taken into the swap; else the
+        reason and how far the refusing score was over its limit."""
         if not swap.pending:
-            return swap, ""
-        assert swap.mask is not None  # plain swaps are the ones whose checks are deferred
-
-        def refused(excess: float) -> _Refused:
-            return _Refused(swap.image, swap.mask, swap.donor_id, swap.perceptual_similarity, swap.gap, excess)
-
+            return None
         for name, crop, score, th, _ in (self._reference_scores(swap.image, face, target, swap.limits)
                                          if swap.reference_later else ()):
             if score >= th:
-                return refused(score - th), _matched(name, crop, score, th)
+                return _matched(name, crop, score, th), score - th
             swap.recognizer_scores[name] = max(score, swap.recognizer_scores[name])
             swap.margin = max(swap.margin, score - th)
         id_sim, chips = self._identity_after(swap.image, face, target)
         id_th = self._limit("dlib", face, swap.limits)
         if id_sim >= id_th:
-            return refused(id_sim - id_th), _still_dlib(id_sim)
+            return f"identity still matched after swap (cosine {id_sim:.3f})", id_sim - id_th
         swap.identity_similarity, swap.chips, swap.recognizer_scores["dlib"] = id_sim, chips, id_sim
         swap.margin = max(swap.margin, id_sim - id_th)
         swap.pending = False
-        return swap, ""
+        return None
 
     def _network_scores(self, image: np.ndarray, face: Face, target: _Target, limits: Mapping[str, float] | None,
                         reference: bool = True) -> Iterator[tuple[str, str, float, float, np.ndarray]]:
@@ -1469,9 +1464,10 @@ class _Kept:
     redo: tuple[Face, np.ndarray | None, Sequence[np.ndarray]] | None = None  # _swap_face's face, ident0, others
 
 
-def _still_dlib(cosine: float) -> str:
-    """The reason dlib's check refuses a swap."""
-    return f"identity still matched after swap (cosine {cosine:.3f})"
+def _refused(swap: _Swap, excess: float) -> _Refused:
+    """A plain swap that :meth:`Anonymizer._verdict` refused, kept for softening like any refused swap."""
+    assert swap.mask is not None  # plain swaps are the ones whose last checks are deferred
+    return _Refused(swap.image, swap.mask, swap.donor_id, swap.perceptual_similarity, swap.gap, excess)
 
 
 def _matched(name: str, crop: str, score: float, limit: float) -> str:
