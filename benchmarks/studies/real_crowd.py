@@ -110,7 +110,8 @@ def report() -> None:
     print(f"AUC of the output's score against the face alone: {_auc(s, hit):.3f}")
     for k in (1, 4, 10, 20):
         omi, utk = (np.array([r[c][k - 1] for r in rows]) for c in ("omi_top", "utk_top"))
-        print(f"k={k:2d}: AUC score - donors' k-th {_auc(s - omi, hit):.3f}, score - UTKFace's k-th {_auc(s - utk, hit):.3f}")
+        print(f"k={k:2d}: AUC score - donors' k-th {_auc(s - omi, hit):.3f}, "
+              f"score - UTKFace's k-th {_auc(s - utk, hit):.3f}")
     for crowd in ("omi_top", "utk_top"):
         for k, margin in ((4, -0.02), (4, -0.05), (10, -0.05), (1, -0.05)):
             flagged = s - np.array([r[crowd][k - 1] for r in rows]) >= margin
@@ -118,8 +119,9 @@ def report() -> None:
                   f"{(flagged & hit).sum()} of {hit.sum()} hits")
     for r in rows:
         if r["hit"]:
-            print(f"  hit {r['image']} ({r['method']}): score {r['s_orig_own']:.3f}, gallery same {r['best_same']:.3f} "
-                  f"vs other {r['best_other']:.3f}, donors' 4th {r['omi_top'][3]:.3f}, UTKFace's 4th {r['utk_top'][3]:.3f}")
+            print(f"  hit {r['image']} ({r['method']}): score {r['s_orig_own']:.3f}, "
+                  f"gallery same {r['best_same']:.3f} vs other {r['best_other']:.3f}, "
+                  f"donors' 4th {r['omi_top'][3]:.3f}, UTKFace's 4th {r['utk_top'][3]:.3f}")
 
 
 if __name__ == "__main__":
