@@ -1,4 +1,4 @@
-"""Shared fixtures for the backbone tests: the bundled face chips and the pretrained dlib port."""
+"""Shared fixtures for the backbone tests: the bundled face chips, the pretrained dlib port, an empty ONNX cache."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from perface.backbones import DlibResNet, load_backbone
+from perface.backbones import DlibResNet, load_backbone, runtime
 
 CHIPS_DIR = Path(__file__).resolve().parents[1] / "data" / "chips"
 
@@ -32,3 +32,12 @@ def dlib_model() -> DlibResNet:
     model = load_backbone("dlib-resnet")
     assert isinstance(model, DlibResNet)
     return model
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty ONNX cache folder, ONNX Runtime on, and no session built yet in this process."""
+    monkeypatch.setenv(runtime.CACHE_ENV, str(tmp_path))
+    monkeypatch.delenv(runtime.RUNTIME_ENV, raising=False)
+    monkeypatch.setattr(runtime, "_NETS", {})
+    return tmp_path

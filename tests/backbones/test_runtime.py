@@ -33,14 +33,6 @@ def _graph(name: str, key: str = "k", atol: float = 1e-5, calls: list[int] | Non
     return OnnxGraph(name, key, build, ("input",), ("mean", "max"), atol=atol)
 
 
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(runtime.CACHE_ENV, str(tmp_path))
-    monkeypatch.delenv(runtime.RUNTIME_ENV, raising=False)
-    monkeypatch.setattr(runtime, "_NETS", {})
-    return tmp_path
-
-
 def test_threads_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(runtime.THREADS_ENV, raising=False)
     assert threads() == runtime.DEFAULT_THREADS

@@ -78,7 +78,7 @@ def frozen_model_file(name: str) -> Path:
 
 
 CAFFE_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
-_GRAPH_VERSION = 1  # part of every cache key: bump it when an exported module changes
+_GRAPH_VERSION = 2  # part of every cache key: bump it when an exported module changes (2: clamps fused, onnx_rewrite)
 _MAX_BATCH = 64  # rows per session run: bounds the activations' memory on large lists
 _MEMO_SIZE = 64  # chips whose outputs are remembered (a few KB each)
 _MEMO: OrderedDict[bytes, tuple[np.ndarray, ...]] = OrderedDict()

@@ -3,7 +3,9 @@
 Why: at the small batches of anonymization (one face, its views and mirror images) ONNX Runtime runs these
 CNNs 2-15x faster than eager PyTorch on a CPU (``docs/benchmarks.md``), and a cached graph loads without
 importing PyTorch, which keeps the start fast. A graph is exported from the PyTorch module at first use,
-checked against it on a fixed input (a mismatch is never used: the caller falls back to PyTorch), and written
+rewritten so that ONNX Runtime fuses more where that leaves its outputs bit for bit the same
+(:mod:`perface.backbones.onnx_rewrite`), checked against PyTorch on a fixed input (a mismatch is never used: the
+caller falls back to PyTorch), and written
 atomically to the user cache folder, keyed by the weights' files and the graph's version, so every later
 process (and every worker of a pool) only loads it. Nothing is downloaded.
 
@@ -180,6 +182,8 @@ def export_verified(graph: OnnxGraph, path: Path) -> float:
     import onnxruntime as ort
     import torch
 
+    from .onnx_rewrite import rewritten
+
     set_torch_threads()
     module, example = graph.build()
     module.eval()
@@ -194,6 +198,12 @@ def export_verified(graph: OnnxGraph, path: Path) -> float:
             torch.onnx.export(module, example, str(tmp), dynamo=False, input_names=list(graph.inputs),
                               output_names=list(graph.outputs), dynamic_axes=axes, opset_version=17,
                               do_constant_folding=True)
+        feeds = [{n: x[rows].numpy() for n, x in zip(graph.inputs, example, strict=True)}
+                 for rows in (slice(None), slice(0, 1))]
+        plain = tmp.read_bytes()
+        fused = rewritten(plain, feeds)  # ReLU6 as one Clip where that changes no output (onnx_rewrite)
+        if fused is not plain:
+            tmp.write_bytes(fused)
         session = ort.InferenceSession(str(tmp), sess_options=session_options(), providers=["CPUExecutionProvider"])
         worst = 0.0
         for rows in (slice(None), slice(0, 1)):

@@ -31,7 +31,7 @@ from perface.face.io import InputError, PerFaceError
 from perface.metric.config import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, model_fingerprint, read_model_folder
 
 _HEAD_VERSION = 1  # part of the head graph's cache key: bump it when the exported head changes
-_SECOND_VERSION = 1  # the same for the second backbone's pooled-levels graph
+_SECOND_VERSION = 2  # the same for the second backbone's pooled-levels graph (2: clamps fused)
 FaceLike = Any  # np.ndarray image, str/Path, (image, Face), perface.face.pipeline.AnalyzedFace
 
 
