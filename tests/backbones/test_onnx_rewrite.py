@@ -39,14 +39,14 @@ class _Relu6Net(nn.Module):
         return self.relu6(self.b(y)).mean(dim=(2, 3))
 
 
-def _plain_export() -> bytes:
-    """The module as torch exports it, without the rewrite."""
+def _plain_export(spatial: bool = False) -> bytes:
+    """The module as torch exports it, without the rewrite (``spatial``: height and width dynamic too)."""
     buf = io.BytesIO()
+    axes = {0: "batch", 2: "height", 3: "width"} if spatial else {0: "batch"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation and the tracer's shape notes, as at export
         torch.onnx.export(_Relu6Net().eval(), (torch.rand(2, 3, 16, 16),), buf, dynamo=False, input_names=["input"],
-                          output_names=["out"], dynamic_axes={"input": {0: "batch"}, "out": {0: "batch"}},
-                          opset_version=17)
+                          output_names=["out"], dynamic_axes={"input": axes, "out": {0: "batch"}}, opset_version=17)
     return buf.getvalue()
 
 
@@ -97,3 +97,13 @@ def test_a_rewrite_that_changes_an_output_is_not_kept(monkeypatch: pytest.Monkey
     assert onnx_rewrite.rewritten(plain, feeds) is not plain  # the real rewrite passes its check
     monkeypatch.setattr(onnx_rewrite, "simplify", off_by_a_little)
     assert onnx_rewrite.rewritten(plain, feeds) is plain
+
+
+def test_padding_is_frozen_only_where_the_batch_is_the_only_dynamic_axis() -> None:
+    rng = np.random.default_rng(3)
+    feeds = [{"input": rng.random((n, 3, 16, 16), dtype=np.float32)} for n in (2, 1)]
+    assert onnx_rewrite.freeze_pads(onnx.load_from_string(_plain_export()), feeds) == 1  # computed, then frozen
+    spatial = onnx.load_from_string(_plain_export(spatial=True))
+    computed = [n.input[1] for n in spatial.graph.node if n.op_type == "Pad"]
+    assert computed and onnx_rewrite.freeze_pads(spatial, feeds) == 0  # its amounts follow the side: left as they are
+    assert [n.input[1] for n in spatial.graph.node if n.op_type == "Pad"] == computed

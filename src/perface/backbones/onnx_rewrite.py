@@ -32,10 +32,13 @@ def _session(data: bytes) -> Any:
 
 def freeze_pads(model: Any, feeds: Sequence[dict[str, np.ndarray]]) -> int:
     """Replace each ``Pad``'s computed amounts by a constant where they come out the same for every feed (feeds of
-    different batch sizes: a graph whose only dynamic axis is the batch). Returns how many were frozen."""
+    different batch sizes). Only in a graph whose inputs' only dynamic axis is the first (the batch): elsewhere the
+    amounts may follow a side the feeds do not vary. Returns how many were frozen."""
     import onnx
     from onnx import helper, numpy_helper
 
+    if any(d.dim_value <= 0 for i in model.graph.input for d in i.type.tensor_type.shape.dim[1:]):
+        return 0
     known = {t.name for t in model.graph.initializer} | {n.output[0] for n in model.graph.node
                                                           if n.op_type == "Constant"}
     names = sorted({n.input[1] for n in model.graph.node if n.op_type == "Pad" and len(n.input) > 1

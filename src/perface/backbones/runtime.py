@@ -201,7 +201,7 @@ def export_verified(graph: OnnxGraph, path: Path) -> float:
         feeds = [{n: x[rows].numpy() for n, x in zip(graph.inputs, example, strict=True)}
                  for rows in (slice(None), slice(0, 1))]
         plain = tmp.read_bytes()
-        fused = rewritten(plain, feeds)  # ReLU6 as one Clip where that changes no output (onnx_rewrite)
+        fused = rewritten(plain, feeds)  # clamps and padding fused where no output changes (onnx_rewrite)
         if fused is not plain:
             tmp.write_bytes(fused)
         session = ort.InferenceSession(str(tmp), sess_options=session_options(), providers=["CPUExecutionProvider"])
