@@ -6,10 +6,13 @@ nearest photo among 3,056 real ones is the person's own; a synthetic crowd might
 crowd is 2,000 UTKFace photos (real, none of them in the evaluation) beside the donors, and each draw's outputs
 are scored both ways.
 
-``run SEEDS``: the defaults through the evaluation's draws (the same probes, detector and gallery as
-``perface evaluate-anonymization``); per probe: FaceRes rank-1 hit, its best same-person and best other-person
-gallery scores, the output's score against the original (the anonymizer's crop and the evaluation's), and the top 30
-scores against each crowd. Writes runs/real_crowd/seedN.json (about 6 minutes a draw on 2 cores).
+``run SEEDS``: the defaults through the evaluation's draws (the same probes, detector and gallery as ``perface
+evaluate-anonymization``); per probe: how its face was anonymized (the record overlapping it best, as the evaluation
+picks it; the rows in runs/real_crowd of 2026-12-07 took the highest-scoring face's record, which only differs in
+photos of several faces and only in the ``method`` and ``reason`` columns), FaceRes rank-1 hit, its best same-person
+and best other-person gallery scores, the output's score against the original (the anonymizer's crop and the
+evaluation's), and the top 30 scores against each crowd. Writes runs/real_crowd/seedN.json (about 6 minutes a draw
+on 2 cores).
 ``report``: AUC of each rule ("score minus the crowd's k-th highest") at separating the hits, and what a refusal
 at a margin would catch and cost. The UTKFace crowd is for this screen only: its photos may not ship.
 """
@@ -61,7 +64,7 @@ def run(seeds: list[int]) -> None:
     from perface.anonymize.anonymizer import AnonymizeConfig, Anonymizer
     from perface.anonymize.select import SelectConfig
     from perface.evaluation.anonymity import _best_face, _read_with_face, recognizer_gallery, split_probes
-    from perface.face.detect import REFERENCE_DETECT
+    from perface.face.detect import REFERENCE_DETECT, box_iou
     from perface.face.recognizers import get_recognizer
 
     root = shared_data() / "celeba"
@@ -84,7 +87,7 @@ def run(seeds: list[int]) -> None:
             fo, fa, own = (rec.embed_crops([rec.crop(im, f)]) for im, f in ((image, face), (out, after), (out, face)))
             gs = rec.score_matrix(fa, g_feats["faceres"])[0]
             same = g_ids == ident
-            main = max((r for r in records if r.kind == "face"), key=lambda r: r.score, default=None)
+            main = max((r for r in records if r.kind == "face"), key=lambda r: box_iou(r.box, face.box), default=None)
             rows.append({"image": name, "identity": ident, "hit": bool(g_ids[gs.argmax()] == ident),
                          "best_same": float(gs[same].max()), "best_other": float(gs[~same].max()),
                          "s_orig": float(rec.score(fo, fa)[0]), "s_orig_own": float(rec.score(fo, own)[0]),

@@ -25,9 +25,9 @@ REWRITE_OPS = frozenset({"Min", "Max", "Pad"})
 def _session(data: bytes) -> Any:
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    from .runtime import session_options
+
+    return ort.InferenceSession(data, sess_options=session_options(), providers=["CPUExecutionProvider"])
 
 
 def freeze_pads(model: Any, feeds: Sequence[dict[str, np.ndarray]]) -> int:

@@ -198,20 +198,19 @@ def export_verified(graph: OnnxGraph, path: Path) -> float:
             torch.onnx.export(module, example, str(tmp), dynamo=False, input_names=list(graph.inputs),
                               output_names=list(graph.outputs), dynamic_axes=axes, opset_version=17,
                               do_constant_folding=True)
-        feeds = [{n: x[rows].numpy() for n, x in zip(graph.inputs, example, strict=True)}
-                 for rows in (slice(None), slice(0, 1))]
+        batches = [tuple(x[rows] for x in example) for rows in (slice(None), slice(0, 1))]  # all rows, then one
+        feeds = [{n: x.numpy() for n, x in zip(graph.inputs, xs, strict=True)} for xs in batches]
         plain = tmp.read_bytes()
         fused = rewritten(plain, feeds)  # clamps and padding fused where no output changes (onnx_rewrite)
         if fused is not plain:
             tmp.write_bytes(fused)
         session = ort.InferenceSession(str(tmp), sess_options=session_options(), providers=["CPUExecutionProvider"])
         worst = 0.0
-        for rows in (slice(None), slice(0, 1)):
-            xs = tuple(x[rows] for x in example)
+        for xs, feed in zip(batches, feeds, strict=True):
             with torch.inference_mode():
                 ref = module(*xs)
             ref = [ref] if isinstance(ref, torch.Tensor) else list(ref)
-            got = session.run(list(graph.outputs), {n: x.numpy() for n, x in zip(graph.inputs, xs, strict=True)})
+            got = session.run(list(graph.outputs), feed)
             for name, r, g in zip(graph.outputs, ref, got, strict=True):
                 r = r.float().numpy()
                 diff = float(np.abs(r - g).max()) if r.size else 0.0
