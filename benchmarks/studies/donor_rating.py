@@ -72,6 +72,9 @@ VARIANTS = {  # tag: AnonymizeConfig options (the defaults otherwise)
     # round 45 (thirty-eighth session): the output's gender also read by FaceRes's head (round 18's option, again now
     # that the judge's misses are mostly softened, turned and over-the-blur swaps FaceRes's head reads as the judge)
     "gender_also_faceres": {"gender_also": "faceres"},
+    # round 47 (fortieth session): the crowd also ranks softened swaps: a softened swap past FaceRes's crowd gives
+    # way to a larger sigma that passes it, else (every donor matched) is laid over the blurred face region
+    "soften_crowd": {"soften_crowd": True},
 }
 # Kept from a first design, which the code no longer has (runs/anonymity_seed{1,2}_rated.json and _soften3all):
 # such donors left out of step 2 altogether (reshuffling about 32 of 150 faces' donors a draw), and softening

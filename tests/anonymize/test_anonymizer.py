@@ -1073,6 +1073,47 @@ def test_soften_prefers_a_refused_swap_whose_softened_version_keeps_the_gender(s
             AnonymizeConfig(soften_candidates=bad)
 
 
+def test_soften_crowd_lets_the_crowd_rank_softened_swaps(swapper_anonymizer, astronaut, monkeypatch):
+    """``soften_crowd``: a softened swap that passes every threshold but not the crowd gives way to the next sigma
+    that passes both; when none does, the face goes on to ``blur_around`` (the closest refused swap over the
+    blurred face region) as if no softened swap had passed. Off: kept as before."""
+    an = _without_prescreen(swapper_anonymizer)
+    an.config = replace(an.config, recognizer_prescreen_at=None, soften=(0.05, 0.1, 0.2), donor_gender_sure=None,
+                        crowd_check={}, soften_candidates=1, soften_crowd=False,
+                        select=replace(an.config.select, max_tries=3))
+    an._unclear = None
+    _sharpness_recognizer(an, monkeypatch, threshold=0.25)  # every plain swap refused, softened ones pass
+    _, (plain,) = an.anonymize_array(astronaut)
+    assert plain.method == "swap" and plain.softened and not plain.blurred_around
+    original = Anonymizer._check
+    flag = {"first": True, "all": False}
+
+    def crowded(self, *args, **kwargs):  # softened swaps (checked in full) past the crowd: the first, or all
+        swap, why, excess = original(self, *args, **kwargs)
+        if swap is not None and not swap.pending and (flag["all"] or flag["first"]):
+            swap.crowd_excess, flag["first"] = 0.5, False
+        return swap, why, excess
+
+    monkeypatch.setattr(Anonymizer, "_check", crowded)
+    _, (off,) = an.anonymize_array(astronaut)
+    assert (off.donor_id, off.softened, off.blurred_around) == (plain.donor_id, plain.softened, False)
+    an.config = replace(an.config, soften_crowd=True)
+    flag["first"] = True
+    _, (on,) = an.anonymize_array(astronaut)  # the next sigma, which passes the crowd
+    assert on.method == "swap" and on.donor_id == plain.donor_id and on.softened > plain.softened
+    assert not on.blurred_around and "soften_crowd" not in on.reason
+    flag["all"] = True
+    out, (around,) = an.anonymize_array(astronaut)  # none passes it: the closest swap over the blurred region
+    assert around.method == "swap" and around.blurred_around and around.donor_id == plain.donor_id
+    assert "no softened swap passed the crowd check (soften_crowd)" in around.reason
+    an.config = replace(an.config, blur_around=None, blur_around_sharp=None)
+    _, (kept,) = an.anonymize_array(astronaut)  # blur_around off: the first softened swap, as before
+    assert (kept.donor_id, kept.softened, kept.blurred_around) == (plain.donor_id, plain.softened, False)
+    assert AnonymizeConfig().soften_crowd
+    x1, y1, x2, y2 = ASTRO_BOX
+    assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
+
+
 def test_soften_fails_closed_when_no_softened_swap_passes(swapper_anonymizer, astronaut, monkeypatch):
     """A recognizer that matches even the most softened swap: the face is hidden by the fallback as before."""
     an = _without_prescreen(swapper_anonymizer)

@@ -111,6 +111,16 @@ class AnonymizeConfig:
     # detection and age group the same but one face; 2-11 more faces a draw over a blurred face region, which
     # looks like a cut-out. False: kept as it is.
     crowd_around: bool = True
+    # With ``crowd_prefer``, the crowd also ranks softened swaps (``soften``), which it did not before: a softened
+    # swap that passes every threshold but not the crowd is kept only when no larger sigma passes both; with
+    # ``crowd_around`` too, when every donor was matched and no softened swap passes the crowd, the face goes on to
+    # ``blur_around`` (the closest refused swap over the blurred face region) as if none had passed, and keeps the
+    # softened swap only when that passes no threshold check either. Why: over the four draws of round 46, 28 of 41
+    # softened outputs were past FaceRes's crowd (each sigma was the first that passed the thresholds), 3 of them
+    # ranked first by FaceRes against 8 of 495 plain swaps. The default since 2026-12-07 08:10 (round 47, four
+    # draws): rank-1 and verified faces over the five networks 42 -> 36, the never-consulted judges' 16 -> 12,
+    # FaceRes's 13 -> 10, dlib's 7 -> 8; the gender judge 24 -> 23 misses, detection one face up. False: as before.
+    soften_crowd: bool = True
     # Also check each consulted network on the face as a detector finds it again in the swap's output (the
     # anonymizer's detector, upright, on a crop around the face), and keep the higher score: an attacker crops the
     # output where the face now is, not where the original was, and a network's score moves with the crop. On the
@@ -758,11 +768,17 @@ class Anonymizer:
             if best is not None:
                 best.note = (f"every donor tried was still matched ({reason}); kept the closest swap blurred "
                              f"inside the swapped face (sigma {best.softened:g} of the face size)")
-            elif cfg.blur_around is not None and face.size >= cfg.blur_around:
-                best = self._soften_best(face, target, refused, around=True)
-            elif cfg.blur_around_sharp is not None and face.size >= cfg.blur_around_sharp:
-                best = self._soften_best(face, target, refused, around=True, sharp_only=True)
-            if best is not None and best.blurred_around:
+                if cfg.soften_crowd and cfg.crowd_prefer and cfg.crowd_around and best.crowd_excess >= 0:
+                    around = self._around_best(face, target, refused)  # as if no softened swap had passed
+                    if around is not None:
+                        best = around
+                        inside = f", inside at sigma {best.softened:g} of the face size" if best.softened else ""
+                        best.note = (f"every donor tried was still matched ({reason}); no softened swap passed the "
+                                     f"crowd check (soften_crowd): kept the closest swap over the blurred face "
+                                     f"region{inside}")
+            else:
+                best = self._around_best(face, target, refused)
+            if best is not None and best.blurred_around and not best.note:
                 inside = f", inside at sigma {best.softened:g} of the face size" if best.softened else ""
                 best.note = (f"every donor tried was still matched ({reason}); kept the closest swap over the "
                              f"blurred face region{inside}")
@@ -1316,6 +1332,17 @@ class Anonymizer:
                 best = swap
         return best
 
+    def _around_best(self, face: Face, target: _Target, refused: list[_Refused]) -> _Swap | None:
+        """``blur_around``: :meth:`_soften_best` over the fallback's blur of the face region, for a face of at least
+        that size (at least ``blur_around_sharp``: the sharp swap only); None when none passes or the face is
+        smaller."""
+        cfg = self.config
+        if cfg.blur_around is not None and face.size >= cfg.blur_around:
+            return self._soften_best(face, target, refused, around=True)
+        if cfg.blur_around_sharp is not None and face.size >= cfg.blur_around_sharp:
+            return self._soften_best(face, target, refused, around=True, sharp_only=True)
+        return None
+
     def _soften(self, face: Face, target: _Target, refused: _Refused, around: bool = False,
                 sharp_only: bool = False, limits: Mapping[str, float] | None = None) -> _Swap | None:
         """A swap blurred inside its swapped region at each ``soften`` sigma in turn until every identity check
@@ -1332,6 +1359,8 @@ class Anonymizer:
             hidden = self._hide(base, face.box, self.config.fallback, around=True)
             alpha = refused.mask[..., None].astype(np.float32)
             base = np.clip(base * alpha + hidden * (1 - alpha) + 0.5, 0, 255).astype(np.uint8)
+        crowded = self.config.soften_crowd and self.config.crowd_prefer
+        past: _Swap | None = None  # the first that passed every threshold but not the crowd (soften_crowd)
         for frac in ((0.0,) if around else ()) + (() if sharp_only else tuple(self.config.soften)):
             image = base  # 0: the swap itself (over the blurred region), not blurred inside
             if frac:
@@ -1348,8 +1377,10 @@ class Anonymizer:
             swap, _, _ = self._check(image, face, target, refused.donor_id, refused.psim, refused.gap, limits)
             if swap is not None:
                 swap.softened, swap.blurred_around, swap.mask = frac or None, around, refused.mask
-                return swap
-        return None
+                if swap.crowd_excess < 0 or not crowded:
+                    return swap
+                past = past or swap  # past the crowd: a larger sigma may pass it too
+        return past
 
     def _settled(self, swap: _Swap) -> bool:
         """Whether every recognizer of the settle rule scores the swap below its value (no more comparing)."""
