@@ -1346,8 +1346,9 @@ class Anonymizer:
     def _soften(self, face: Face, target: _Target, refused: _Refused, around: bool = False,
                 sharp_only: bool = False, limits: Mapping[str, float] | None = None) -> _Swap | None:
         """A swap blurred inside its swapped region at each ``soften`` sigma in turn until every identity check
-        passes (None: none did). ``around``: laid over the fallback's blur of the face region, sharp first;
-        ``limits``: :meth:`_check`'s."""
+        passes (None: none did); with ``soften_crowd``, the first that also passes the crowd, else the first that
+        passed the checks. ``around``: laid over the fallback's blur of the face region, sharp first; ``limits``:
+        :meth:`_check`'s."""
         import cv2
 
         ys, xs = np.nonzero(refused.mask > 0)
