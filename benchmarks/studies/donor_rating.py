@@ -10,7 +10,9 @@ runs/anonymity_swap.json). About 15 minutes a draw on 2 cores.
 Round 36 added the crowd variants (``crowd_prefer``, ``crowd_refuse``, ``crowd_around``: FaceRes's crowd check as a
 preference, as a refusal, and as a preference whose crowd-failing swap is laid over the blurred face region, now the
 defaults) and a fresh draw, seed 3 (``run defaults 3``, ``run crowd_around 3``), used for no choice. Round 37 the
-soft edge of the blurred region (``soft_edge``, ``around_soft``).
+soft edge of the blurred region (``soft_edge``, ``around_soft``). Round 47 (``soften_crowd``) added two more fresh
+draws, seeds 4 and 5, run with the defaults of its time (``run soften_crowd 4``, ``5``), and ``pooled TAG [SEEDS]``:
+a variant's draws pooled, with 95% Wilson intervals.
 """
 
 from __future__ import annotations
@@ -101,12 +103,32 @@ def _row(path: Path) -> str:
 def report() -> None:
     print("| run | judge | detected | age group | swapped / hidden | " + " | ".join(NETS)
           + " (rank-1 / verified faces) |")
-    for s in (0, 1, 2, 3):
+    for s in (0, 1, 2, 3, 4, 5):
         for tag in ("facenet", "rated", "soften3all", *VARIANTS):
             p = _path(s, tag)
             if p.exists():
                 print(_row(p))
 
 
+def pooled(tag: str, *seeds: str) -> None:
+    """A variant's draws pooled (default seeds 0-5): each network's rank-1 and verified rate at FAR 1%, detection and
+    the judge, with 95% Wilson intervals over all probes."""
+    from perface.evaluation.measures import wilson_interval
+
+    runs = [json.loads(_path(int(s), tag).read_text()) for s in seeds or ("0", "1", "2", "3", "4", "5")]
+    n = sum(d["n_probes"] for d in runs)
+
+    def line(label: str, k: int) -> str:
+        lo, hi = wilson_interval(k, n)
+        return f"{label}: {k}/{n} = {k / n:.1%} [{lo:.1%}, {hi:.1%}]"
+
+    for net in NETS:
+        r = sum(d["rates"]["recognizers"][net]["rank1_anonymized"]["k"] for d in runs)
+        v = sum(d["rates"]["recognizers"][net]["verified_far_1e-2"]["k"] for d in runs)
+        print(line(f"{net} rank-1", r), "|", line("verified at FAR 1%", v))
+    for key, label in (("detected", "detected"), ("gender_kept_judge", "judge")):
+        print(line(label, sum(round(d["rates"]["anonymized"][key] * d["n_probes"]) for d in runs)))
+
+
 if __name__ == "__main__":
-    {"run": run, "report": report}[sys.argv[1]](*sys.argv[2:])
+    {"run": run, "report": report, "pooled": pooled}[sys.argv[1]](*sys.argv[2:])
