@@ -1106,12 +1106,12 @@ def test_soften_crowd_lets_the_crowd_rank_softened_swaps(swapper_anonymizer, ast
     out, (around,) = an.anonymize_array(astronaut)  # none passes it: the closest swap over the blurred region
     assert around.method == "swap" and around.blurred_around and around.donor_id == plain.donor_id
     assert "no softened swap passed the crowd check (soften_crowd)" in around.reason
+    x1, y1, x2, y2 = ASTRO_BOX
+    assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
     an.config = replace(an.config, blur_around=None, blur_around_sharp=None)
     _, (kept,) = an.anonymize_array(astronaut)  # blur_around off: the first softened swap, as before
     assert (kept.donor_id, kept.softened, kept.blurred_around) == (plain.donor_id, plain.softened, False)
     assert AnonymizeConfig().soften_crowd
-    x1, y1, x2, y2 = ASTRO_BOX
-    assert np.abs(out[y1:y2, x1:x2].astype(int) - astronaut[y1:y2, x1:x2]).mean() > 10
 
 
 def test_soften_fails_closed_when_no_softened_swap_passes(swapper_anonymizer, astronaut, monkeypatch):
