@@ -29,7 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from perface.evaluation.anonymity import _best_face, _read_with_face, fit_gender_judge, split_probes
+from perface.evaluation.anonymity import _best_face, fit_gender_judge, readable_faces, split_probes
 from perface.evaluation.protocols import write_json
 from perface.face.detect import DetectConfig
 
@@ -257,12 +257,7 @@ def _judge():
 def _probes(n: int) -> list[tuple[str, np.ndarray, Any]]:
     root = shared_data() / "celeba"
     rows, _ = split_probes(root, n, SEED)
-    out = []
-    for ident, im in rows:
-        found = _read_with_face(root / "images" / im, DetectConfig())
-        if found is not None:
-            out.append((ident, *found))
-    return out
+    return [(ident, image, face) for ident, _, image, face in readable_faces(root, rows, DetectConfig())]
 
 
 def _scores(a: list[tuple[np.ndarray, Any]], b: list[tuple[np.ndarray, Any]]) -> dict[str, np.ndarray]:

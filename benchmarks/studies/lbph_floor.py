@@ -23,9 +23,9 @@ from perface.evaluation.anonymity import (
     FaceFeatures,
     _best_face,
     _read_male_labels,
-    _read_with_face,
     face_features,
     rank1_hits,
+    readable_faces,
 )
 from perface.face.landmarks import predict_landmarks68
 
@@ -58,11 +58,7 @@ def main() -> None:
     orig: list[FaceFeatures] = []
     after: dict[float, list[FaceFeatures]] = {f: [] for f in FOREHEADS}
     swapped: dict[float, list[bool]] = {f: [] for f in FOREHEADS}
-    for ident, im in probes:
-        found = _read_with_face(root / "images" / im, det)
-        if found is None:
-            continue
-        image, face = found
+    for ident, im, image, face in readable_faces(root, probes, det):
         truth.append(ident)
         orig.append(face_features(image, face))
         lm68 = predict_landmarks68(image, face.box)

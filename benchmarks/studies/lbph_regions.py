@@ -19,8 +19,8 @@ from perface.anonymize.select import SelectConfig
 from perface.anonymize.swap import ClassicSwapper, forehead_points
 from perface.evaluation.anonymity import (
     _best_face,
-    _read_with_face,
     face_features,
+    readable_faces,
 )
 from perface.face.align import arcface_crop
 from perface.face.landmarks import predict_landmarks68
@@ -35,11 +35,7 @@ def main() -> None:
     root, probes, det, (gid, _, gl) = celeba_reid_setup()
     anonymizer = Anonymizer(AnonymizeConfig(method="swap", select=SelectConfig(seed=0)))
     truth, before, after, swapped, top_y = [], [], [], [], []
-    for ident, im in probes:
-        found = _read_with_face(root / "images" / im, det)
-        if found is None:
-            continue
-        image, face = found
+    for ident, _, image, face in readable_faces(root, probes, det):
         out, records = anonymizer.anonymize_array(image)
         rec = min(records, key=lambda r: np.abs(np.array(r.box) - np.array(face.box)).sum())
         truth.append(ident)

@@ -63,7 +63,7 @@ def run(seeds: list[int]) -> None:
     """Each draw's outputs scored against both crowds (module docstring)."""
     from perface.anonymize.anonymizer import AnonymizeConfig, Anonymizer
     from perface.anonymize.select import SelectConfig
-    from perface.evaluation.anonymity import _best_face, _read_with_face, recognizer_gallery, split_probes
+    from perface.evaluation.anonymity import _best_face, readable_faces, recognizer_gallery, split_probes
     from perface.face.detect import REFERENCE_DETECT, box_iou
     from perface.face.recognizers import get_recognizer
 
@@ -77,11 +77,7 @@ def run(seeds: list[int]) -> None:
         an = Anonymizer(AnonymizeConfig(select=SelectConfig(seed=seed, group_by="hybrid")))
         donors = np.stack([an._donor_features("faceres", i) for i in an.gallery.ids()])
         rows = []
-        for ident, name in probe_rows:
-            found = _read_with_face(root / "images" / name, REFERENCE_DETECT)
-            if found is None:
-                continue
-            image, face = found
+        for ident, name, image, face in readable_faces(root, probe_rows, REFERENCE_DETECT):
             out, records = an.anonymize_array(image)
             after = _best_face(out, face, REFERENCE_DETECT) or face
             fo, fa, own = (rec.embed_crops([rec.crop(im, f)]) for im, f in ((image, face), (out, after), (out, face)))

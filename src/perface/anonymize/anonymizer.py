@@ -765,23 +765,20 @@ class Anonymizer:
                          "(crowd_prefer)")
         if best is None and refused:  # only plain swaps are refused (a turned face's were softened)
             best = self._soften_best(face, target, refused)
+            past_crowd = ""  # soften_crowd: why the face went on past a softened swap that passed the thresholds
             if best is not None:
                 best.note = (f"every donor tried was still matched ({reason}); kept the closest swap blurred "
                              f"inside the swapped face (sigma {best.softened:g} of the face size)")
                 if cfg.soften_crowd and cfg.crowd_prefer and cfg.crowd_around and best.crowd_excess >= 0:
                     around = self._around_best(face, target, refused)  # as if no softened swap had passed
                     if around is not None:
-                        best = around
-                        inside = f", inside at sigma {best.softened:g} of the face size" if best.softened else ""
-                        best.note = (f"every donor tried was still matched ({reason}); no softened swap passed the "
-                                     f"crowd check (soften_crowd): kept the closest swap over the blurred face "
-                                     f"region{inside}")
+                        best, past_crowd = around, "no softened swap passed the crowd check (soften_crowd): "
             else:
                 best = self._around_best(face, target, refused)
-            if best is not None and best.blurred_around and not best.note:
+            if best is not None and best.blurred_around:
                 inside = f", inside at sigma {best.softened:g} of the face size" if best.softened else ""
-                best.note = (f"every donor tried was still matched ({reason}); kept the closest swap over the "
-                             f"blurred face region{inside}")
+                best.note = (f"every donor tried was still matched ({reason}); {past_crowd}kept the closest swap "
+                             f"over the blurred face region{inside}")
             elif best is None and cfg.relative_fallback is not None and face.size >= (cfg.blur_around_sharp or 0):
                 best = self._relative(out, face, target, refused)
                 if best is not None:

@@ -18,16 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from .runtime import cpu_session
+
 #: Graphs holding any of these ops are worth the rewrite (the others are returned as they are)
 REWRITE_OPS = frozenset({"Min", "Max", "Pad"})
-
-
-def _session(data: bytes) -> Any:
-    import onnxruntime as ort
-
-    from .runtime import session_options
-
-    return ort.InferenceSession(data, sess_options=session_options(), providers=["CPUExecutionProvider"])
 
 
 def freeze_pads(model: Any, feeds: Sequence[dict[str, np.ndarray]]) -> int:
@@ -48,7 +42,7 @@ def freeze_pads(model: Any, feeds: Sequence[dict[str, np.ndarray]]) -> int:
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     probe.graph.output.extend(helper.make_tensor_value_info(n, onnx.TensorProto.INT64, None) for n in names)
-    session = _session(probe.SerializeToString())
+    session = cpu_session(probe.SerializeToString())
     values = [session.run(names, feed) for feed in feeds]
     frozen = 0
     for k, name in enumerate(names):
@@ -93,7 +87,7 @@ def rewritten(data: bytes, feeds: Sequence[dict[str, np.ndarray]]) -> bytes:
         return data
     try:
         new = simplify(model, feeds).SerializeToString()
-        before, after = _session(data), _session(new)
+        before, after = cpu_session(data), cpu_session(new)
         for feed in feeds:
             for a, b in zip(before.run(None, feed), after.run(None, feed), strict=True):
                 if a.shape != b.shape or not np.array_equal(a, b, equal_nan=True):

@@ -5,9 +5,8 @@ CNNs 2-15x faster than eager PyTorch on a CPU (``docs/benchmarks.md``), and a ca
 importing PyTorch, which keeps the start fast. A graph is exported from the PyTorch module at first use,
 rewritten so that ONNX Runtime fuses more where that leaves its outputs bit for bit the same
 (:mod:`perface.backbones.onnx_rewrite`), checked against PyTorch on a fixed input (a mismatch is never used: the
-caller falls back to PyTorch), and written
-atomically to the user cache folder, keyed by the weights' files and the graph's version, so every later
-process (and every worker of a pool) only loads it. Nothing is downloaded.
+caller falls back to PyTorch), and written atomically to the user cache folder, keyed by the weights' files and the
+graph's version, so every later process (and every worker of a pool) only loads it. Nothing is downloaded.
 
 Environment:
 
@@ -90,6 +89,13 @@ def session_options() -> Any:
     return opts
 
 
+def cpu_session(model: str | bytes) -> Any:
+    """An ONNX Runtime session on the CPU with :func:`session_options`, from a graph's path or serialized bytes."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model, sess_options=session_options(), providers=["CPUExecutionProvider"])
+
+
 def cache_dir() -> Path:
     """The folder for exported graphs (created on demand; a temporary one when it cannot be written)."""
     env = os.environ.get(CACHE_ENV)
@@ -162,14 +168,11 @@ def onnx_net(graph: OnnxGraph) -> OnnxNet | None:
 
 
 def _build(graph: OnnxGraph) -> OnnxNet | None:
-    import onnxruntime as ort
-
     path = cache_dir() / graph.filename
     try:
         if not path.is_file():
             export_verified(graph, path)
-        return OnnxNet(ort.InferenceSession(str(path), sess_options=session_options(),
-                                            providers=["CPUExecutionProvider"]), graph)
+        return OnnxNet(cpu_session(str(path)), graph)
     except Exception as exc:  # noqa: BLE001 - any export or load problem: run the network in PyTorch instead
         warnings.warn(f"{graph.name}: ONNX Runtime not used ({type(exc).__name__}: {exc}); running PyTorch",
                       stacklevel=3)
@@ -179,7 +182,6 @@ def _build(graph: OnnxGraph) -> OnnxNet | None:
 def export_verified(graph: OnnxGraph, path: Path) -> float:
     """Export the graph's PyTorch module to ``path`` (atomically), after checking ONNX Runtime against PyTorch
     on the example inputs and on their first row (batch 1); returns the largest difference found."""
-    import onnxruntime as ort
     import torch
 
     from .onnx_rewrite import rewritten
@@ -204,7 +206,7 @@ def export_verified(graph: OnnxGraph, path: Path) -> float:
         fused = rewritten(plain, feeds)  # clamps and padding fused where no output changes (onnx_rewrite)
         if fused is not plain:
             tmp.write_bytes(fused)
-        session = ort.InferenceSession(str(tmp), sess_options=session_options(), providers=["CPUExecutionProvider"])
+        session = cpu_session(str(tmp))
         worst = 0.0
         for xs, feed in zip(batches, feeds, strict=True):
             with torch.inference_mode():

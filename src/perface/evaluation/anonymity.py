@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,14 +218,21 @@ def _read_with_face(path: Path, det: DetectConfig) -> tuple[np.ndarray, Face] | 
     return None if face is None else (image, face)
 
 
+def readable_faces(root: Path, rows: Sequence[tuple[str, str]], det: DetectConfig, desc: str | None = None,
+                   progress: bool = False) -> Iterator[tuple[str, str, np.ndarray, Face]]:
+    """``(identity, image name, image, its largest face)`` for each ``(identity, image name)`` row of ``root``'s
+    images, in order; rows whose image is unreadable or faceless are skipped, as the protocol skips them."""
+    for ident, im in tqdm(rows, desc=desc, disable=not progress):
+        found = _read_with_face(root / "images" / im, det)
+        if found is not None:
+            yield ident, im, *found
+
+
 def _gallery_features(root: Path, rows: list[tuple[str, str]], det: DetectConfig, progress: bool):
     """Identities, dlib embeddings and LBPH descriptors of the re-ID gallery (cached per process)."""
     g_ids, g_dlib, g_lbph = [], [], []
-    for ident, im in tqdm(rows, desc="gallery", disable=not progress):
-        found = _read_with_face(root / "images" / im, det)
-        if found is None:
-            continue
-        f = face_features(*found)
+    for ident, _, image, face in readable_faces(root, rows, det, "gallery", progress):
+        f = face_features(image, face)
         g_ids.append(ident)
         g_dlib.append(f.dlib)
         g_lbph.append(f.lbph)
@@ -300,12 +307,9 @@ def recognizer_gallery(root: Path, rows: list[tuple[str, str]], det: DetectConfi
             feats[n].append(rec.embed_crops([rec.crop(im, f) for im, f in pending]))
         pending.clear()
 
-    for ident, im in tqdm(rows, desc="re-ID gallery, every recognizer", disable=not progress):
-        found = _read_with_face(root / "images" / im, det)
-        if found is None:
-            continue
+    for ident, _, image, face in readable_faces(root, rows, det, "re-ID gallery, every recognizer", progress):
         ids.append(ident)
-        pending.append(found)
+        pending.append((image, face))
         if len(pending) >= batch:
             flush()
     if pending:
@@ -420,11 +424,7 @@ def evaluate_anonymization(
     truth, probes = [], []
     originals, outputs = [], []  # (image, face) of each probe before and after, for every recognizer
     reasons: dict[str, int] = {}
-    for ident, im in tqdm(probe_rows, desc="anonymize probes", disable=not progress):
-        found = _read_with_face(root / "images" / im, det)
-        if found is None:
-            continue
-        image, face = found
+    for ident, im, image, face in readable_faces(root, probe_rows, det, "anonymize probes", progress):
         out, records = anonymizer.anonymize_array(image)
         records = [r for r in records if r.kind == "face"]  # unsure regions (hidden too) are not faces
         totals["found"] += len(records)
