@@ -77,6 +77,9 @@ VARIANTS = {  # tag: AnonymizeConfig options (the defaults otherwise)
     # round 47 (fortieth session): the crowd also ranks softened swaps: a softened swap past FaceRes's crowd gives
     # way to a larger sigma that passes it, else (every donor matched) is laid over the blurred face region
     "soften_crowd": {"soften_crowd": True},
+    # issue 18 (forty-first session): the defaults with the candidate metric whose FaceRes features come from its own
+    # recognizer crop (configs/faceres_box.yaml) as the default model, the gallery re-embedded, from a copy of src/
+    "faceres_box": {},
 }
 # Kept from a first design, which the code no longer has (runs/anonymity_seed{1,2}_rated.json and _soften3all):
 # such donors left out of step 2 altogether (reshuffling about 32 of 150 faces' donors a draw), and softening

@@ -52,7 +52,8 @@ def label_faces() -> list:
 
 
 def fold_model(k: int, gender_first: float = 0.0, min_age: int | None = None, window: int | None = None,
-               balanced: bool = False, label_margin: float | None = None):
+               balanced: bool = False, label_margin: float | None = None, model: dict | None = None,
+               load_model: bool = True):
     """The screen's fold-k model of the shipped recipe (trained once, then resumed from its run folder), with the
     given label-triplet options (:class:`LabelTripletConfig`) and label margin (``loss.label_margin``)."""
     from perface.metric.model import load
@@ -64,14 +65,16 @@ def fold_model(k: int, gender_first: float = 0.0, min_age: int | None = None, wi
                                    gender_first_window=window, balanced=balanced),)
     tag = (f"gf{gender_first:g}" if gender_first else "") + (f"_min{min_age}" if min_age is not None else "") + (
         f"_w{window}" if window is not None else "") + ("_balanced" if balanced else "") + (
-        f"_m{label_margin:g}" if label_margin is not None else "")
+        f"_m{label_margin:g}" if label_margin is not None else "") + "".join(
+        f"_{k}{'-'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in (model or {}).items())
     out = RUNS / tag / f"fold{k}" if tag else RUNS / f"fold{k}"
     cfg = dataclasses.replace(
         base, data=dataclasses.replace(base.data, cv_folds=5, cv_fold=k, labelled=labelled),
         optim=dataclasses.replace(base.optim, keep="last"), out=str(out), cache_dir=str(CACHE),
-        loss=dataclasses.replace(base.loss, label_margin=label_margin))
+        loss=dataclasses.replace(base.loss, label_margin=label_margin),
+        model=dataclasses.replace(base.model, **(model or {})))
     res = train(cfg, progress=False, log=lambda s: None)
-    return load(res.model_dir), res
+    return (load(res.model_dir) if load_model else None), res
 
 
 def _inputs(model, paths: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -173,6 +176,55 @@ def gender_first(shares: str = "0.25,0.5", folds: str = "0,1,2,3,4", min_age: st
             _record(row, model, val)
 
 
+def second_crop(margins: str = "0.1", folds: str = "0,1,2,3,4") -> None:
+    """Fold models of the shipped recipe (label margin 0.3) whose FaceRes features come from its own recognizer crop,
+    the detector's box grown by each margin (``model.second_crop`` "box"), not dlib's aligned chip."""
+    torch.set_num_threads(2)
+    val = cv_validation_faces()
+    for margin in (float(x) for x in margins.split(",")):
+        for k in (int(x) for x in folds.split(",")):
+            model, res = fold_model(k, label_margin=0.3, model={"second_crop": "box", "second_views": (margin,)})
+            row = {"fold": k, "variant": f"label margin 0.3, FaceRes on box + {margin:g}", "omi_cv":
+                   res.final_val_accuracy}
+            _record(row, model, val)
+
+
+def second_crop_both(margin: str = "0.1", folds: str = "0,1,2,3,4") -> None:
+    """Fold models of the shipped recipe (label margin 0.3, FaceRes on dlib's chip) with FaceRes's features of its own
+    recognizer crop (box + ``margin``) appended: two FaceRes runs per embedding. A screen through the patched bank of
+    metric_signals (the library's model has one crop kind per backbone)."""
+    from metric_signals import _patch_appended
+    from safetensors.torch import load_file
+
+    import perface.metric.features as feat_mod
+    import perface.metric.train as train_mod
+    from perface.metric.model import ModelConfig, PerFaceModel
+    from perface.metric.train import load_config
+
+    torch.set_num_threads(2)
+    base = load_config(REPO / "configs" / "default.yaml").model
+    box = PerFaceModel(dataclasses.replace(base, second_crop="box", second_views=(float(margin),)))
+    plain_build = feat_mod.build_feature_bank
+
+    def box_features(paths: list[str]) -> np.ndarray:
+        bank = plain_build(box, paths, cache_dir=CACHE, progress=False)
+        assert bank.paths == list(paths), "the box bank found faces in other images"
+        return bank.pooled[:, 0, -box.second_view_dim:]
+
+    _patch_appended(box.second_view_dim, box_features)
+    val = cv_validation_faces()
+    for k in (int(x) for x in folds.split(",")):
+        _, res = fold_model(k, label_margin=0.3, model={"second_views": (0.25,), "second_flip": False},
+                            load_model=False)  # model given: a run folder of its own
+        saved = json.loads((Path(res.model_dir) / "config.json").read_text())["model"]
+        model = train_mod.PerFaceModel(ModelConfig.from_dict(saved))
+        model.load_state_dict(load_file(str(Path(res.model_dir) / "model.safetensors")), strict=False)
+        model.eval()
+        row = {"fold": k, "variant": f"label margin 0.3, FaceRes on dlib's chip and on box + {float(margin):g}",
+               "omi_cv": res.final_val_accuracy}
+        _record(row, model, val)
+
+
 KEYS = ("omi_cv", "utk_val_all:gender", "utk_val_all:age", "utk_val_adults:gender", "utk_val_adults:age")
 
 
@@ -224,6 +276,9 @@ def write() -> None:
         "in the other age group and a negative of the other gender in its age group (`min_age`: from adults "
         "only; `window`: both within that many years of the anchor where such faces exist). `label margin M`: the "
         "label triplets trained with margin M, the OMI triplets with the paper's 0.1 (`loss.label_margin`). "
+        "`FaceRes on box + M` (`second_crop 0.1`): FaceRes's features from its own recognizer crop, the detector's box "
+        "grown by M (`model.second_crop` box), instead of dlib's 0.25 chip; `on dlib's chip and on box` "
+        "(`second_crop_both`): both, two FaceRes runs a face. "
         "docs/model.md says what became of each.\n\n" + "\n".join(lines))
 
 

@@ -157,3 +157,24 @@ def test_second_backbone_without_mirror_images_gives_mirrors_its_plain_features(
     torch.testing.assert_close(a[:, -m.second_view_dim:], b[:, -m.second_view_dim:])
     with pytest.raises(PerFaceError, match="second_views"):
         PerFaceModel(ModelConfig(second_backbone="faceres", second_levels=("head",), second_views=(0.4,)))
+
+
+def test_second_backbone_on_the_box_sees_its_recognizers_crop(astronaut):
+    """``second_crop`` "box": FaceRes's chip is the FaceRes recognizer's own crop (box + 10%), not dlib's chip."""
+    from perface.face.detect import detect
+    from perface.face.io import PerFaceError
+    from perface.face.recognizers import get_recognizer
+
+    m = PerFaceModel(ModelConfig(embed_dim=16, hidden=32, second_backbone="faceres", second_levels=("head",),
+                                 second_views=(0.1,), second_flip=False, second_crop="box"))
+    face = detect(astronaut)[0]
+    chips = m.align(astronaut, face)
+    assert [c.shape[0] for c in chips] == [150, 150, 224]
+    np.testing.assert_array_equal(chips[2], get_recognizer("faceres").crop(astronaut, face))
+    assert not np.array_equal(chips[2], PerFaceModel(ModelConfig(
+        second_backbone="faceres", second_levels=("head",), second_views=(0.25,), second_flip=False)).align(
+        astronaut, face)[2])
+    with pytest.raises(PerFaceError, match="second_crop"):
+        PerFaceModel(ModelConfig(second_backbone="faceres", second_levels=("head",), second_crop="boxes"))
+    with pytest.raises(PerFaceError, match="box margins"):
+        PerFaceModel(ModelConfig(second_backbone="faceres", second_levels=("head",), second_crop="box"))

@@ -63,13 +63,15 @@ def test_align_cuts_the_dlib_chips_from_one_shape(group_image_path) -> None:
         np.testing.assert_array_equal(chip, dlib_chip(image, face, side, padding=pad).crop)
 
 
-@pytest.mark.parametrize(("second_views", "second_flip", "sides", "levels"), [
-    ((), True, [150, 150, 224, 224], ("stage4", "head")),
+@pytest.mark.parametrize(("second_views", "second_flip", "sides", "levels", "crop"), [
+    ((), True, [150, 150, 224, 224], ("stage4", "head"), "chip"),
     # the cheap variant (one FaceRes run per face, its mirror rows reused), with FaceRes's layer past its identity
-    ((0.25,), False, [150, 150, 224], ("stage4", "head", "feats")),
+    ((0.25,), False, [150, 150, 224], ("stage4", "head", "feats"), "chip"),
+    # FaceRes on its own recognizer's crop (the detector's box + 10%), not dlib's chip
+    ((0.1,), False, [150, 150, 224], ("stage4", "head"), "box"),
 ])
 def test_onnx_model_with_a_second_backbone_equals_torch(tmp_path, group_image_path, second_views, second_flip,
-                                                        sides, levels) -> None:
+                                                        sides, levels, crop) -> None:
     from perface.face.detect import detect
     from perface.face.io import read_image
     from perface.metric.model import ModelConfig, PerFaceModel
@@ -77,7 +79,7 @@ def test_onnx_model_with_a_second_backbone_equals_torch(tmp_path, group_image_pa
     torch.manual_seed(0)
     ref = PerFaceModel(ModelConfig(embed_dim=16, hidden=32, second_backbone="faceres",
                                    second_levels=levels, second_views=second_views,
-                                   second_flip=second_flip))
+                                   second_flip=second_flip, second_crop=crop))
     with torch.no_grad():  # a head that is not the identity map: standardisation from random statistics
         ref.head.feat_mean.normal_(0, 0.1)
     folder = ref.save(tmp_path / "two")

@@ -45,6 +45,9 @@ class ModelConfig:
     second_levels: tuple[str, ...] = ()
     second_views: tuple[float, ...] = ()  # its view paddings (a subset of ``views``); (): all of them
     second_flip: bool = True  # False: its mirror-image features are the face's own (one run per view, not two)
+    # "chip": the second backbone sees dlib's aligned chips at ``second_views`` paddings; "box": the detector's box
+    # grown by each ``second_views`` entry on every side, unaligned (0.1 is FaceRes's own recognizer crop)
+    second_crop: str = "chip"
     identity_dim: int = 0  # > 0: identity-residual head; the embedding carries view 0's identity descriptor
     # (the backbone's "head" level, this long: 128 for dlib) next to a weighted MLP part that starts near 0: an
     # untrained model is (nearly) the identity metric, and training moves away only as far as the data support

@@ -164,6 +164,8 @@ def _feature_key(cfg, start: int, det: DetectConfig) -> str:
         part.update(second_backbone=cfg.second_backbone, second_levels=cfg.second_levels)
         if cfg.second_views or not cfg.second_flip:
             part.update(second_views=cfg.second_views, second_flip=cfg.second_flip)
+        if cfg.second_crop != "chip":
+            part.update(second_crop=cfg.second_crop)
     return json.dumps({"model": part, "start": start, "detect": asdict(det)}, sort_keys=True, default=str)
 
 

@@ -33,7 +33,7 @@ from perface.metric.config import (  # noqa: F401 - re-exported: the config is p
     model_fingerprint,
     read_model_folder,
 )
-from perface.metric.onnx_model import FaceLike, faces_to_views
+from perface.metric.onnx_model import FaceLike, box_chips, faces_to_views
 
 
 def _pool(x: torch.Tensor) -> torch.Tensor:
@@ -248,7 +248,11 @@ class PerFaceModel(nn.Module):
             raise PerFaceError("second_backbone needs a frozen first backbone (train_from: null)")
         if not cfg.second_levels:
             raise PerFaceError("second_backbone needs second_levels (which of its stages to pool)")
-        if not set(cfg.second_views) <= set(cfg.views):
+        if cfg.second_crop not in ("chip", "box"):
+            raise PerFaceError(f"second_crop must be 'chip' or 'box', not {cfg.second_crop!r}")
+        if cfg.second_crop == "box" and not cfg.second_views:
+            raise PerFaceError("second_crop 'box' needs second_views (the box margins, e.g. [0.1])")
+        if cfg.second_crop == "chip" and not set(cfg.second_views) <= set(cfg.views):
             raise PerFaceError(f"second_views {list(cfg.second_views)} must be among views {list(cfg.views)}")
         from perface.backbones import load_backbone
 
@@ -312,7 +316,8 @@ class PerFaceModel(nn.Module):
         chips = [dlib_chip(image, face, first, padding=p).crop for p in self.config.views]
         if self.second is not None:
             side = int(getattr(self.second.backbone, "input_size", 150))
-            chips += [dlib_chip(image, face, side, padding=p).crop for p in self.config.second_paddings]
+            chips += (box_chips(self.config, image, face, side) if self.config.second_crop == "box" else
+                      [dlib_chip(image, face, side, padding=p).crop for p in self.config.second_paddings])
         return chips
 
     def _to_views(self, items: Sequence[FaceLike]) -> list[list[np.ndarray]]:

@@ -156,6 +156,13 @@ def faces_to_views(model: Any, items: Sequence[FaceLike]) -> list[list[np.ndarra
     return out
 
 
+def box_chips(config: ModelConfig, image: np.ndarray, face: Any, side: int) -> list[np.ndarray]:
+    """The second backbone's unaligned crops (``second_crop`` "box"): the face box grown by each margin, ``side`` px."""
+    from perface.face.recognizers import box_crop
+
+    return [box_crop(image, face, side, m) for m in config.second_paddings]
+
+
 class OnnxPerFaceModel:
     """A saved PerFace model run in ONNX Runtime: ``embed``, ``similarity`` and ``distance`` as the PyTorch model,
     plus :meth:`embed_with_identity`, which also returns dlib's identity descriptors from the same run."""
@@ -178,10 +185,12 @@ class OnnxPerFaceModel:
 
         shape = dlib_shape(image, face.box, 5)
         second = self.config.second_backbone
+        box = second is not None and self.config.second_crop == "box"
         cuts = [(150, p) for p in self.config.views]
-        cuts += [(TFJS_BACKBONES[second][2], p) for p in self.config.second_paddings] if second is not None else []
-        return [np.asarray(dlib.extract_image_chip(image, dlib.get_face_chip_details(shape, side, p)), dtype=np.uint8)
-                for side, p in cuts]
+        cuts += [(TFJS_BACKBONES[second][2], p) for p in self.config.second_paddings] if second and not box else []
+        chips = [np.asarray(dlib.extract_image_chip(image, dlib.get_face_chip_details(shape, side, p)),
+                            dtype=np.uint8) for side, p in cuts]
+        return chips + (box_chips(self.config, image, face, TFJS_BACKBONES[second][2]) if box else [])
 
     def _features(self, chips: np.ndarray, descriptor: np.ndarray, pooled: dict[str, np.ndarray]) -> np.ndarray:
         """The backbone features of one view batch, in the order of ``BackboneFeatures.run``."""
