@@ -80,6 +80,8 @@ VARIANTS = {  # tag: AnonymizeConfig options (the defaults otherwise)
     # issue 18 (forty-first session): the defaults with the candidate metric whose FaceRes features come from its own
     # recognizer crop (configs/faceres_box.yaml) as the default model, the gallery re-embedded, from a copy of src/
     "faceres_box": {},
+    # ...and with a tenth of the label triplets ranking gender over the age group (configs/faceres_box_gf.yaml)
+    "faceres_box_gf": {},
 }
 # Kept from a first design, which the code no longer has (runs/anonymity_seed{1,2}_rated.json and _soften3all):
 # such donors left out of step 2 altogether (reshuffling about 32 of 150 faces' donors a draw), and softening

@@ -176,16 +176,19 @@ def gender_first(shares: str = "0.25,0.5", folds: str = "0,1,2,3,4", min_age: st
             _record(row, model, val)
 
 
-def second_crop(margins: str = "0.1", folds: str = "0,1,2,3,4") -> None:
+def second_crop(margins: str = "0.1", folds: str = "0,1,2,3,4", gender_first: str = "0") -> None:
     """Fold models of the shipped recipe (label margin 0.3) whose FaceRes features come from its own recognizer crop,
-    the detector's box grown by each margin (``model.second_crop`` "box"), not dlib's aligned chip."""
+    the detector's box grown by each margin (``model.second_crop`` "box"), not dlib's aligned chip; optionally with
+    that share of ``gender_first`` label triplets."""
     torch.set_num_threads(2)
     val = cv_validation_faces()
+    share = float(gender_first)
     for margin in (float(x) for x in margins.split(",")):
         for k in (int(x) for x in folds.split(",")):
-            model, res = fold_model(k, label_margin=0.3, model={"second_crop": "box", "second_views": (margin,)})
-            row = {"fold": k, "variant": f"label margin 0.3, FaceRes on box + {margin:g}", "omi_cv":
-                   res.final_val_accuracy}
+            model, res = fold_model(k, share, label_margin=0.3,
+                                    model={"second_crop": "box", "second_views": (margin,)})
+            row = {"fold": k, "variant": (f"gender_first {share:g}, " if share else "") +
+                   f"label margin 0.3, FaceRes on box + {margin:g}", "omi_cv": res.final_val_accuracy}
             _record(row, model, val)
 
 
