@@ -43,7 +43,7 @@ class ModelConfig:
     # FaceRes, trained on real photos). None: one backbone. It needs a frozen first backbone (``train_from`` None).
     second_backbone: str | None = None
     second_levels: tuple[str, ...] = ()
-    second_views: tuple[float, ...] = ()  # its view paddings (a subset of ``views``); (): all of them
+    second_views: tuple[float, ...] = ()  # its view paddings (a subset of ``views``; box margins for "box"); (): all
     second_flip: bool = True  # False: its mirror-image features are the face's own (one run per view, not two)
     # "chip": the second backbone sees dlib's aligned chips at ``second_views`` paddings; "box": the detector's box
     # grown by each ``second_views`` entry on every side, unaligned (0.1 is FaceRes's own recognizer crop)
