@@ -66,7 +66,7 @@ def fold_model(k: int, gender_first: float = 0.0, min_age: int | None = None, wi
     tag = (f"gf{gender_first:g}" if gender_first else "") + (f"_min{min_age}" if min_age is not None else "") + (
         f"_w{window}" if window is not None else "") + ("_balanced" if balanced else "") + (
         f"_m{label_margin:g}" if label_margin is not None else "") + "".join(
-        f"_{k}{'-'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in (model or {}).items())
+        f"_{key}{'-'.join(map(str, val)) if isinstance(val, tuple) else val}" for key, val in (model or {}).items())
     out = RUNS / tag / f"fold{k}" if tag else RUNS / f"fold{k}"
     cfg = dataclasses.replace(
         base, data=dataclasses.replace(base.data, cv_folds=5, cv_fold=k, labelled=labelled),
@@ -196,12 +196,10 @@ def second_crop_both(margin: str = "0.1", folds: str = "0,1,2,3,4") -> None:
     """Fold models of the shipped recipe (label margin 0.3, FaceRes on dlib's chip) with FaceRes's features of its own
     recognizer crop (box + ``margin``) appended: two FaceRes runs per embedding. A screen through the patched bank of
     metric_signals (the library's model has one crop kind per backbone)."""
-    from metric_signals import _patch_appended
-    from safetensors.torch import load_file
+    from metric_signals import _patch_appended, patched_model
 
     import perface.metric.features as feat_mod
-    import perface.metric.train as train_mod
-    from perface.metric.model import ModelConfig, PerFaceModel
+    from perface.metric.model import PerFaceModel
     from perface.metric.train import load_config
 
     torch.set_num_threads(2)
@@ -219,10 +217,7 @@ def second_crop_both(margin: str = "0.1", folds: str = "0,1,2,3,4") -> None:
     for k in (int(x) for x in folds.split(",")):
         _, res = fold_model(k, label_margin=0.3, model={"second_views": (0.25,), "second_flip": False},
                             load_model=False)  # model given: a run folder of its own
-        saved = json.loads((Path(res.model_dir) / "config.json").read_text())["model"]
-        model = train_mod.PerFaceModel(ModelConfig.from_dict(saved))
-        model.load_state_dict(load_file(str(Path(res.model_dir) / "model.safetensors")), strict=False)
-        model.eval()
+        model = patched_model(res.model_dir)
         row = {"fold": k, "variant": f"label margin 0.3, FaceRes on dlib's chip and on box + {float(margin):g}",
                "omi_cv": res.final_val_accuracy}
         _record(row, model, val)

@@ -273,18 +273,7 @@ def screen(name: str, n_triplets: int, folds: str = "0", min_age: str = "none", 
         res = train(cfg, progress=False, log=lambda s: None)
         if os.environ.get("SCREEN_TRAIN_ONLY"):  # score later (a rerun resumes the finished run)
             continue
-        if concat:  # the saved config names one backbone: rebuild the patched model and load its head
-            from safetensors.torch import load_file
-
-            import perface.metric.train as train_mod
-            from perface.metric.model import ModelConfig
-
-            saved = json.loads((Path(res.model_dir) / "config.json").read_text())["model"]
-            model = train_mod.PerFaceModel(ModelConfig.from_dict(saved))
-            model.load_state_dict(load_file(str(Path(res.model_dir) / "model.safetensors")), strict=False)
-            model.eval()
-        else:
-            model = load(res.model_dir)
+        model = patched_model(res.model_dir) if concat else load(res.model_dir)
         row = {"name": name, "fold": k, "n_triplets": int(n_triplets), "label_w": float(label_w),
                "min_age": age, "train_from": None if train_from == "none" else train_from, "epochs": int(epochs),
                **({"model": model_overrides_note} if model_overrides_note else {}),
@@ -299,6 +288,22 @@ def screen(name: str, n_triplets: int, folds: str = "0", min_age: str = "none", 
         print(json.dumps(row), flush=True)
         with (RUNS / "screen.jsonl").open("a") as f:
             f.write(json.dumps(row) + "\n")
+
+
+def patched_model(model_dir: str | Path):
+    """A model trained through a patched feature bank (``_install``): its saved config names the library's model, so
+    the patched model class is rebuilt from it and given the saved head."""
+    import json
+
+    from safetensors.torch import load_file
+
+    import perface.metric.train as train_mod
+    from perface.metric.model import ModelConfig
+
+    saved = json.loads((Path(model_dir) / "config.json").read_text())["model"]
+    model = train_mod.PerFaceModel(ModelConfig.from_dict(saved))
+    model.load_state_dict(load_file(str(Path(model_dir) / "model.safetensors")), strict=False)
+    return model.eval()
 
 
 def _patch_concat(extra: dict) -> None:
