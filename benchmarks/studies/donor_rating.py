@@ -82,6 +82,9 @@ VARIANTS = {  # tag: AnonymizeConfig options (the defaults otherwise)
     "faceres_box": {},
     # ...and with a tenth of the label triplets ranking gender over the age group (configs/faceres_box_gf.yaml)
     "faceres_box_gf": {},
+    # the default recipe with FaceRes's centred identity joined to the embedding at weight 0.5, in training too
+    # (configs/faceres_identity_join.yaml), as the default model, the gallery re-embedded, from a copy of src/
+    "identity_join": {},
 }
 # Kept from a first design, which the code no longer has (runs/anonymity_seed{1,2}_rated.json and _soften3all):
 # such donors left out of step 2 altogether (reshuffling about 32 of 150 faces' donors a draw), and softening

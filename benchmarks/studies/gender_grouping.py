@@ -122,13 +122,14 @@ def refit(model, res, utk, alpha: float | None, g: float, ridge: float = 1000.0)
     h.set_attribute_radius([(raw_o, raw_mo)])
 
 
-def _record(row: dict, model, val: list) -> None:
-    """Add Sec. 4.5 on the validation faces (all ages, adults) to ``row``; print it and append it to the results."""
-    embed = bank_embedder(model)
+def _record(row: dict, model, val: list, embed=None, results: Path = RUNS / "results.jsonl") -> None:
+    """Add Sec. 4.5 on the validation faces (all ages, adults) to ``row``; print it and append it to the results.
+    ``embed``: paths -> embeddings (default: the model's, from the cached features)."""
+    embed = embed or bank_embedder(model)
     for label, faces in (("utk_val_all", val), ("utk_val_adults", [f for f in val if f.age >= 18])):
         row[label] = group_scores(embed, faces, per_group=30, n_queries=None)
     print(json.dumps(row), flush=True)
-    with (RUNS / "results.jsonl").open("a") as f:
+    with results.open("a") as f:
         f.write(json.dumps(row) + "\n")
 
 

@@ -178,3 +178,41 @@ def test_second_backbone_on_the_box_sees_its_recognizers_crop(astronaut):
         PerFaceModel(ModelConfig(second_backbone="faceres", second_levels=("head",), second_crop="boxes"))
     with pytest.raises(PerFaceError, match="box margins"):
         PerFaceModel(ModelConfig(second_backbone="faceres", second_levels=("head",), second_crop="box"))
+
+
+def test_second_identity_join_mixes_the_cosines(astronaut, tmp_path):
+    """``second_identity_weight`` w: cos = (cos_rest + w^2 cos_identity) / (1 + w^2), the identity being FaceRes's
+    output centred on the training faces' mean; the centre is saved with the head."""
+    from perface.face.io import PerFaceError
+
+    torch.manual_seed(0)
+    cfg = dict(embed_dim=16, hidden=32, second_backbone="faceres", second_levels=("stage5", "head"),
+               second_views=(0.25,), second_flip=False, attribute_outputs=3)
+    m = PerFaceModel(ModelConfig(**cfg, second_identity_weight=0.5, second_identity_dim=1024)).eval()
+    assert m.config.embedding_dim == 16 + 3 + 1 + 1024
+    start, end, w = m.head.joined
+    assert (end, w) == (m.feature_dim, 0.5)
+    feats = torch.randn(6, m.feature_dim)
+    feats[:, start:end] = torch.nn.functional.normalize(feats[:, start:end] + 3.0, dim=1)  # a shared direction
+    m.head.set_joined_centre(feats[:4])
+    with torch.no_grad():
+        m.head.attribute.weight.normal_(0, 0.01)
+        m.head.set_attribute_radius([(feats, None)])
+        e = m.head.embed(feats)
+        m.head.joined = None  # the same head without the join
+        rest = m.head.embed(feats)
+        m.head.joined = (start, end, w)
+        ident = feats[:, start:end] - m.head.joined_centre
+        ident = torch.nn.functional.normalize(ident, dim=1)
+    assert e.shape == (6, m.config.embedding_dim)
+    torch.testing.assert_close(e.norm(dim=1), torch.ones(6))
+    torch.testing.assert_close(e @ e.T, (rest @ rest.T + w * w * ident @ ident.T) / (1 + w * w))
+    assert (ident @ ident.T).min() < 0  # centring removed the shared direction that made every pair alike
+    again = load(m.save(tmp_path / "joined"))
+    torch.testing.assert_close(again.head.joined_centre, m.head.joined_centre)
+    np.testing.assert_allclose(again.embed([astronaut]), m.embed([astronaut]), atol=1e-5)
+    with pytest.raises(PerFaceError, match="second_identity_dim"):
+        PerFaceModel(ModelConfig(**cfg, second_identity_weight=0.5, second_identity_dim=128))
+    with pytest.raises(PerFaceError, match="last level is 'head'"):
+        PerFaceModel(ModelConfig(**{**cfg, "second_levels": ("head", "stage5")}, second_identity_weight=0.5,
+                                 second_identity_dim=1024))

@@ -63,15 +63,17 @@ def test_align_cuts_the_dlib_chips_from_one_shape(group_image_path) -> None:
         np.testing.assert_array_equal(chip, dlib_chip(image, face, side, padding=pad).crop)
 
 
-@pytest.mark.parametrize(("second_views", "second_flip", "sides", "levels", "crop"), [
-    ((), True, [150, 150, 224, 224], ("stage4", "head"), "chip"),
+@pytest.mark.parametrize(("second_views", "second_flip", "sides", "levels", "crop", "join"), [
+    ((), True, [150, 150, 224, 224], ("stage4", "head"), "chip", 0.0),
     # the cheap variant (one FaceRes run per face, its mirror rows reused), with FaceRes's layer past its identity
-    ((0.25,), False, [150, 150, 224], ("stage4", "head", "feats"), "chip"),
+    ((0.25,), False, [150, 150, 224], ("stage4", "head", "feats"), "chip", 0.0),
     # FaceRes on its own recognizer's crop (the detector's box + 10%), not dlib's chip
-    ((0.1,), False, [150, 150, 224], ("stage4", "head"), "box"),
+    ((0.1,), False, [150, 150, 224], ("stage4", "head"), "box", 0.0),
+    # FaceRes's identity output joined to the embedding (second_identity_weight)
+    ((0.25,), False, [150, 150, 224], ("stage4", "head"), "chip", 1.0),
 ])
 def test_onnx_model_with_a_second_backbone_equals_torch(tmp_path, group_image_path, second_views, second_flip,
-                                                        sides, levels, crop) -> None:
+                                                        sides, levels, crop, join) -> None:
     from perface.face.detect import detect
     from perface.face.io import read_image
     from perface.metric.model import ModelConfig, PerFaceModel
@@ -79,9 +81,12 @@ def test_onnx_model_with_a_second_backbone_equals_torch(tmp_path, group_image_pa
     torch.manual_seed(0)
     ref = PerFaceModel(ModelConfig(embed_dim=16, hidden=32, second_backbone="faceres",
                                    second_levels=levels, second_views=second_views,
-                                   second_flip=second_flip, second_crop=crop))
+                                   second_flip=second_flip, second_crop=crop, second_identity_weight=join,
+                                   second_identity_dim=1024 if join else 0))
     with torch.no_grad():  # a head that is not the identity map: standardisation from random statistics
         ref.head.feat_mean.normal_(0, 0.1)
+        if join:
+            ref.head.joined_centre.normal_(0, 0.02)
     folder = ref.save(tmp_path / "two")
     fast = load_inference(folder)
     if not isinstance(fast, OnnxPerFaceModel):
@@ -95,5 +100,6 @@ def test_onnx_model_with_a_second_backbone_equals_torch(tmp_path, group_image_pa
     views = [[c[v] for c in chips] for v in range(len(sides))]
     emb, desc = fast.embed_with_identity(views)
     want = ref.embed_views(views)
+    assert emb.shape == (3, ref.config.embedding_dim)
     assert (emb * want).sum(1).min() >= 0.9999
     assert desc.shape == (3, 128)

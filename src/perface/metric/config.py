@@ -51,6 +51,12 @@ class ModelConfig:
     identity_dim: int = 0  # > 0: identity-residual head; the embedding carries view 0's identity descriptor
     # (the backbone's "head" level, this long: 128 for dlib) next to a weighted MLP part that starts near 0: an
     # untrained model is (nearly) the identity metric, and training moves away only as far as the data support
+    # > 0: the second backbone's identity output (its "head" level, ``second_identity_dim`` long, first view),
+    # centred on the training faces' mean and made unit length, joined to the embedding with this weight w, in
+    # training too: cos = (cos_rest + w^2 cos_identity) / (1 + w^2). Issue 18: real photos grouped as that network
+    # groups them.
+    second_identity_weight: float = 0.0
+    second_identity_dim: int = 0  # 1024 for FaceRes's global pooling
 
     @property
     def second_paddings(self) -> tuple[float, ...]:
@@ -61,8 +67,10 @@ class ModelConfig:
 
     @property
     def embedding_dim(self) -> int:
-        """Length of the final embedding: the MLP's, plus the attribute coordinates and one padding entry."""
-        return self.embed_dim + self.identity_dim + (self.attribute_outputs + 1 if self.attribute_outputs else 0)
+        """Length of the final embedding: the MLP's, plus the attribute coordinates and one padding entry, plus the
+        joined identity of the second backbone."""
+        return (self.embed_dim + self.identity_dim + (self.attribute_outputs + 1 if self.attribute_outputs else 0)
+                + (self.second_identity_dim if self.second_identity_weight else 0))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -105,9 +106,15 @@ class ProjectionHead(nn.Module):
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float, aux_outputs: int = 0,
                  attribute_outputs: int = 0, attribute_weight: float = 0.15,
-                 identity_slice: tuple[int, int] | None = None) -> None:
+                 identity_slice: tuple[int, int] | None = None,
+                 joined: tuple[int, int, float] | None = None) -> None:
         super().__init__()
         self.identity_slice = identity_slice
+        # (start, end, weight): the features' columns joined to the embedding (``second_identity_weight``), and the
+        # unit mean of the training faces' rows that they are centred on
+        self.joined = joined
+        if joined is not None:
+            self.register_buffer("joined_centre", torch.zeros(joined[1] - joined[0]))
         self.register_buffer("feat_mean", torch.zeros(in_dim))
         self.register_buffer("feat_std", torch.ones(in_dim))
         self.mlp = nn.Sequential(
@@ -135,7 +142,7 @@ class ProjectionHead(nn.Module):
     def forward(self, feats: torch.Tensor, with_aux: bool = False):
         """The MLP's unit embedding (what the triplet loss trains), and the auxiliary output when asked."""
         z = self.mlp((feats - self.feat_mean) / self.feat_std)
-        emb = self._with_identity(feats, z / z.norm(dim=1, keepdim=True).clamp_min(1e-12))
+        emb = self._join(feats, self._with_identity(feats, z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)))
         if with_aux:
             return emb, (self.aux(z) if self.aux is not None else None)
         return emb
@@ -147,6 +154,28 @@ class ProjectionHead(nn.Module):
         ident = feats[:, self.identity_slice[0] : self.identity_slice[1]]
         out = torch.cat([ident / ident.norm(dim=1, keepdim=True).clamp_min(1e-12), self.identity_mix * emb], 1)
         return out / out.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def _joined_unit(self, feats: torch.Tensor) -> torch.Tensor:
+        """The joined columns of ``feats`` made unit length, centred on ``joined_centre``, made unit length again."""
+        start, end, _ = self.joined  # type: ignore[misc]
+        x = feats[:, start:end]
+        x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12) - self.joined_centre
+        return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def _join(self, feats: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """``[emb, w u] / sqrt(1 + w^2)`` for a unit ``emb`` and the joined identity ``u``; ``emb`` without a join."""
+        if self.joined is None:
+            return emb
+        w = self.joined[2]
+        return torch.cat([emb, w * self._joined_unit(feats)], 1) / math.sqrt(1.0 + w * w)
+
+    @torch.no_grad()
+    def set_joined_centre(self, feats: torch.Tensor) -> None:
+        """Centre the joined identity on the mean of the training faces' unit rows (kept in the weights file)."""
+        if self.joined is not None:
+            start, end, _ = self.joined
+            x = feats[:, start:end]
+            self.joined_centre.copy_((x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)).mean(0))
 
     def _mlp_unit(self, feats: torch.Tensor) -> torch.Tensor:
         z = self.mlp((feats - self.feat_mean) / self.feat_std)
@@ -160,7 +189,8 @@ class ProjectionHead(nn.Module):
 
     def embed(self, feats: torch.Tensor, mirrored: torch.Tensor | None = None) -> torch.Tensor:
         """The final unit embedding; with ``mirrored`` features, face and mirror image are averaged."""
-        if self.identity_slice is not None:  # the MLP part is mirror-averaged, the identity is the face's own
+        if self.identity_slice is not None or self.joined is not None:
+            # the MLP part is mirror-averaged; the identity, residual or joined, is the face's own
             emb = self._mlp_unit(feats)
             if mirrored is not None:
                 emb = emb + self._mlp_unit(mirrored)
@@ -172,11 +202,11 @@ class ProjectionHead(nn.Module):
                 emb = emb + self(mirrored)
                 emb = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
         if self.attribute is None:
-            return emb
+            return self._join(feats, emb)
         p = self._weighted_attributes(feats, mirrored)
         pad = (self.attribute_radius2 - 1.0 - (p**2).sum(1, keepdim=True)).clamp_min(0.0).sqrt()
         out = torch.cat([emb, p, pad], dim=1)
-        return out / out.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return self._join(feats, out / out.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
     def _weighted_attributes(self, feats: torch.Tensor, mirrored: torch.Tensor | None) -> torch.Tensor:
         """``w p``: the attribute part of the embedding, averaged with the mirror image when given."""
@@ -235,7 +265,8 @@ class PerFaceModel(nn.Module):
         self.feature_dim = per_view * len(self.config.views) + self.second_view_dim * len(self.config.second_paddings)
         self.head = ProjectionHead(self.feature_dim, self.config.hidden, self.config.embed_dim,
                                    self.config.dropout, self.config.aux_outputs, self.config.attribute_outputs,
-                                   self.config.attribute_weight, self._identity_slice(per_view))
+                                   self.config.attribute_weight, self._identity_slice(per_view),
+                                   self._joined_columns(per_view))
         self.set_trainable()
         self.model_id = "untrained"
 
@@ -266,6 +297,20 @@ class PerFaceModel(nn.Module):
         if self.config.feature_levels[-1] != "head" or self.features.levels[-1] != "head":
             raise PerFaceError("identity_dim needs 'head' as the last feature level (the identity descriptor)")
         return (per_view - n, per_view)
+
+    def _joined_columns(self, per_view: int) -> tuple[int, int, float] | None:
+        """Where the second backbone's identity output (its "head" level, pooled last) of its first view sits in the
+        features, and its weight (``second_identity_weight``); None without a join."""
+        cfg = self.config
+        if not cfg.second_identity_weight:
+            return None
+        if self.second is None or cfg.second_levels[-1] != "head":
+            raise PerFaceError("second_identity_weight needs a second backbone whose last level is 'head'")
+        n = cfg.second_identity_dim
+        if n != getattr(self.second.backbone, "embedding_dim", None):
+            raise PerFaceError(f"second_identity_dim {n} is not the length of {cfg.second_backbone}'s 'head' level")
+        end = per_view * len(cfg.views) + self.second_view_dim
+        return (end - n, end, float(cfg.second_identity_weight))
 
     # --------------------------------------------------------------- training support
     def set_trainable(self) -> None:

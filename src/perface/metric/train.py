@@ -457,7 +457,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True,
     train_imgs = np.unique(tr_rows)
     if not cfg.init_from:  # a loaded head keeps the standardisation it was trained with
         with torch.no_grad():
-            model.head.set_standardisation(bank_features(model, bank, train_imgs, np.zeros_like(train_imgs)))
+            train_feats = bank_features(model, bank, train_imgs, np.zeros_like(train_imgs))
+            model.head.set_standardisation(train_feats)
+            model.head.set_joined_centre(train_feats)
     aux = _aux_targets(cfg, bank)
     aux_y = torch.from_numpy(aux[0]) if aux else None
 
