@@ -6,6 +6,9 @@ unit-length copy of FaceRes's identity output (its ``head`` level, already among
 embedding, ``[e, g f] / sqrt(1 + g^2)``, gives ``cos = (cos_e + g^2 cos_f) / (1 + g^2)``: one cosine that also
 follows identity, so step 2's least similar donors are also less like the person for an identity network.
 
+The library's ``model.second_identity_weight`` does this join (and can train with it); ``run`` and ``heldout`` apply
+it after training to a copy of a trained model (``joined_copy``).
+
 ``run GAMMAS [folds]``: the shipped recipe's fold models (``gender_grouping.fold_model``, label margin 0.3), each
 gamma scored on the fold's OMI validation triplets and Sec. 4.5 on UTKFace's 15-30% part (groups of 30, all ages and
 adults), from cached features only. ``summary``: the means over folds. ``heldout GAMMA``: the shipped default joined
@@ -25,52 +28,55 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import REPO, shared_data  # noqa: E402
 from gender_grouping import _record, fold_model  # noqa: E402
-from metric_signals import CACHE, bank_embedder, cv_validation_faces  # noqa: E402
+from metric_signals import CACHE, cv_validation_faces  # noqa: E402
 
 RUNS = REPO / "runs" / "identity_mix"
 FACERES_ID = 1024  # the last columns of the pooled features: FaceRes's global pooling, its identity embedding
 
 
-def mixed_embedder(model, gamma: float, centre: np.ndarray | None = None):
-    """paths -> ``[e, gamma f] / sqrt(1 + gamma^2)`` from cached features (f: FaceRes's unit identity output,
-    minus ``centre`` first when given); faceless images get a zero row."""
+def joined_copy(model, gamma: float, centre_paths: list[str] | None = None):
+    """``model`` with FaceRes's identity output joined at weight ``gamma`` after training: the library's
+    ``second_identity_weight`` on a copy that keeps the model's head weights, centred on the training faces'
+    ``centre_paths`` (none: not centred)."""
+    import dataclasses
 
-    def join(bank, e: np.ndarray) -> np.ndarray:  # noqa: ANN001
-        f = bank.pooled[:, 0, -FACERES_ID:].astype(np.float64)
-        if centre is not None:
-            f = f - centre
-        f /= np.linalg.norm(f, axis=1, keepdims=True)
-        return np.concatenate([e, gamma * f], axis=1) / np.sqrt(1 + gamma * gamma)
+    from perface.metric.features import build_feature_bank
+    from perface.metric.model import PerFaceModel
+    from perface.metric.train import bank_features
 
-    return bank_embedder(model, post=join)
+    cfg = dataclasses.replace(model.config, second_identity_weight=gamma,
+                              second_identity_dim=FACERES_ID if gamma else 0)
+    joined = PerFaceModel(cfg).eval()
+    joined.load_state_dict(model.state_dict(), strict=False)  # all but the centre, which the model does not have
+    joined.model_id = model.model_id
+    if gamma and centre_paths:
+        bank = build_feature_bank(joined, centre_paths, cache_dir=CACHE, progress=False)
+        rows = np.arange(len(bank))
+        joined.head.set_joined_centre(bank_features(joined, bank, rows, np.zeros_like(rows)))
+    return joined
 
 
 def run(gammas: str = "0,0.25,0.5,0.75,1", folds: str = "0,1,2,3,4", centred: str = "no") -> None:
     """Each gamma on each fold: OMI validation triplets and Sec. 4.5 on the validation faces."""
     from perface.metric.features import build_feature_bank
-    from perface.metric.train import accuracy_from_embeddings, triplet_rows
+    from perface.metric.train import accuracy_from_embeddings, bank_embeddings, triplet_rows
 
     torch.set_num_threads(2)
     RUNS.mkdir(parents=True, exist_ok=True)
     val = cv_validation_faces()
     for k in (int(x) for x in folds.split(",")):
         model, res = fold_model(k, label_margin=0.3)
-        centre = None
-        if centred == "yes":  # the mean identity output of the fold's OMI training faces
-            train_paths = sorted({str(p) for t in res.splits.train for p in (t.reference, t.a, t.b)})
-            bank = build_feature_bank(model, train_paths, cache_dir=CACHE, progress=False)
-            f = bank.pooled[:, 0, -FACERES_ID:].astype(np.float64)
-            centre = (f / np.linalg.norm(f, axis=1, keepdims=True)).mean(0)
-            centre *= np.linalg.norm(f, axis=1).mean()
+        # centred: on the fold's training images (its OMI faces and label-triplet photos), as training would centre it
+        centre = (sorted({str(p) for t in res.splits.train for p in (t.reference, t.a, t.b)})
+                  if centred == "yes" else None)
         paths = sorted({str(p) for t in res.splits.val for p in (t.reference, t.a, t.b)})
         bank = build_feature_bank(model, paths, cache_dir=CACHE, progress=False)
         rows, _ = triplet_rows(res.splits.val, bank)
         for g in (float(x) for x in gammas.split(",")):
-            embed = mixed_embedder(model, g, centre)
-            emb = embed(bank.paths)
+            joined = joined_copy(model, g, centre)
             row = {"fold": k, "gamma": g, "centred": centred == "yes",
-                   "omi_cv": accuracy_from_embeddings(emb, rows)}
-            _record(row, model, val, embed, RUNS / "results.jsonl")
+                   "omi_cv": accuracy_from_embeddings(bank_embeddings(joined, bank), rows)}
+            _record(row, joined, val, results=RUNS / "results.jsonl")
 
 
 def trained(weights: str = "0.5,1", folds: str = "0,1,2,3,4") -> None:
@@ -88,37 +94,25 @@ def trained(weights: str = "0.5,1", folds: str = "0,1,2,3,4") -> None:
 
 
 def heldout(gamma: str = "0.25") -> None:
-    """The shipped default with its FaceRes identity joined at ``gamma`` (centred on the mean of the OMI training
+    """The shipped default with its FaceRes identity joined at ``gamma`` after training (centred on its OMI training
     faces), scored as ``perface evaluate`` scores the default: OMI test triplets, Sec. 4.5 on UTKFace's held-out part
-    (all ages; adults) and CelebA. The head's ``embed`` is patched, so every embedding of the run is the joined one;
-    tables to runs/identity_mix/heldout_g{gamma}.{all,adults}.json."""
+    (all ages; adults) and CelebA. The joined copy is saved to runs/identity_mix/heldout_g{gamma}_model; tables to
+    runs/identity_mix/heldout_g{gamma}.{all,adults}.json."""
     from perface.evaluation.protocols import run_evaluation, write_json
-    from perface.metric import model as M
-    from perface.metric.features import build_feature_bank
+    from perface.metric.config import read_model_folder
+    from perface.metric.model import load
     from perface.metric.train import load_config, make_splits
 
     torch.set_num_threads(2)
     g = float(gamma)
-    cfg = load_config(REPO / "configs" / "default.yaml")
-    splits = make_splits(cfg.data)
-    train_paths = sorted({str(p) for t in splits.train for p in (t.reference, t.a, t.b) if "/omi/" in str(p)})
-    bank = build_feature_bank(M.load("default"), train_paths, cache_dir=CACHE, progress=False)
-    f = bank.pooled[:, 0, -FACERES_ID:].astype(np.float64)
-    centre = torch.tensor((f / np.linalg.norm(f, axis=1, keepdims=True)).mean(0) * np.linalg.norm(f, axis=1).mean(),
-                          dtype=torch.float32)
-    plain = M.ProjectionHead.embed
-
-    def joined(self, feats, mirrored=None):  # noqa: ANN001, ANN202
-        ident = feats[:, -FACERES_ID:] - centre
-        ident = ident / ident.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        return torch.cat([plain(self, feats, mirrored), g * ident], 1) / float(np.sqrt(1 + g * g))
-
-    M.ProjectionHead.embed = joined
+    splits = make_splits(load_config(REPO / "configs" / "default.yaml").data)
+    omi = sorted({str(p) for t in splits.train for p in (t.reference, t.a, t.b) if "/omi/" in str(p)})
+    folder = joined_copy(load("default"), g, omi).save(RUNS / f"heldout_g{g:g}_model", overwrite=True,
+                                                         metadata=read_model_folder("default")[1]["metadata"])
     data = shared_data()
-    RUNS.mkdir(parents=True, exist_ok=True)
-    res = run_evaluation("default", triplets=True, data_root=data / "omi", utkface=data / "utkface" / "images",
+    res = run_evaluation(str(folder), triplets=True, data_root=data / "omi", utkface=data / "utkface" / "images",
                          celeba=data / "celeba", cache_dir=CACHE, recognizers=())
-    adults = run_evaluation("default", triplets=False, utkface=data / "utkface" / "images", cache_dir=CACHE,
+    adults = run_evaluation(str(folder), triplets=False, utkface=data / "utkface" / "images", cache_dir=CACHE,
                             min_age=18, recognizers=())
     write_json(RUNS / f"heldout_g{g:g}.all.json", res.to_dict())
     write_json(RUNS / f"heldout_g{g:g}.adults.json", adults.to_dict())

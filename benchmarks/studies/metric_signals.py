@@ -177,17 +177,14 @@ def group_scores(embed, faces, per_group: int, n_queries: int | None, seed: int 
     return {t: (rep.overall_accuracy[t], *wilson(rep.overall_accuracy[t] * n, n), n) for t in ("gender", "age")}
 
 
-def bank_embedder(model, cache=CACHE, post=None):
-    """paths -> embeddings of a model, from the cached features (faceless images get a zero row); ``post(bank, e)``,
-    when given, turns the bank's embeddings into the ones returned."""
+def bank_embedder(model, cache=CACHE):
+    """paths -> embeddings of a model, from the cached features (faceless images get a zero row)."""
     from perface.metric.features import build_feature_bank
     from perface.metric.train import bank_embeddings
 
     def embed(paths: list[str]) -> np.ndarray:
         bank = build_feature_bank(model, paths, cache_dir=cache, progress=False)
         e = bank_embeddings(model, bank)
-        if post is not None:
-            e = post(bank, e)
         out = np.zeros((len(paths), e.shape[1]), np.float32)
         for i, p in enumerate(paths):
             if p in bank.index:

@@ -155,11 +155,15 @@ class ProjectionHead(nn.Module):
         out = torch.cat([ident / ident.norm(dim=1, keepdim=True).clamp_min(1e-12), self.identity_mix * emb], 1)
         return out / out.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
-    def _joined_unit(self, feats: torch.Tensor) -> torch.Tensor:
-        """The joined columns of ``feats`` made unit length, centred on ``joined_centre``, made unit length again."""
+    def _joined_rows(self, feats: torch.Tensor) -> torch.Tensor:
+        """The joined columns of ``feats``, each row made unit length."""
         start, end, _ = self.joined  # type: ignore[misc]
         x = feats[:, start:end]
-        x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12) - self.joined_centre
+        return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def _joined_unit(self, feats: torch.Tensor) -> torch.Tensor:
+        """The joined rows centred on ``joined_centre`` and made unit length again."""
+        x = self._joined_rows(feats) - self.joined_centre
         return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
     def _join(self, feats: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -173,9 +177,7 @@ class ProjectionHead(nn.Module):
     def set_joined_centre(self, feats: torch.Tensor) -> None:
         """Centre the joined identity on the mean of the training faces' unit rows (kept in the weights file)."""
         if self.joined is not None:
-            start, end, _ = self.joined
-            x = feats[:, start:end]
-            self.joined_centre.copy_((x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)).mean(0))
+            self.joined_centre.copy_(self._joined_rows(feats).mean(0))
 
     def _mlp_unit(self, feats: torch.Tensor) -> torch.Tensor:
         z = self.mlp((feats - self.feat_mean) / self.feat_std)
